@@ -1,0 +1,12 @@
+//! Lambda function of the templates resource group: builds state once, then serves
+//! [`shared::api::function_router`] through `lambda_http`.
+
+use shared::api::{AppState, Group, function_router};
+use shared::config::Runtime;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    shared::telemetry::init(Runtime::Lambda);
+    let state = AppState::from_env(Runtime::Lambda).await?;
+    lambda_http::run(function_router(Group::Templates, state)).await
+}

@@ -1,0 +1,70 @@
+# Shared by infra/scripts/serve and infra/scripts/test: the project venv and the moto emulator.
+# Source it; it defines functions only.
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+VENV="$ROOT/.venv"
+DATA="$ROOT/.data"
+
+# Creates (or refreshes, when infra/requirements-dev.txt changed) the project-local venv.
+ensure_venv() {
+    local requirements="$ROOT/infra/requirements-dev.txt"
+    local want stamp="$VENV/.requirements.sha256"
+    want=$(sha256sum "$requirements" | cut -d' ' -f1)
+    if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+        echo "Setting up $VENV from infra/requirements-dev.txt ..." >&2
+        python3 -m venv "$VENV"
+        "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$requirements"
+        echo "$want" >"$stamp"
+    fi
+}
+
+# Static dummy credentials and no instance-metadata lookups: nothing leaves loopback.
+use_emulator_credentials() {
+    unset AWS_PROFILE AWS_SESSION_TOKEN AWS_SECURITY_TOKEN
+    export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing
+    export AWS_REGION="${AWS_REGION:-us-east-1}" AWS_DEFAULT_REGION="${AWS_REGION:-us-east-1}"
+    export AWS_EC2_METADATA_DISABLED=true
+}
+
+# True when the user has configured real AWS access (credentials, a profile or an endpoint).
+aws_configured() {
+    [ -n "${AWS_ACCESS_KEY_ID:-}" ] || [ -n "${AWS_PROFILE:-}" ] || [ -n "${AWS_ENDPOINT_URL:-}" ] ||
+        [ -f "${AWS_SHARED_CREDENTIALS_FILE:-$HOME/.aws/credentials}" ] ||
+        [ -f "${AWS_CONFIG_FILE:-$HOME/.aws/config}" ]
+}
+
+# Starts moto on a free loopback port, exports AWS_ENDPOINT_URL, and stops it when the shell exits.
+start_moto() {
+    mkdir -p "$DATA"
+    MOTO_PORT=$("$VENV/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    "$VENV/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" >"$DATA/moto.log" 2>&1 &
+    MOTO_PID=$!
+    trap stop_moto EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    if ! "$VENV/bin/python" - "$MOTO_PORT" <<'PY'; then
+import sys, time, urllib.request
+url = f"http://127.0.0.1:{sys.argv[1]}/moto-api/"
+for _ in range(300):
+    try:
+        urllib.request.urlopen(url, timeout=1)
+        sys.exit(0)
+    except Exception:
+        time.sleep(0.1)
+sys.exit(1)
+PY
+        echo "moto did not start; its log ($DATA/moto.log) says:" >&2
+        cat "$DATA/moto.log" >&2
+        exit 1
+    fi
+    export AWS_ENDPOINT_URL="http://127.0.0.1:$MOTO_PORT"
+    echo "moto (AWS emulator) listening on $AWS_ENDPOINT_URL, log in $DATA/moto.log" >&2
+}
+
+stop_moto() {
+    if [ -n "${MOTO_PID:-}" ]; then
+        kill "$MOTO_PID" 2>/dev/null || true
+        wait "$MOTO_PID" 2>/dev/null || true
+        MOTO_PID=
+    fi
+}

@@ -1,0 +1,58 @@
+//! Request extractors that turn every bad input into [`Error::Invalid`].
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use http::request::Parts;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use super::AppState;
+use crate::config::validate_provider_name;
+use crate::error::Error;
+use crate::hostfactory::parse_input;
+
+/// A HostFactory JSON document in the body; errors name the field (`template.machineCount`).
+pub struct HfJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for HfJson<T> {
+    type Rejection = Error;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Error> {
+        let body = Bytes::from_request(request, state).await.map_err(|err| Error::invalid("body", err.body_text()))?;
+        parse_input(&body).map(HfJson)
+    }
+}
+
+/// Header carrying Symphony's `HF_PROVIDER_NAME` (the HostFactory-side client sends it).
+pub const PROVIDER_HEADER: &str = "x-hf-provider-name";
+
+/// The provider instance of a call: `?provider=`, else the `X-HF-Provider-Name` header,
+/// else the configured default.
+pub struct Provider(pub String);
+
+#[derive(Deserialize)]
+struct ProviderQuery {
+    provider: Option<String>,
+}
+
+impl FromRequestParts<AppState> for Provider {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+        let query = Query::<ProviderQuery>::try_from_uri(&parts.uri)
+            .map_err(|err| Error::invalid("query", err.body_text()))?;
+        let (field, name) = match (query.0.provider, parts.headers.get(PROVIDER_HEADER)) {
+            (Some(name), _) => ("provider", name),
+            (None, Some(header)) => {
+                let name = header
+                    .to_str()
+                    .map_err(|_| Error::invalid(PROVIDER_HEADER, "must be visible ASCII"))?
+                    .to_owned();
+                (PROVIDER_HEADER, name)
+            }
+            (None, None) => return Ok(Provider(state.config.default_provider.clone())),
+        };
+        validate_provider_name(&name).map_err(|problem| Error::invalid(field, problem))?;
+        Ok(Provider(name))
+    }
+}

@@ -1,0 +1,108 @@
+//! HTTP API: one axum router per resource group. The same routers serve Lambda
+//! (`lambda_http::run`) and the local server, so local runs exercise the production path.
+
+mod extract;
+mod logging;
+mod templates;
+
+use std::sync::Arc;
+
+use aws_config::SdkConfig;
+use axum::Router;
+use axum::extract::Request;
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::get;
+use serde_json::json;
+
+use crate::config::{Config, Runtime};
+use crate::error::{Error, Result};
+use crate::templates::{Catalog, TemplateSource};
+
+pub use extract::{HfJson, Provider};
+
+/// Everything a handler needs, built once per process.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub catalog: Arc<Catalog>,
+}
+
+impl AppState {
+    pub fn new(config: Config, sdk: &SdkConfig) -> Self {
+        let catalog = Catalog::new(TemplateSource::new(&config.templates, sdk));
+        AppState { config: Arc::new(config), catalog: Arc::new(catalog) }
+    }
+
+    /// Configuration and AWS clients from the environment.
+    pub async fn from_env(runtime: Runtime) -> Result<Self> {
+        let config = Config::from_env(runtime)?;
+        let sdk = crate::aws::load_sdk_config(runtime).await;
+        Ok(AppState::new(config, &sdk))
+    }
+}
+
+/// The resource groups, one Lambda function each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Group {
+    Templates,
+    Requests,
+    Machines,
+}
+
+impl Group {
+    pub const ALL: [Group; 3] = [Group::Templates, Group::Requests, Group::Machines];
+
+    fn routes(self) -> Router<AppState> {
+        match self {
+            Group::Templates => templates::routes(),
+            // The requests and machines calls arrive with the provisioning work (issue #5).
+            Group::Requests | Group::Machines => Router::new(),
+        }
+    }
+}
+
+/// The router one Lambda function serves: its group's routes plus health.
+pub fn function_router(group: Group, state: AppState) -> Router {
+    finish(group.routes(), state)
+}
+
+/// Every group's routes on one router: the local server.
+pub fn local_router(state: AppState) -> Router {
+    let routes = Group::ALL.into_iter().fold(Router::new(), |router, group| router.merge(group.routes()));
+    finish(routes, state)
+}
+
+fn finish(routes: Router<AppState>, state: AppState) -> Router {
+    routes
+        .route("/api/v1/health", get(health))
+        .fallback(no_route)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(logging::log_request))
+        .with_state(state)
+}
+
+async fn health() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") }))
+}
+
+async fn no_route(request: Request) -> Error {
+    Error::not_found("route", format!("{} {}", request.method(), request.uri().path()))
+}
+
+async fn method_not_allowed(request: Request) -> Response {
+    let message = format!("method {} is not allowed on {}", request.method(), request.uri().path());
+    (http::StatusCode::METHOD_NOT_ALLOWED, Json(json!({ "message": message }))).into_response()
+}
+
+/// The one place errors become HTTP: status from [`Error::status`], body `{"message": ...}`.
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::error!(status = status.as_u16(), error = %self, cause = ?std::error::Error::source(&self), "request failed");
+        } else {
+            tracing::info!(status = status.as_u16(), error = %self, "request rejected");
+        }
+        (status, Json(json!({ "message": self.to_string() }))).into_response()
+    }
+}

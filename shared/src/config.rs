@@ -1,0 +1,203 @@
+//! Configuration from environment variables, parsed once into [`Config`].
+//! Every name and default is documented in README.md ("Configuration").
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+
+/// Where the code runs; only changes defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Runtime {
+    /// The `hostfactory serve` local server: sample templates, embedded store.
+    Local,
+    /// An AWS Lambda function: templates in S3, DynamoDB store.
+    Lambda,
+}
+
+/// `HOSTFACTORY_TEMPLATES`: where the template files live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TemplatesLocation {
+    Folder(PathBuf),
+    /// `s3://bucket/prefix`; `prefix` is empty or ends with `/`.
+    S3 { bucket: String, prefix: String },
+}
+
+impl std::fmt::Display for TemplatesLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TemplatesLocation::Folder(path) => write!(f, "{}", path.display()),
+            TemplatesLocation::S3 { bucket, prefix } => write!(f, "s3://{bucket}/{prefix}"),
+        }
+    }
+}
+
+/// `HOSTFACTORY_STORE`: where requests and machines are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    DynamoDb,
+    Sqlite(PathBuf),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub runtime: Runtime,
+    pub templates: TemplatesLocation,
+    pub store: StoreLocation,
+    pub table_prefix: String,
+    pub listen: SocketAddr,
+    /// Provider instance used when a call does not name one (`HF_PROVIDER_NAME`).
+    pub default_provider: String,
+    pub templates_cache_ttl: Duration,
+}
+
+/// The repository root, for local defaults that point into the checkout.
+const REPO_ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+
+impl Config {
+    pub fn from_env(runtime: Runtime) -> Result<Self> {
+        Self::from_lookup(runtime, |name| std::env::var(name).ok())
+    }
+
+    /// Parses configuration from any key lookup (the environment in production, a map in tests).
+    pub fn from_lookup(runtime: Runtime, lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let get = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+
+        let templates = match get("HOSTFACTORY_TEMPLATES") {
+            Some(value) => parse_templates_location(&value)?,
+            None if runtime == Runtime::Local => {
+                TemplatesLocation::Folder(PathBuf::from(REPO_ROOT).join("infra/templates"))
+            }
+            None => {
+                return Err(Error::Config(
+                    "HOSTFACTORY_TEMPLATES must be set to s3://bucket/prefix or a folder".into(),
+                ));
+            }
+        };
+        let store = match get("HOSTFACTORY_STORE") {
+            Some(value) => parse_store_location(&value)?,
+            None if runtime == Runtime::Local => {
+                StoreLocation::Sqlite(PathBuf::from(REPO_ROOT).join(".data/hostfactory.sqlite"))
+            }
+            None => StoreLocation::DynamoDb,
+        };
+        let table_prefix = get("HOSTFACTORY_TABLE_PREFIX").unwrap_or_else(|| "hostfactory".into());
+        if !table_prefix.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c)) || table_prefix.len() > 200 {
+            return Err(Error::Config(format!(
+                "HOSTFACTORY_TABLE_PREFIX '{table_prefix}' may only hold letters, digits, '_', '-' and '.'"
+            )));
+        }
+        let listen = match get("HOSTFACTORY_LISTEN") {
+            Some(value) => value.parse().map_err(|_| {
+                Error::Config(format!("HOSTFACTORY_LISTEN '{value}' is not an address such as 127.0.0.1:8080"))
+            })?,
+            None => SocketAddr::from(([127, 0, 0, 1], 8080)),
+        };
+        let default_provider = get("HF_PROVIDER_NAME").unwrap_or_else(|| "awsinst".into());
+        validate_provider_name(&default_provider).map_err(|e| Error::Config(format!("HF_PROVIDER_NAME: {e}")))?;
+        let templates_cache_ttl = Duration::from_secs(parse_seconds(&get, "HOSTFACTORY_TEMPLATES_CACHE_TTL_SECS", 60)?);
+
+        Ok(Config { runtime, templates, store, table_prefix, listen, default_provider, templates_cache_ttl })
+    }
+}
+
+fn parse_seconds(get: &impl Fn(&str) -> Option<String>, name: &str, default: u64) -> Result<u64> {
+    match get(name) {
+        None => Ok(default),
+        Some(value) => value
+            .parse()
+            .map_err(|_| Error::Config(format!("{name} '{value}' is not a whole number of seconds"))),
+    }
+}
+
+fn parse_templates_location(value: &str) -> Result<TemplatesLocation> {
+    let Some(rest) = value.strip_prefix("s3://") else {
+        return Ok(TemplatesLocation::Folder(PathBuf::from(value)));
+    };
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    if bucket.is_empty() {
+        return Err(Error::Config(format!("HOSTFACTORY_TEMPLATES '{value}' names no bucket")));
+    }
+    let prefix = match prefix.trim_matches('/') {
+        "" => String::new(),
+        p => format!("{p}/"),
+    };
+    Ok(TemplatesLocation::S3 { bucket: bucket.to_owned(), prefix })
+}
+
+fn parse_store_location(value: &str) -> Result<StoreLocation> {
+    if value.eq_ignore_ascii_case("dynamodb") {
+        return Ok(StoreLocation::DynamoDb);
+    }
+    match value.strip_prefix("sqlite:") {
+        Some(path) if !path.is_empty() => Ok(StoreLocation::Sqlite(PathBuf::from(path))),
+        _ => Err(Error::Config(format!("HOSTFACTORY_STORE '{value}' must be 'dynamodb' or 'sqlite:<path>'"))),
+    }
+}
+
+/// A provider instance name becomes part of file names, so it is held to a safe charset.
+pub fn validate_provider_name(name: &str) -> std::result::Result<(), String> {
+    if name.is_empty() || name.len() > 64 {
+        return Err(format!("'{name}' must be 1 to 64 characters long"));
+    }
+    if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        return Err(format!("'{name}' may only hold letters, digits, '_' and '-'"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn parse(runtime: Runtime, vars: &[(&str, &str)]) -> Result<Config> {
+        let vars: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_lookup(runtime, |k| vars.get(k).cloned())
+    }
+
+    #[test]
+    fn local_defaults_use_the_sample_folder_and_sqlite() {
+        let config = parse(Runtime::Local, &[]).unwrap();
+        let TemplatesLocation::Folder(folder) = &config.templates else { panic!("expected a folder") };
+        assert!(folder.join("awsprov_templates.json").is_file(), "sample templates at {}", folder.display());
+        assert!(matches!(config.store, StoreLocation::Sqlite(ref p) if p.ends_with(".data/hostfactory.sqlite")));
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.default_provider, "awsinst");
+        assert_eq!(config.table_prefix, "hostfactory");
+        assert_eq!(config.templates_cache_ttl, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn lambda_needs_a_templates_location_and_defaults_to_dynamodb() {
+        let err = parse(Runtime::Lambda, &[]).unwrap_err();
+        assert!(err.to_string().contains("HOSTFACTORY_TEMPLATES"), "{err}");
+        let config = parse(Runtime::Lambda, &[("HOSTFACTORY_TEMPLATES", "s3://bucket/hf/conf")]).unwrap();
+        assert_eq!(config.templates, TemplatesLocation::S3 { bucket: "bucket".into(), prefix: "hf/conf/".into() });
+        assert_eq!(config.store, StoreLocation::DynamoDb);
+    }
+
+    #[test]
+    fn s3_location_without_prefix() {
+        assert_eq!(
+            parse_templates_location("s3://b").unwrap(),
+            TemplatesLocation::S3 { bucket: "b".into(), prefix: String::new() }
+        );
+        assert!(parse_templates_location("s3:///x").is_err());
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        for (name, value) in [
+            ("HOSTFACTORY_STORE", "postgres"),
+            ("HOSTFACTORY_LISTEN", "localhost"),
+            ("HF_PROVIDER_NAME", "../etc"),
+            ("HOSTFACTORY_TABLE_PREFIX", "a b"),
+            ("HOSTFACTORY_TEMPLATES_CACHE_TTL_SECS", "soon"),
+        ] {
+            let err = parse(Runtime::Local, &[(name, value)]).unwrap_err();
+            assert!(err.to_string().contains(name), "{name}: {err}");
+        }
+    }
+}

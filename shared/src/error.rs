@@ -1,0 +1,109 @@
+//! The library's one error type. [`crate::api`] maps it to HTTP in one place
+//! (`Error::status`), always with a `{"message": ...}` body that HostFactory reads.
+
+use std::error::Error as StdError;
+
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::display::DisplayErrorContext;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use http::StatusCode;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Boxed cause of an AWS or storage failure, kept for logs and the message.
+pub type Cause = Box<dyn StdError + Send + Sync + 'static>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Bad user input: names the field and what is wrong with it (400).
+    #[error("{field}: {problem}")]
+    Invalid { field: String, problem: String },
+
+    /// An id the caller named does not exist (404).
+    #[error("{what} '{id}' not found")]
+    NotFound { what: &'static str, id: String },
+
+    /// A concurrent change won or the resource already exists (409).
+    #[error("{0}")]
+    Conflict(String),
+
+    /// The request is understood but cannot be granted now, e.g. over `maxNumber` (422).
+    #[error("{0}")]
+    Unprocessable(String),
+
+    /// Configuration (environment, template files) is unusable; an operator must fix it (500).
+    #[error("configuration error: {0}")]
+    Config(String),
+
+    /// An AWS call failed; `context` says what we were doing (502, or 503 when throttled).
+    #[error("{context}: {message}")]
+    Aws { context: String, message: String, throttled: bool, source: Cause },
+
+    /// The embedded store failed (500).
+    #[error("{context}: {source}")]
+    Store { context: String, source: Cause },
+}
+
+impl Error {
+    pub fn invalid(field: impl Into<String>, problem: impl Into<String>) -> Self {
+        Error::Invalid { field: field.into(), problem: problem.into() }
+    }
+
+    pub fn not_found(what: &'static str, id: impl Into<String>) -> Self {
+        Error::NotFound { what, id: id.into() }
+    }
+
+    /// Wraps an AWS SDK error with what we were doing, keeping the service's code and message.
+    pub fn aws<E>(context: impl Into<String>, err: SdkError<E, HttpResponse>) -> Self
+    where
+        E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
+    {
+        let (message, throttled) = describe_sdk_error(&err);
+        Error::Aws { context: context.into(), message, throttled, source: Box::new(err) }
+    }
+
+    pub fn store(context: impl Into<String>, source: impl Into<Cause>) -> Self {
+        Error::Store { context: context.into(), source: source.into() }
+    }
+
+    /// The HTTP status this error answers with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Error::Invalid { .. } => StatusCode::BAD_REQUEST,
+            Error::NotFound { .. } => StatusCode::NOT_FOUND,
+            Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::Config(_) | Error::Store { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            Error::Aws { throttled: true, .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Aws { .. } => StatusCode::BAD_GATEWAY,
+        }
+    }
+}
+
+/// Error codes AWS uses for throttling across S3, DynamoDB and EC2.
+const THROTTLE_CODES: &[&str] = &[
+    "Throttling",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "SlowDown",
+    "ProvisionedThroughputExceededException",
+    "RequestThrottled",
+    "TooManyRequestsException",
+];
+
+fn describe_sdk_error<E>(err: &SdkError<E, HttpResponse>) -> (String, bool)
+where
+    E: ProvideErrorMetadata + StdError + 'static,
+{
+    match err {
+        SdkError::ServiceError(service) => {
+            let inner = service.err();
+            let code = inner.code().unwrap_or("Unknown");
+            let message = inner.message().map(str::to_owned).unwrap_or_else(|| inner.to_string());
+            (format!("{code}: {message}"), THROTTLE_CODES.contains(&code))
+        }
+        SdkError::TimeoutError(_) => ("timed out".to_owned(), true),
+        other => (DisplayErrorContext(other).to_string(), false),
+    }
+}

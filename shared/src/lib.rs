@@ -1,0 +1,11 @@
+//! hostfactory-aws library: everything that is not an entry point.
+
+pub mod api;
+pub mod aws;
+pub mod config;
+pub mod error;
+pub mod hostfactory;
+pub mod telemetry;
+pub mod templates;
+
+pub use error::{Error, Result};

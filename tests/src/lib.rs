@@ -1,0 +1,101 @@
+//! Test rig shared by the integration tests: AWS clients pointed at the moto server that
+//! `infra/scripts/test` starts, and helpers to drive the routers in-process.
+//!
+//! A test that needs moto panics with instructions when `AWS_ENDPOINT_URL` is not set: nothing
+//! skips silently.
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::Credentials;
+use axum::Router;
+use axum::body::Body;
+use http::{Request, StatusCode};
+use serde_json::Value;
+use tower::ServiceExt;
+
+/// The moto endpoint exported by `infra/scripts/test`.
+pub fn moto_endpoint() -> String {
+    match std::env::var("AWS_ENDPOINT_URL") {
+        Ok(url) if url.starts_with("http://127.0.0.1:") || url.starts_with("http://localhost:") => url,
+        Ok(url) => panic!("AWS_ENDPOINT_URL={url} is not a loopback moto server; run tests with infra/scripts/test"),
+        Err(_) => panic!("AWS_ENDPOINT_URL is not set: this test needs the moto server; run infra/scripts/test"),
+    }
+}
+
+/// SDK configuration for moto: static dummy credentials, fixed region, endpoint override.
+/// Nothing here consults the instance-metadata service.
+pub async fn sdk_config() -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::from_static("us-east-1"))
+        .endpoint_url(moto_endpoint())
+        .credentials_provider(Credentials::from_keys("testing", "testing", None))
+        .load()
+        .await
+}
+
+/// A name no other test uses (moto state is shared by every test of a run).
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+}
+
+/// Creates a bucket with a unique name and returns the client and the name.
+pub async fn new_bucket(sdk: &SdkConfig) -> (aws_sdk_s3::Client, String) {
+    let s3 = shared::aws::s3_client(sdk);
+    let bucket = unique("hf-test");
+    s3.create_bucket().bucket(&bucket).send().await.expect("create bucket in moto");
+    (s3, bucket)
+}
+
+pub async fn put_object(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, body: impl Into<Vec<u8>>) {
+    s3.put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(body.into().into())
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("put s3://{bucket}/{key}: {e:?}"));
+}
+
+/// Sends one request through a router in-process; returns the status, headers and JSON body.
+pub async fn send<B>(router: &Router, request: Request<B>) -> Response
+where
+    B: http_body::Body<Data = axum::body::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    let response = router.clone().oneshot(request).await.expect("routers are infallible");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = axum::body::to_bytes(response.into_body(), 16 * 1024 * 1024).await.expect("read body");
+    let body = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|e| panic!("response body is not JSON ({e}): {}", String::from_utf8_lossy(&bytes)));
+    Response { status, headers, body }
+}
+
+/// `GET uri` with optional headers.
+pub async fn get(router: &Router, uri: &str, headers: &[(&str, &str)]) -> Response {
+    let mut request = Request::get(uri);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    send(router, request.body(Body::empty()).unwrap()).await
+}
+
+/// Feeds an API Gateway event (as `sam local invoke -e` would) through a router, the way
+/// `lambda_http::run` does.
+pub async fn invoke_event(router: &Router, event_json: &str) -> Response {
+    let request = lambda_http::request::from_str(event_json).expect("a valid API Gateway event");
+    send(router, request).await
+}
+
+#[derive(Debug)]
+pub struct Response {
+    pub status: StatusCode,
+    pub headers: http::HeaderMap,
+    pub body: Value,
+}
+
+impl Response {
+    /// The `message` of an error body.
+    pub fn message(&self) -> &str {
+        self.body["message"].as_str().unwrap_or_else(|| panic!("no message in {}", self.body))
+    }
+}
