@@ -52,8 +52,11 @@ pub struct Config {
     pub templates_cache_ttl: Duration,
 }
 
-/// The repository root, for local defaults that point into the checkout.
-const REPO_ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+/// The repository root (parent of `shared/`), for local defaults that point into the checkout.
+fn repo_root() -> PathBuf {
+    let shared = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    shared.parent().unwrap_or(shared).to_path_buf()
+}
 
 impl Config {
     pub fn from_env(runtime: Runtime) -> Result<Self> {
@@ -67,7 +70,7 @@ impl Config {
         let templates = match get("HOSTFACTORY_TEMPLATES") {
             Some(value) => parse_templates_location(&value)?,
             None if runtime == Runtime::Local => {
-                TemplatesLocation::Folder(PathBuf::from(REPO_ROOT).join("infra/templates"))
+                TemplatesLocation::Folder(repo_root().join("infra/templates"))
             }
             None => {
                 return Err(Error::Config(
@@ -78,7 +81,7 @@ impl Config {
         let store = match get("HOSTFACTORY_STORE") {
             Some(value) => parse_store_location(&value)?,
             None if runtime == Runtime::Local => {
-                StoreLocation::Sqlite(PathBuf::from(REPO_ROOT).join(".data/hostfactory.sqlite"))
+                StoreLocation::Sqlite(repo_root().join(".data/hostfactory.sqlite"))
             }
             None => StoreLocation::DynamoDb,
         };

@@ -1,5 +1,7 @@
 //! Logging setup: JSON lines in Lambda, readable lines locally.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::config::Runtime;
@@ -24,7 +26,7 @@ pub fn init(runtime: Runtime) {
     let result = if json {
         builder.json().with_current_span(true).with_span_list(false).flatten_event(true).try_init()
     } else {
-        builder.compact().with_ansi(runtime == Runtime::Local).try_init()
+        builder.compact().with_ansi(runtime == Runtime::Local && std::io::stderr().is_terminal()).try_init()
     };
     // A second init (tests, embedded use) keeps the first subscriber.
     drop(result);
