@@ -29,3 +29,48 @@ pub fn s3_client(sdk: &SdkConfig) -> aws_sdk_s3::Client {
     let config = aws_sdk_s3::config::Builder::from(sdk).force_path_style(sdk.endpoint_url().is_some()).build();
     aws_sdk_s3::Client::from_conf(config)
 }
+
+/// Counts AWS API calls per operation (`DescribeInstances`, `GetObject`, ...) made by the
+/// clients it is attached to: the figures for metrics and for tests that bound AWS calls.
+#[derive(Debug, Clone, Default)]
+pub struct CallCounter {
+    counts: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, u64>>>,
+}
+
+impl CallCounter {
+    /// Calls made so far to `operation`.
+    pub fn count(&self, operation: &str) -> u64 {
+        self.counts.lock().map(|c| c.get(operation).copied().unwrap_or(0)).unwrap_or(0)
+    }
+
+    /// Every operation with its count.
+    pub fn snapshot(&self) -> std::collections::BTreeMap<String, u64> {
+        self.counts.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+}
+
+impl aws_smithy_runtime_api::client::interceptors::Intercept for CallCounter {
+    fn name(&self) -> &'static str {
+        "CallCounter"
+    }
+
+    fn read_before_attempt(
+        &self,
+        _context: &aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef<'_>,
+        _components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        cfg: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        if let Some(metadata) = cfg.load::<aws_smithy_runtime_api::client::orchestrator::Metadata>()
+            && let Ok(mut counts) = self.counts.lock()
+        {
+            *counts.entry(metadata.name().to_owned()).or_default() += 1;
+        }
+        Ok(())
+    }
+}
+
+/// EC2 client whose calls (every attempt, retries included) are counted by `counter`.
+pub fn ec2_client(sdk: &SdkConfig, counter: &CallCounter) -> aws_sdk_ec2::Client {
+    let config = aws_sdk_ec2::config::Builder::from(sdk).interceptor(counter.clone()).build();
+    aws_sdk_ec2::Client::from_conf(config)
+}

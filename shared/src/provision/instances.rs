@@ -1,0 +1,98 @@
+//! Observing and terminating EC2 instances in as few calls as the API allows.
+
+use std::collections::HashMap;
+
+use aws_sdk_ec2::types::{Filter, Instance};
+
+use crate::error::{Error, Result};
+
+/// DescribeInstances and TerminateInstances take at most 1,000 instance ids per call.
+pub const MAX_IDS_PER_CALL: usize = 1000;
+
+/// What EC2 says about one instance, in the terms HostFactory needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observed {
+    pub instance_id: String,
+    /// EC2 `State.Name`: pending, running, shutting-down, terminated, stopping, stopped.
+    pub state: String,
+    /// PrivateDnsName: the host name the instance registers with in the Symphony cluster.
+    pub private_dns_name: String,
+    pub private_ip_address: String,
+    pub public_ip_address: String,
+    /// LaunchTime as epoch seconds (UTC).
+    pub launch_time: i64,
+    /// `spot` or `ondemand`.
+    pub lifecycle: String,
+    /// EC2's reason for the last state change (e.g. `Server.SpotInstanceTermination`).
+    pub state_reason: String,
+    pub tags: HashMap<String, String>,
+}
+
+impl Observed {
+    fn from_instance(instance: &Instance) -> Option<Observed> {
+        let instance_id = instance.instance_id()?.to_owned();
+        let text = |v: Option<&str>| v.unwrap_or_default().to_owned();
+        Some(Observed {
+            instance_id,
+            state: instance.state().and_then(|s| s.name()).map(|n| n.as_str().to_owned()).unwrap_or_default(),
+            private_dns_name: text(instance.private_dns_name()),
+            private_ip_address: text(instance.private_ip_address()),
+            public_ip_address: text(instance.public_ip_address()),
+            launch_time: instance.launch_time().map(|t| t.secs()).unwrap_or_default(),
+            lifecycle: match instance.instance_lifecycle() {
+                Some(lifecycle) => lifecycle.as_str().to_owned(),
+                None => "ondemand".to_owned(),
+            },
+            state_reason: instance.state_reason().and_then(|r| r.code()).map(str::to_owned).unwrap_or_default(),
+            tags: instance
+                .tags()
+                .iter()
+                .filter_map(|t| Some((t.key()?.to_owned(), t.value().unwrap_or_default().to_owned())))
+                .collect(),
+        })
+    }
+}
+
+/// Describes `ids` with one DescribeInstances call per 1,000 ids. Ids EC2 no longer knows are
+/// simply absent from the answer (the spec treats "not found" as gone), so an unknown id in a
+/// batch never fails the others.
+pub async fn describe(ec2: &aws_sdk_ec2::Client, ids: &[String]) -> Result<HashMap<String, Observed>> {
+    let mut found = HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(MAX_IDS_PER_CALL) {
+        // A filter on instance-id (rather than InstanceIds) makes unknown ids drop out
+        // instead of failing the whole call with InvalidInstanceID.NotFound.
+        let filter = Filter::builder().name("instance-id").set_values(Some(chunk.to_vec())).build();
+        let mut pages = ec2.describe_instances().filters(filter).max_results(1000).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|err| Error::aws(format!("describing {} instances", chunk.len()), err))?;
+            for observed in page.reservations().iter().flat_map(|r| r.instances()).filter_map(Observed::from_instance) {
+                found.insert(observed.instance_id.clone(), observed);
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Every instance carrying `tag=value`, e.g. all instances of one request, for adoption.
+pub async fn find_tagged(ec2: &aws_sdk_ec2::Client, tag: &str, value: &str) -> Result<Vec<Observed>> {
+    let filter = Filter::builder().name(format!("tag:{tag}")).values(value).build();
+    let mut pages = ec2.describe_instances().filters(filter).max_results(1000).into_paginator().send();
+    let mut found = Vec::new();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|err| Error::aws(format!("finding instances tagged {tag}={value}"), err))?;
+        found.extend(page.reservations().iter().flat_map(|r| r.instances()).filter_map(Observed::from_instance));
+    }
+    Ok(found)
+}
+
+/// Terminates `ids`, 1,000 per call.
+pub async fn terminate(ec2: &aws_sdk_ec2::Client, ids: &[String]) -> Result<()> {
+    for chunk in ids.chunks(MAX_IDS_PER_CALL) {
+        ec2.terminate_instances()
+            .set_instance_ids(Some(chunk.to_vec()))
+            .send()
+            .await
+            .map_err(|err| Error::aws(format!("terminating {} instances", chunk.len()), err))?;
+    }
+    Ok(())
+}
