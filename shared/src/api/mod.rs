@@ -106,3 +106,37 @@ impl IntoResponse for Error {
         (status, Json(json!({ "message": self.to_string() }))).into_response()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn answer(error: Error) -> (u16, serde_json::Value) {
+        let response = error.into_response();
+        let status = response.status().as_u16();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16).await.unwrap();
+        (status, serde_json::from_slice(&body).unwrap())
+    }
+
+    #[tokio::test]
+    async fn errors_map_to_status_and_a_message_body() {
+        let cases = [
+            (Error::invalid("template.machineCount", "must be at least 1, got 0"), 400, "template.machineCount: must be at least 1, got 0"),
+            (Error::not_found("template", "Nope"), 404, "template 'Nope' not found"),
+            (Error::Conflict("template X changed since it was read".into()), 409, "template X changed since it was read"),
+            (Error::Unprocessable("only 3 machines available".into()), 422, "only 3 machines available"),
+            (Error::Config("no templates".into()), 500, "configuration error: no templates"),
+            (Error::store("saving request req-1", std::io::Error::other("disk full")), 500, "saving request req-1: disk full"),
+        ];
+        for (error, status, message) in cases {
+            assert_eq!(answer(error).await, (status, json!({ "message": message })));
+        }
+    }
+
+    #[tokio::test]
+    async fn bad_input_documents_answer_400_naming_the_field() {
+        let err = crate::hostfactory::parse_input::<crate::hostfactory::RequestMachinesInput>(br#"{"template": {"templateId": "t"}}"#)
+            .unwrap_err();
+        assert_eq!(answer(err).await, (400, json!({ "message": "template.machineCount: is required" })));
+    }
+}
