@@ -4,6 +4,8 @@
 //! A test that needs moto panics with instructions when `AWS_ENDPOINT_URL` is not set: nothing
 //! skips silently.
 
+pub mod faults;
+
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
 use axum::Router;

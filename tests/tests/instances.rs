@@ -87,3 +87,23 @@ async fn aws_failures_carry_context() {
     assert!(message.starts_with("terminating 1 instances: "), "{message}");
     assert_eq!(err.status(), http::StatusCode::BAD_GATEWAY);
 }
+
+#[tokio::test]
+async fn injected_ec2_faults_surface_as_aws_errors_and_reach_nothing() {
+    use hostfactory_tests::faults::{Fault, Faults};
+    let faults = Faults::default();
+    let sdk = faults.sdk_config(&sdk_config().await);
+    let counter = CallCounter::default();
+    let ec2 = ec2_client(&sdk, &counter);
+    // Throttling is retried by the SDK (standard mode: 3 attempts), so it must fail 3 times.
+    faults.inject(Fault::once("DescribeInstances", "RequestLimitExceeded", "Request limit exceeded.").times(3));
+
+    let err = instances::describe(&ec2, &["i-0123456789abcdef0".to_owned()]).await.unwrap_err();
+
+    assert_eq!(err.to_string(), "describing 1 instances: RequestLimitExceeded: Request limit exceeded.");
+    assert_eq!(err.status(), http::StatusCode::SERVICE_UNAVAILABLE, "throttling answers 503 so HostFactory retries");
+    assert_eq!(faults.remaining(), 0);
+    assert_eq!(counter.count("DescribeInstances"), 3, "every attempt is counted");
+    let observed = instances::describe(&ec2, &["i-0123456789abcdef0".to_owned()]).await.unwrap();
+    assert!(observed.is_empty(), "after the fault, calls reach moto again");
+}
