@@ -173,7 +173,7 @@ pub fn validate(template: &Template) -> Vec<Problem> {
     }
     for (field, value) in [("maxSpotPrice", t.max_spot_price), ("spotPrice", t.spot_price)] {
         if let Some(price) = value
-            && !(price > 0.0)
+            && (!price.is_finite() || price <= 0.0)
         {
             problem(field, format!("{price} must be greater than 0"));
         }
