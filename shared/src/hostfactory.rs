@@ -237,6 +237,9 @@ pub struct TemplateInfo {
 pub struct GetAvailableTemplatesResponse {
     pub message: String,
     pub templates: Vec<TemplateInfo>,
+    /// Templates or files skipped as unusable (extra key; HostFactory ignores it).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 // ---------------------------------------------------------------------------------------------

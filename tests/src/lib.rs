@@ -4,7 +4,7 @@
 //! A test that needs moto panics with instructions when `AWS_ENDPOINT_URL` is not set: nothing
 //! skips silently.
 
-pub mod faults;
+pub mod wire;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
@@ -32,6 +32,12 @@ pub async fn sdk_config() -> SdkConfig {
         .credentials_provider(Credentials::from_keys("testing", "testing", None))
         .load()
         .await
+}
+
+/// Like [`sdk_config`], recording every call and its status (see [`wire`]).
+pub async fn recording_sdk_config() -> (SdkConfig, wire::CallLog) {
+    let wire = wire::Wire::default();
+    (wire.sdk_config(&sdk_config().await), wire.log)
 }
 
 /// A name no other test uses (moto state is shared by every test of a run).
@@ -70,6 +76,15 @@ where
     let body = serde_json::from_slice(&bytes)
         .unwrap_or_else(|e| panic!("response body is not JSON ({e}): {}", String::from_utf8_lossy(&bytes)));
     Response { status, headers, body }
+}
+
+/// `method uri` with a JSON body and optional headers.
+pub async fn send_json(router: &Router, method: &str, uri: &str, body: &Value, headers: &[(&str, &str)]) -> Response {
+    let mut request = Request::builder().method(method).uri(uri).header("content-type", "application/json");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    send(router, request.body(Body::from(body.to_string())).unwrap()).await
 }
 
 /// `GET uri` with optional headers.

@@ -90,9 +90,10 @@ async fn aws_failures_carry_context() {
 
 #[tokio::test]
 async fn injected_ec2_faults_surface_as_aws_errors_and_reach_nothing() {
-    use hostfactory_tests::faults::{Fault, Faults};
-    let faults = Faults::default();
-    let sdk = faults.sdk_config(&sdk_config().await);
+    use hostfactory_tests::wire::{Fault, Wire};
+    let wire = Wire::default();
+    let faults = &wire.faults;
+    let sdk = wire.sdk_config(&sdk_config().await);
     let counter = CallCounter::default();
     let ec2 = ec2_client(&sdk, &counter);
     // Throttling is retried by the SDK (standard mode: 3 attempts), so it must fail 3 times.
@@ -106,4 +107,6 @@ async fn injected_ec2_faults_surface_as_aws_errors_and_reach_nothing() {
     assert_eq!(counter.count("DescribeInstances"), 3, "every attempt is counted");
     let observed = instances::describe(&ec2, &["i-0123456789abcdef0".to_owned()]).await.unwrap();
     assert!(observed.is_empty(), "after the fault, calls reach moto again");
+    let injected: Vec<bool> = wire.log.calls().iter().map(|c| c.injected).collect();
+    assert_eq!(injected, [true, true, true, false], "three injected answers, then moto");
 }

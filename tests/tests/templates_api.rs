@@ -94,7 +94,8 @@ async fn the_provider_instance_selects_its_own_file() {
     let sdk = sdk_config().await;
     let folder = tempfile::tempdir().unwrap();
     std::fs::write(folder.path().join("awsprov_templates.json"), SAMPLE).unwrap();
-    let own = json!({"templates": [{"templateId": "Own", "maxNumber": 3, "attributes": {"type": "X86_64", "ncpus": 1, "nram": 512}}]});
+    let own = json!({"templates": [{"templateId": "Own", "maxNumber": 3, "imageId": "ami-1", "vmType": "t3.micro",
+        "subnetId": "subnet-1", "attributes": {"type": "X86_64", "ncpus": 1, "ncores": 1, "nram": 512}}]});
     std::fs::write(folder.path().join("gridprov_templates.json"), own.to_string()).unwrap();
     let router = local_router(AppState::new(config(TemplatesLocation::Folder(folder.path().into())), &sdk));
 
@@ -151,5 +152,5 @@ async fn a_broken_template_file_names_the_file_and_field() {
 
     assert_eq!(response.status, 500);
     let message = response.message();
-    assert!(message.contains("awsprov_templates.json") && message.contains("templates[0].maxNumber"), "{message}");
+    assert!(message.contains("awsprov_templates.json: templates[0].maxNumber (template 'A'): invalid type"), "{message}");
 }

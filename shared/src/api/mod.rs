@@ -16,7 +16,7 @@ use serde_json::json;
 
 use crate::config::{Config, Runtime};
 use crate::error::{Error, Result};
-use crate::templates::{Catalog, TemplateSource};
+use crate::templates::{CapacityInUse, Catalog, TemplateSource};
 
 pub use extract::{HfJson, Provider};
 
@@ -25,12 +25,17 @@ pub use extract::{HfJson, Provider};
 pub struct AppState {
     pub config: Arc<Config>,
     pub catalog: Arc<Catalog>,
+    pub ec2: aws_sdk_ec2::Client,
+    /// Capacity in use per template (the request store); `None` leaves `availableNumber` out.
+    pub capacity: Option<Arc<dyn CapacityInUse>>,
 }
 
 impl AppState {
     pub fn new(config: Config, sdk: &SdkConfig) -> Self {
-        let catalog = Catalog::new(TemplateSource::new(&config.templates, sdk));
-        AppState { config: Arc::new(config), catalog: Arc::new(catalog) }
+        let ec2 = aws_sdk_ec2::Client::new(sdk);
+        let source = TemplateSource::new(&config.templates, sdk);
+        let catalog = Catalog::new(source, ec2.clone(), config.templates_cache_ttl);
+        AppState { config: Arc::new(config), catalog: Arc::new(catalog), ec2, capacity: None }
     }
 
     /// Configuration and AWS clients from the environment.

@@ -1,27 +1,180 @@
-//! Templates resource group: getAvailableTemplates.
+//! Templates resource group: getAvailableTemplates, validation, cache statistics and CRUD.
+//!
+//! `cache` and `validate` are route names, so templates with those ids cannot be read through
+//! `GET /api/v1/templates/{id}` (they still load and list normally).
 
 use axum::Router;
-use axum::extract::State;
-use axum::response::Json;
-use axum::routing::get;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::{get, post};
+use http::{HeaderMap, StatusCode, Uri, header};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
 
-use super::{AppState, Provider};
-use crate::error::Result;
+use super::{AppState, HfJson, Provider};
+use crate::error::{Error, Result};
 use crate::hostfactory::GetAvailableTemplatesResponse;
+use crate::templates::{Level, Written, check_document, check_template};
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/api/v1/templates", get(get_available_templates))
+    Router::new()
+        .route("/api/v1/templates", get(get_available_templates))
+        .route("/api/v1/templates/validate", post(validate))
+        .route("/api/v1/templates/cache", get(cache_stats))
+        .route("/api/v1/templates/{id}", get(get_template).put(put_template).delete(delete_template))
 }
 
-/// getAvailableTemplates: the merged templates of the caller's provider instance.
+#[derive(Deserialize)]
+struct ListQuery {
+    /// Revalidate now instead of serving the cached list within its TTL.
+    #[serde(default)]
+    force_refresh: bool,
+}
+
+#[derive(Deserialize)]
+struct WriteQuery {
+    /// `inst`, `type`, `prov` or `default`: the level whose file receives the template.
+    level: Option<Level>,
+}
+
+fn query<T: DeserializeOwned>(uri: &Uri) -> Result<T> {
+    Query::try_from_uri(uri).map(|q| q.0).map_err(|err| Error::invalid("query", err.body_text()))
+}
+
+/// getAvailableTemplates: the merged templates of the caller's provider instance. Skipped files
+/// and entries are listed under `warnings`; nothing usable at all is an error, never `[]`.
 async fn get_available_templates(
     State(state): State<AppState>,
     Provider(provider): Provider,
+    uri: Uri,
 ) -> Result<Json<GetAvailableTemplatesResponse>> {
-    let templates = state.catalog.load(&provider).await?;
-    tracing::info!(provider = %provider, count = templates.len(), "templates listed");
-    Ok(Json(GetAvailableTemplatesResponse {
-        message: "Get available templates success.".to_owned(),
-        templates: templates.iter().map(|t| t.to_info()).collect(),
-    }))
+    let ListQuery { force_refresh } = query(&uri)?;
+    let loaded = state.catalog.load(&provider, force_refresh).await?;
+    let in_use = match &state.capacity {
+        Some(capacity) => {
+            let ids: Vec<String> = loaded.templates.iter().map(|t| t.template_id.clone()).collect();
+            Some(capacity.in_use(&provider, &ids).await?)
+        }
+        None => None,
+    };
+    let templates = loaded
+        .templates
+        .iter()
+        .map(|t| {
+            let available = in_use.as_ref().map(|in_use| {
+                let used = in_use.get(&t.template_id).copied().unwrap_or(0);
+                (t.effective_max_number() - i64::try_from(used).unwrap_or(i64::MAX)).max(0)
+            });
+            t.to_info(available)
+        })
+        .collect();
+    let warnings: Vec<String> = loaded.problems.iter().map(ToString::to_string).collect();
+    let message = match warnings.len() {
+        0 => "Get available templates success.".to_owned(),
+        n => format!("Get available templates success; {n} problem(s) skipped, see warnings."),
+    };
+    tracing::info!(provider = %provider, count = loaded.templates.len(), skipped = warnings.len(), "templates listed");
+    Ok(Json(GetAvailableTemplatesResponse { message, templates, warnings }))
+}
+
+/// Validates a posted document (`{"templates": [...]}` or one template) without saving it:
+/// 200 when every template is valid, else 400 listing every problem.
+async fn validate(HfJson(document): HfJson<Value>) -> Response {
+    let checked = check_document(document);
+    let ids: Vec<&str> = checked.templates.iter().map(|t| t.template_id.as_str()).collect();
+    if checked.problems.is_empty() {
+        let message = format!("{} template(s) valid.", ids.len());
+        return Json(json!({ "ok": true, "message": message, "templates": ids })).into_response();
+    }
+    let message = crate::templates::describe(&checked.problems);
+    let body = json!({ "ok": false, "message": message, "valid": ids, "errors": checked.problems });
+    (StatusCode::BAD_REQUEST, Json(body)).into_response()
+}
+
+async fn cache_stats(State(state): State<AppState>) -> Json<Value> {
+    let stats = state.catalog.stats().await;
+    tracing::info!(?stats, "template cache statistics");
+    Json(json!({ "source": state.catalog.source().to_string(), "cache": stats }))
+}
+
+/// One template as written in its file (`template`), what HostFactory sees of it (`effective`,
+/// `null` when it is skipped) and its file; the `ETag` header is the file's version for `If-Match`.
+async fn get_template(State(state): State<AppState>, Provider(provider): Provider, Path(id): Path<String>) -> Result<Response> {
+    let found = state.catalog.find(&provider, &id).await?;
+    let body = json!({
+        "template": found.raw,
+        "effective": found.effective.map(|t| t.to_info(None)),
+        "sourceFile": found.file,
+        "problems": found.problems,
+    });
+    Ok((StatusCode::OK, etag_header(&found.etag), Json(body)).into_response())
+}
+
+/// Creates or replaces a template after validating it. `?level=` picks the file level; an
+/// `If-Match` header makes the write conditional on the version the client read.
+async fn put_template(
+    State(state): State<AppState>,
+    Provider(provider): Provider,
+    Path(id): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    HfJson(body): HfJson<Value>,
+) -> Result<Response> {
+    let WriteQuery { level } = query(&uri)?;
+    let Value::Object(mut entry) = body else {
+        return Err(Error::invalid("body", "must be one template object"));
+    };
+    // Keys only ever written by getAvailableTemplates: not part of the file.
+    entry.remove("sourceFile");
+    match entry.get("templateId").or_else(|| entry.get("template_id")) {
+        None => {
+            entry.insert("templateId".into(), id.clone().into());
+        }
+        Some(Value::String(written)) if *written == id => {}
+        Some(other) => {
+            return Err(Error::invalid("templateId", format!("{other} does not match the id '{id}' in the path")));
+        }
+    }
+    let entry = Value::Object(entry);
+    if let Err(problems) = check_template(entry.clone()) {
+        let listed: Vec<String> = problems.iter().map(|p| format!("{}: {}", p.field, p.problem)).collect();
+        return Err(Error::invalid(format!("template '{id}'"), listed.join("; ")));
+    }
+    let written = state.catalog.put(&provider, &id, entry, level, if_match(&headers)?).await?;
+    let verb = if written.created { "created in" } else { "updated in" };
+    let status = if written.created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok(written_response(status, &id, verb, written))
+}
+
+/// Deletes a template from the file it resolves to.
+async fn delete_template(
+    State(state): State<AppState>,
+    Provider(provider): Provider,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    let written = state.catalog.delete(&provider, &id, if_match(&headers)?).await?;
+    Ok(written_response(StatusCode::OK, &id, "deleted from", written))
+}
+
+fn if_match(headers: &HeaderMap) -> Result<Option<&str>> {
+    headers
+        .get(header::IF_MATCH)
+        .map(|value| value.to_str().map_err(|_| Error::invalid("if-match", "must be visible ASCII")))
+        .transpose()
+}
+
+fn etag_header(etag: &str) -> [(header::HeaderName, String); 1] {
+    [(header::ETAG, etag.to_owned())]
+}
+
+fn written_response(status: StatusCode, id: &str, verb: &str, written: Written) -> Response {
+    let body = json!({
+        "message": format!("Template '{id}' {verb} {}.", written.file),
+        "templateId": id,
+        "sourceFile": written.file,
+        "created": written.created,
+    });
+    (status, etag_header(&written.etag), Json(body)).into_response()
 }

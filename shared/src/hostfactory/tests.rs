@@ -39,6 +39,7 @@ fn templates_answer_matches_the_spec_example() {
     let answer = GetAvailableTemplatesResponse {
         message: "Get available templates success.".into(),
         templates: vec![template],
+        warnings: Vec::new(),
     };
     assert_eq!(
         serde_json::to_value(&answer).unwrap(),

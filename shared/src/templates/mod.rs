@@ -1,16 +1,46 @@
-//! Templates: discovery in S3 or a local folder, the file priority hierarchy, and the
-//! conversion to getAvailableTemplates' answer.
+//! Templates: discovery in S3 or a local folder, the file priority hierarchy, validation,
+//! attributes from real instance specs, the warm-process cache, and conditional writes.
+//!
+//! Files of a provider instance `{p}`, highest priority first (one file per level: the first
+//! name of the level that exists; for each base name `.json` is tried before `.yaml` and `.yml`):
+//! 1. `inst`:    `{p}inst_templates`
+//! 2. `type`:    `{p}type_templates`
+//! 3. `prov`:    `{p}prov_templates`, else IBM's stock `awsprov_templates` (spec §1.3)
+//! 4. `default`: `templates`
+//!
+//! The same `templateId` in several files resolves to the highest-priority file; order is file
+//! priority, then order within the file.
 
+mod cache;
+mod catalog;
 mod model;
+mod parse;
 mod source;
+mod specs;
+mod validate;
 
-pub use model::{Template, TemplateFile};
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+
+use serde::Deserialize;
+
+pub use cache::CacheStats;
+pub use catalog::{Catalog, Loaded, Written};
+pub use model::{
+    AllocationStrategy, FleetType, MAX_NUMBER_CAP, OnDemandAllocationStrategy, PriceType, ProviderApi, Template,
+    Tenancy, TypeWeights, VolumeType,
+};
+pub use parse::{ParsedFile, check_document, check_template};
 pub use source::TemplateSource;
+pub use specs::{ARM64_HOST_TYPE, InstanceSpec, InstanceSpecs};
+pub use validate::{Problem, describe};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// The file levels of the hierarchy, highest priority first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Level {
     Inst,
     Type,
@@ -18,77 +48,44 @@ pub enum Level {
     Default,
 }
 
+pub const LEVELS: [Level; 4] = [Level::Inst, Level::Type, Level::Prov, Level::Default];
+
 /// IBM's stock file name (spec §1.3), read at the `prov` level when the provider's own is absent.
 pub const IBM_STOCK_FILE: &str = "awsprov_templates.json";
 
+/// Extensions tried for each base name, in precedence order: JSON wins over YAML when both exist.
+const EXTENSIONS: [&str; 3] = ["json", "yaml", "yml"];
+
 /// Candidate file names of one level for `provider`, in the order they are tried.
 pub fn level_files(provider: &str, level: Level) -> Vec<String> {
-    match level {
-        Level::Inst => vec![format!("{provider}inst_templates.json")],
-        Level::Type => vec![format!("{provider}type_templates.json")],
-        Level::Prov => vec![format!("{provider}prov_templates.json"), IBM_STOCK_FILE.to_owned()],
-        Level::Default => vec!["templates.json".to_owned()],
-    }
-}
-
-pub const LEVELS: [Level; 4] = [Level::Inst, Level::Type, Level::Prov, Level::Default];
-
-/// Reads templates for a provider instance from a [`TemplateSource`].
-pub struct Catalog {
-    source: TemplateSource,
-}
-
-impl Catalog {
-    pub fn new(source: TemplateSource) -> Self {
-        Self { source }
-    }
-
-    pub fn source(&self) -> &TemplateSource {
-        &self.source
-    }
-
-    /// All templates for `provider`, merged across the hierarchy: the same `templateId` in
-    /// several files resolves to the highest-priority file; order is file priority, then the
-    /// order within each file.
-    pub async fn load(&self, provider: &str) -> Result<Vec<Template>> {
-        let mut merged: Vec<Template> = Vec::new();
-        let mut looked_for = Vec::new();
-        for level in LEVELS {
-            let Some((name, body)) = self.first_existing(provider, level, &mut looked_for).await? else {
-                continue;
-            };
-            let file = TemplateFile::parse(&name, &body)?;
-            for mut template in file.templates {
-                if merged.iter().all(|t| t.template_id != template.template_id) {
-                    template.source_file = name.clone();
-                    merged.push(template);
-                }
+    let bases = match level {
+        Level::Inst => vec![format!("{provider}inst_templates")],
+        Level::Type => vec![format!("{provider}type_templates")],
+        Level::Prov => vec![format!("{provider}prov_templates"), "awsprov_templates".to_owned()],
+        Level::Default => vec!["templates".to_owned()],
+    };
+    let mut names: Vec<String> = Vec::new();
+    for base in bases {
+        for extension in EXTENSIONS {
+            let name = format!("{base}.{extension}");
+            if !names.contains(&name) {
+                names.push(name);
             }
         }
-        if merged.is_empty() {
-            // An empty list makes HostFactory drop the provider: answer an error instead.
-            return Err(Error::Config(format!(
-                "no templates for provider instance '{provider}' in {} (missing: {})",
-                self.source,
-                looked_for.join(", ")
-            )));
-        }
-        Ok(merged)
     }
-
-    /// The first file of `level` that exists, with its content. Records missing names.
-    async fn first_existing(
-        &self,
-        provider: &str,
-        level: Level,
-        looked_for: &mut Vec<String>,
-    ) -> Result<Option<(String, Vec<u8>)>> {
-        for name in level_files(provider, level) {
-            match self.source.read(&name).await? {
-                Some(body) => return Ok(Some((name, body))),
-                None => looked_for.push(name),
-            }
-        }
-        Ok(None)
-    }
+    names
 }
+
+/// Boxed future of [`CapacityInUse`] (keeps the trait usable as `dyn`).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Capacity already in use per template, as the request store knows it; getAvailableTemplates
+/// answers `availableNumber` = effective `maxNumber` − in use (never below 0) when one is set.
+pub trait CapacityInUse: Send + Sync {
+    /// Units in use for each of `template_ids` of `provider`, in one call. A template absent
+    /// from the answer has none in use.
+    fn in_use<'a>(&'a self, provider: &'a str, template_ids: &'a [String]) -> BoxFuture<'a, Result<HashMap<String, u64>>>;
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,27 +1,224 @@
-//! The IBM `awsprov_templates.json` document and the template entries it holds.
+//! The typed template: every key of hostfactory-spec.md §3.1 and §3.2, read in camelCase or
+//! snake_case, with the spec's defaults. Provisioning consumes this struct; unknown keys are kept
+//! in `extra` and passed through to getAvailableTemplates (HostFactory ignores them).
 
-use serde::Deserialize;
+use std::fmt;
 
-use crate::error::{Error, Result};
+use indexmap::IndexMap;
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize, Serializer};
+
 use crate::hostfactory::{Attributes, TemplateInfo};
 
-/// `{ "templates": [ {...}, ... ] }`
-#[derive(Debug, Clone, Deserialize)]
-pub struct TemplateFile {
-    pub templates: Vec<Template>,
+/// `priceType`: how instances are bought.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PriceType {
+    #[default]
+    Ondemand,
+    Spot,
+    /// A Spot fleet first; what it has not filled near expiry is requested On-Demand.
+    Heterogeneous,
 }
 
-/// One template as written in a template file. Fields this service does not interpret
-/// are kept in `extra` and passed through to getAvailableTemplates (HostFactory ignores them).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// `providerApi`: the EC2 API that launches the instances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ProviderApi {
+    RunInstances,
+    #[serde(rename = "EC2Fleet")]
+    Ec2Fleet,
+    SpotFleet,
+    #[serde(rename = "ASG")]
+    Asg,
+}
+
+impl fmt::Display for ProviderApi {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ProviderApi::RunInstances => "RunInstances",
+            ProviderApi::Ec2Fleet => "EC2Fleet",
+            ProviderApi::SpotFleet => "SpotFleet",
+            ProviderApi::Asg => "ASG",
+        })
+    }
+}
+
+/// `fleetType` of an EC2 Fleet or Spot Fleet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FleetType {
+    Instant,
+    Request,
+    Maintain,
+}
+
+/// `volumeType` of the root EBS volume.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VolumeType {
+    #[default]
+    Gp2,
+    Gp3,
+    Io1,
+    Io2,
+    Standard,
+}
+
+/// `allocationStrategy` of the Spot part of a fleet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum AllocationStrategy {
+    CapacityOptimized,
+    CapacityOptimizedPrioritized,
+    PriceCapacityOptimized,
+    Diversified,
+    LowestPrice,
+}
+
+/// `allocationStrategyOnDemand` of the On-Demand part of a fleet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum OnDemandAllocationStrategy {
+    #[default]
+    LowestPrice,
+    Prioritized,
+}
+
+/// `tenancy` of the instances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tenancy {
+    Default,
+    Dedicated,
+    Host,
+}
+
+/// Instance type → integer (weight or priority), in the order written.
+pub type TypeWeights = IndexMap<String, i64>;
+
+/// One template as written in a template file.
+///
+/// Keys are camelCase (IBM's form) with snake_case aliases; optional keys without a spec default
+/// are `Option`s, keys with one carry it. `providerApi` and `fleetType` depend on `priceType`, so
+/// read them through [`Template::provider_api`] and [`Template::fleet_type`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Template {
     #[serde(alias = "template_id")]
     pub template_id: String,
+    /// Most instances (units for fleets); −1 = unlimited (capped at [`MAX_NUMBER_CAP`]).
     #[serde(alias = "max_number")]
     pub max_number: i64,
     #[serde(default)]
     pub attributes: Attributes,
+    #[serde(default, alias = "price_type")]
+    pub price_type: PriceType,
+    #[serde(default, alias = "provider_api", skip_serializing_if = "Option::is_none")]
+    pub provider_api: Option<ProviderApi>,
+    #[serde(default, alias = "fleet_type", skip_serializing_if = "Option::is_none")]
+    pub fleet_type: Option<FleetType>,
+    #[serde(default, alias = "image_id", skip_serializing_if = "Option::is_none")]
+    pub image_id: Option<String>,
+    /// `subnetId`: a string, an array or a comma-separated list.
+    #[serde(
+        default,
+        alias = "subnet_id",
+        alias = "subnetIds",
+        alias = "subnet_ids",
+        deserialize_with = "string_list",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub subnet_id: Vec<String>,
+    #[serde(default, alias = "vm_type", skip_serializing_if = "Option::is_none")]
+    pub vm_type: Option<String>,
+    #[serde(default, alias = "vm_types", skip_serializing_if = "IndexMap::is_empty")]
+    pub vm_types: TypeWeights,
+    #[serde(default, alias = "vm_types_on_demand", skip_serializing_if = "IndexMap::is_empty")]
+    pub vm_types_on_demand: TypeWeights,
+    #[serde(default, alias = "vm_types_priority", skip_serializing_if = "IndexMap::is_empty")]
+    pub vm_types_priority: TypeWeights,
+    #[serde(default, alias = "key_name", skip_serializing_if = "Option::is_none")]
+    pub key_name: Option<String>,
+    #[serde(
+        default,
+        alias = "security_group_ids",
+        deserialize_with = "string_list",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub security_group_ids: Vec<String>,
+    /// `instanceTags`: `"k=v;k2=v2"` or an object; written back in IBM's string form.
+    #[serde(
+        default,
+        alias = "instance_tags",
+        deserialize_with = "tags",
+        serialize_with = "tags_as_text",
+        skip_serializing_if = "IndexMap::is_empty"
+    )]
+    pub instance_tags: IndexMap<String, String>,
+    #[serde(default, alias = "instance_profile", skip_serializing_if = "Option::is_none")]
+    pub instance_profile: Option<String>,
+    #[serde(default, alias = "user_data_script", skip_serializing_if = "Option::is_none")]
+    pub user_data_script: Option<String>,
+    /// GiB; `None` keeps the AMI's size.
+    #[serde(default, alias = "root_device_volume_size", skip_serializing_if = "Option::is_none")]
+    pub root_device_volume_size: Option<i64>,
+    #[serde(default, alias = "volume_type")]
+    pub volume_type: VolumeType,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iops: Option<i64>,
+    #[serde(default, alias = "fleet_role", skip_serializing_if = "Option::is_none")]
+    pub fleet_role: Option<String>,
+    /// `None`: the On-Demand price.
+    #[serde(default, alias = "max_spot_price", skip_serializing_if = "Option::is_none")]
+    pub max_spot_price: Option<f64>,
+    /// Minutes before an unfilled Spot Fleet request is cancelled.
+    #[serde(default = "default_spot_fleet_request_expiry", alias = "spot_fleet_request_expiry")]
+    pub spot_fleet_request_expiry: i64,
+    #[serde(default, alias = "allocation_strategy", skip_serializing_if = "Option::is_none")]
+    pub allocation_strategy: Option<AllocationStrategy>,
+    #[serde(default, alias = "allocation_strategy_on_demand")]
+    pub allocation_strategy_on_demand: OnDemandAllocationStrategy,
+    #[serde(default, alias = "percent_on_demand")]
+    pub percent_on_demand: i64,
+    #[serde(default, alias = "pools_count", skip_serializing_if = "Option::is_none")]
+    pub pools_count: Option<i64>,
+    #[serde(default, alias = "launch_template_id", skip_serializing_if = "Option::is_none")]
+    pub launch_template_id: Option<String>,
+    #[serde(default, alias = "launch_template_version", skip_serializing_if = "Option::is_none")]
+    pub launch_template_version: Option<String>,
+    #[serde(default, alias = "pgrp_name", skip_serializing_if = "Option::is_none")]
+    pub pgrp_name: Option<String>,
+    #[serde(default, alias = "on_demand_capacity")]
+    pub on_demand_capacity: i64,
+    // §3.2: IBM's LSF resource-connector extensions.
+    #[serde(default, alias = "placement_group_name", skip_serializing_if = "Option::is_none")]
+    pub placement_group_name: Option<String>,
+    #[serde(default, alias = "ebs_optimized")]
+    pub ebs_optimized: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenancy: Option<Tenancy>,
+    #[serde(default, alias = "interface_type", skip_serializing_if = "Option::is_none")]
+    pub interface_type: Option<String>,
+    #[serde(default, alias = "efa_count", skip_serializing_if = "Option::is_none")]
+    pub efa_count: Option<i64>,
+    #[serde(default, alias = "ec2_fleet_config", skip_serializing_if = "Option::is_none")]
+    pub ec2_fleet_config: Option<String>,
+    #[serde(default, alias = "on_demand_target_capacity_ratio", skip_serializing_if = "Option::is_none")]
+    pub on_demand_target_capacity_ratio: Option<f64>,
+    #[serde(default, alias = "spot_price", skip_serializing_if = "Option::is_none")]
+    pub spot_price: Option<f64>,
+    #[serde(default, alias = "duration_in_hours", skip_serializing_if = "Option::is_none")]
+    pub duration_in_hours: Option<i64>,
+    /// `"H:MM"`.
+    #[serde(default = "default_request_validity", alias = "request_validity")]
+    pub request_validity: String,
+    #[serde(default, alias = "user_data", skip_serializing_if = "Option::is_none")]
+    pub user_data: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<i64>,
+    /// Keys this service does not interpret, passed through unchanged.
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,
     /// The file this template was read from.
@@ -29,44 +226,194 @@ pub struct Template {
     pub source_file: String,
 }
 
-impl TemplateFile {
-    /// Parses a template file; errors name the file, the template and the field.
-    pub fn parse(file_name: &str, body: &[u8]) -> Result<Self> {
-        let mut json = serde_json::Deserializer::from_slice(body);
-        let file: TemplateFile = serde_path_to_error::deserialize(&mut json).map_err(|err| {
-            let path = err.path().to_string();
-            Error::Config(format!("{file_name}: {path}: {}", err.into_inner()))
-        })?;
-        for (i, template) in file.templates.iter().enumerate() {
-            template.validate().map_err(|problem| Error::Config(format!("{file_name}: templates[{i}]: {problem}")))?;
-        }
-        Ok(file)
-    }
+/// What `maxNumber: -1` (unlimited) means, by the spec.
+pub const MAX_NUMBER_CAP: i64 = 10_000;
+
+fn default_spot_fleet_request_expiry() -> i64 {
+    30
+}
+
+fn default_request_validity() -> String {
+    "0:30".to_owned()
 }
 
 impl Template {
-    fn validate(&self) -> std::result::Result<(), String> {
-        let id = &self.template_id;
-        if id.is_empty() || id.len() > 64 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-            return Err(format!("templateId '{id}' must be 1-64 characters of [0-9A-Za-z_-]"));
-        }
-        if !(-1..=10_000).contains(&self.max_number) {
-            return Err(format!("{id}: maxNumber {} must be between -1 and 10000", self.max_number));
-        }
-        Ok(())
+    /// The EC2 API used when the file names none:
+    /// - `ondemand` → `RunInstances` (one call, instance ids at once);
+    /// - `spot` → `EC2Fleet` (type `instant`): AWS's recommended Spot API; it answers with the
+    ///   instance ids synchronously and needs no `fleetRole` (Spot Fleet is legacy at AWS);
+    /// - `heterogeneous` → `SpotFleet`, IBM's semantics: a Spot Fleet request that expires after
+    ///   `spotFleetRequestExpiry`, followed by On-Demand instances for what it did not fill.
+    pub fn provider_api(&self) -> ProviderApi {
+        self.provider_api.unwrap_or(match self.price_type {
+            PriceType::Ondemand => ProviderApi::RunInstances,
+            PriceType::Spot => ProviderApi::Ec2Fleet,
+            PriceType::Heterogeneous => ProviderApi::SpotFleet,
+        })
     }
 
-    /// getAvailableTemplates' view of this template.
-    pub fn to_info(&self) -> TemplateInfo {
-        let mut extra = self.extra.clone();
+    /// The fleet type for fleet APIs: as written, else `instant` for EC2 Fleet and `request`
+    /// for Spot Fleet. `None` for RunInstances and ASG.
+    pub fn fleet_type(&self) -> Option<FleetType> {
+        match self.provider_api() {
+            ProviderApi::Ec2Fleet => Some(self.fleet_type.unwrap_or(FleetType::Instant)),
+            ProviderApi::SpotFleet => Some(self.fleet_type.unwrap_or(FleetType::Request)),
+            ProviderApi::RunInstances | ProviderApi::Asg => None,
+        }
+    }
+
+    /// Subnets in the order written (`ondemand` RunInstances uses the first).
+    pub fn subnet_ids(&self) -> &[String] {
+        &self.subnet_id
+    }
+
+    /// Instance types with their weights: `vmTypes`, else `vmType` with weight 1.
+    pub fn vm_types(&self) -> TypeWeights {
+        if !self.vm_types.is_empty() {
+            return self.vm_types.clone();
+        }
+        self.vm_type.iter().map(|t| (t.clone(), 1)).collect()
+    }
+
+    /// Every instance type the template may launch (`vmType`, `vmTypes`, `vmTypesOnDemand`).
+    pub fn instance_types(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = Vec::new();
+        let all = self.vm_type.iter().chain(self.vm_types.keys()).chain(self.vm_types_on_demand.keys());
+        for name in all {
+            if !names.contains(&name.as_str()) {
+                names.push(name);
+            }
+        }
+        names
+    }
+
+    /// Tags for the instances, in the order written.
+    pub fn tags(&self) -> &IndexMap<String, String> {
+        &self.instance_tags
+    }
+
+    /// `maxNumber` with −1 (unlimited) resolved to the spec's cap.
+    pub fn effective_max_number(&self) -> i64 {
+        if self.max_number < 0 { MAX_NUMBER_CAP } else { self.max_number }
+    }
+
+    /// getAvailableTemplates' view of this template: the canonical camelCase keys, the resolved
+    /// `providerApi`/`fleetType`, pass-through extras and `sourceFile`.
+    pub fn to_info(&self, available_number: Option<i64>) -> TemplateInfo {
+        // A struct of strings, numbers and maps always serializes to an object.
+        let mut extra = match serde_json::to_value(self) {
+            Ok(serde_json::Value::Object(map)) => map,
+            _ => serde_json::Map::new(),
+        };
+        for key in ["templateId", "maxNumber", "attributes"] {
+            extra.remove(key);
+        }
+        extra.insert("providerApi".into(), self.provider_api().to_string().into());
+        if let Some(fleet_type) = self.fleet_type() {
+            extra.insert("fleetType".into(), serde_json::to_value(fleet_type).unwrap_or_default());
+        }
         extra.insert("sourceFile".into(), self.source_file.clone().into());
         TemplateInfo {
             template_id: self.template_id.clone(),
             max_number: self.max_number,
-            available_number: None,
+            available_number,
             requested_machines: None,
             attributes: self.attributes.clone(),
             extra,
         }
     }
+}
+
+/// A string, an array of strings, or a comma-separated string → list (blank entries dropped).
+fn string_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    struct StringList;
+
+    impl<'de> Visitor<'de> for StringList {
+        type Value = Vec<String>;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a string, a comma-separated string or an array of strings")
+        }
+
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Vec<String>, E> {
+            Ok(v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect())
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<String>, A::Error> {
+            let mut list = Vec::new();
+            while let Some(item) = seq.next_element::<String>()? {
+                let item = item.trim();
+                if !item.is_empty() {
+                    list.push(item.to_owned());
+                }
+            }
+            Ok(list)
+        }
+
+        fn visit_unit<E: de::Error>(self) -> Result<Vec<String>, E> {
+            Ok(Vec::new())
+        }
+    }
+
+    deserializer.deserialize_any(StringList)
+}
+
+/// `"k=v;k2=v2"` or `{"k": "v"}` → ordered map.
+fn tags<'de, D: Deserializer<'de>>(deserializer: D) -> Result<IndexMap<String, String>, D::Error> {
+    struct Tags;
+
+    impl<'de> Visitor<'de> for Tags {
+        type Value = IndexMap<String, String>;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str(r#"tags as "key=value;key2=value2" or an object of strings"#)
+        }
+
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            let mut tags = IndexMap::new();
+            for pair in v.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+                let Some((key, value)) = pair.split_once('=') else {
+                    return Err(E::custom(format!("tag '{pair}' is not key=value")));
+                };
+                let key = key.trim();
+                if key.is_empty() {
+                    return Err(E::custom(format!("tag '{pair}' has an empty key")));
+                }
+                tags.insert(key.to_owned(), value.trim().to_owned());
+            }
+            Ok(tags)
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut tags = IndexMap::new();
+            while let Some((key, value)) = map.next_entry::<String, TagValue>()? {
+                tags.insert(key, value.0);
+            }
+            Ok(tags)
+        }
+
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(IndexMap::new())
+        }
+    }
+
+    deserializer.deserialize_any(Tags)
+}
+
+/// A tag value: a string, or a number/boolean kept as its text (YAML writes `Cost: 42`).
+struct TagValue(String);
+
+impl<'de> Deserialize<'de> for TagValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        match serde_json::Value::deserialize(deserializer)? {
+            serde_json::Value::String(s) => Ok(TagValue(s)),
+            value @ (serde_json::Value::Number(_) | serde_json::Value::Bool(_)) => Ok(TagValue(value.to_string())),
+            other => Err(de::Error::custom(format!("tag value {other} is not a string"))),
+        }
+    }
+}
+
+fn tags_as_text<S: Serializer>(tags: &IndexMap<String, String>, serializer: S) -> Result<S::Ok, S::Error> {
+    let text: Vec<String> = tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    serializer.serialize_str(&text.join(";"))
 }

@@ -1,7 +1,9 @@
-//! Fault injection for AWS calls: moto never runs out of capacity, never throttles and never
-//! rejects a launch, so failure paths are tested by an HTTP client that answers chosen
-//! operations with a real AWS error document (the SDK parses it as it would from AWS) and
-//! forwards everything else to moto. A faulted call never reaches moto, so nothing is created.
+//! The wire between the AWS SDK and moto, instrumented for tests:
+//! - every call is recorded with its status, so tests count what really went over the wire
+//!   (S3 bodies vs 304s, EC2 calls);
+//! - faults are injected: moto never runs out of capacity, never throttles and never rejects a
+//!   launch, so failure paths get a real AWS error document for chosen operations (the SDK
+//!   parses it as it would from AWS). A faulted call never reaches moto, so nothing is created.
 
 use std::sync::{Arc, Mutex};
 
@@ -70,7 +72,7 @@ fn operation_of(request: &HttpRequest) -> Option<(String, Protocol)> {
     body.split('&').find_map(|pair| pair.strip_prefix("Action=")).map(|op| (op.to_owned(), Protocol::Query))
 }
 
-/// The faults still to be injected; shared by every client built from [`Faults::sdk_config`].
+/// The faults still to be injected by a [`Wire`].
 #[derive(Debug, Clone, Default)]
 pub struct Faults {
     pending: Arc<Mutex<Vec<Fault>>>,
@@ -96,41 +98,105 @@ impl Faults {
         }
         Some(fault)
     }
+}
 
-    /// `sdk` with its HTTP client wrapped so that these faults apply.
+/// One AWS call as it went over the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Call {
+    pub method: String,
+    pub uri: String,
+    /// The operation of query- and JSON-protocol calls (EC2 `Action=`, DynamoDB target).
+    pub action: Option<String>,
+    pub status: u16,
+    /// Answered by an injected fault instead of moto.
+    pub injected: bool,
+}
+
+/// Every call made through a [`Wire`].
+#[derive(Debug, Clone, Default)]
+pub struct CallLog(Arc<Mutex<Vec<Call>>>);
+
+impl CallLog {
+    pub fn calls(&self) -> Vec<Call> {
+        self.0.lock().unwrap().clone()
+    }
+
+    pub fn clear(&self) {
+        self.0.lock().unwrap().clear();
+    }
+
+    /// S3 GetObject calls of keys ending in `suffix`, as (bodies transferred, 304 answers).
+    pub fn get_objects(&self, suffix: &str) -> (usize, usize) {
+        let gets: Vec<Call> = self
+            .calls()
+            .into_iter()
+            .filter(|c| c.method == "GET" && c.uri.split('?').next().unwrap_or_default().ends_with(suffix))
+            .collect();
+        (gets.iter().filter(|c| c.status == 200).count(), gets.iter().filter(|c| c.status == 304).count())
+    }
+
+    /// Calls of an operation (`DescribeInstanceTypes`, `RunInstances`, `PutItem`).
+    pub fn actions(&self, action: &str) -> usize {
+        self.calls().iter().filter(|c| c.action.as_deref() == Some(action)).count()
+    }
+}
+
+/// Records every call and injects faults; attach it to an SDK configuration.
+#[derive(Debug, Clone, Default)]
+pub struct Wire {
+    pub log: CallLog,
+    pub faults: Faults,
+}
+
+impl Wire {
+    /// `sdk` with its HTTP client wrapped by this wire.
     pub fn sdk_config(&self, sdk: &SdkConfig) -> SdkConfig {
         let inner = aws_smithy_http_client::Builder::new().build_http();
-        let client = FaultyClient { inner, faults: self.clone() };
-        sdk.to_builder().http_client(SharedHttpClient::new(client)).build()
+        sdk.to_builder().http_client(SharedHttpClient::new(WireClient { inner, wire: self.clone() })).build()
     }
 }
 
 #[derive(Debug)]
-struct FaultyClient {
+struct WireClient {
     inner: SharedHttpClient,
-    faults: Faults,
+    wire: Wire,
 }
 
-impl HttpClient for FaultyClient {
+impl HttpClient for WireClient {
     fn http_connector(&self, settings: &HttpConnectorSettings, components: &RuntimeComponents) -> SharedHttpConnector {
         let inner = self.inner.http_connector(settings, components);
-        SharedHttpConnector::new(FaultyConnector { inner, faults: self.faults.clone() })
+        SharedHttpConnector::new(WireConnector { inner, wire: self.wire.clone() })
     }
 }
 
 #[derive(Debug)]
-struct FaultyConnector {
+struct WireConnector {
     inner: SharedHttpConnector,
-    faults: Faults,
+    wire: Wire,
 }
 
-impl HttpConnector for FaultyConnector {
+impl HttpConnector for WireConnector {
     fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
-        if let Some((operation, protocol)) = operation_of(&request)
-            && let Some(fault) = self.faults.take(&operation)
+        let method = request.method().to_owned();
+        let uri = request.uri().to_owned();
+        let operation = operation_of(&request);
+        let action = operation.as_ref().map(|(name, _)| name.clone());
+        let log = self.wire.log.clone();
+        let record = move |status: u16, injected: bool| {
+            log.0.lock().unwrap().push(Call { method, uri, action, status, injected });
+        };
+        if let Some((name, protocol)) = &operation
+            && let Some(fault) = self.wire.faults.take(name)
         {
-            return HttpConnectorFuture::ready(Ok(fault.response(protocol)));
+            let response = fault.response(*protocol);
+            record(response.status().as_u16(), true);
+            return HttpConnectorFuture::ready(Ok(response));
         }
-        self.inner.call(request)
+        let call = self.inner.call(request);
+        HttpConnectorFuture::new(async move {
+            let response = call.await?;
+            record(response.status().as_u16(), false);
+            Ok(response)
+        })
     }
 }

@@ -1,0 +1,360 @@
+//! The catalog: merged templates of a provider instance, cached in the warm process, and
+//! conditional edits of the files they come from.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::cache::{CacheStats, Counters};
+use super::model::Template;
+use super::parse::{Format, ParsedFile, declared_id, parse_file};
+use super::source::{Fetch, TemplateSource, Version};
+use super::specs::{InstanceSpecs, derive_attributes, needs_specs};
+use super::validate::{Problem, describe};
+use super::{LEVELS, Level, level_files};
+use crate::error::{Error, Result};
+
+/// The merged view of one provider instance.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// Usable templates: file priority, then order within the file; attributes complete.
+    pub templates: Vec<Template>,
+    /// What was skipped and why (bad files, bad entries, underivable attributes).
+    pub problems: Vec<Problem>,
+    /// The files used, highest priority first, with their version (ETag).
+    pub files: Vec<(String, String)>,
+    /// Every id the files declare (usable or skipped) → the file it resolves to.
+    owners: HashMap<String, String>,
+}
+
+impl Loaded {
+    pub fn template(&self, id: &str) -> Option<&Template> {
+        self.templates.iter().find(|t| t.template_id == id)
+    }
+
+    /// The file `id` resolves to, also when its entry there was skipped as invalid.
+    pub fn owner(&self, id: &str) -> Option<&str> {
+        self.owners.get(id).map(String::as_str)
+    }
+}
+
+/// The outcome of a write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    /// The template did not exist in the file before.
+    pub created: bool,
+    pub file: String,
+    /// The file's new version.
+    pub etag: String,
+}
+
+/// A template as written in its file, with what HostFactory sees of it.
+#[derive(Debug, Clone)]
+pub struct Found {
+    pub raw: Value,
+    /// `None` when the entry is skipped (see `problems`).
+    pub effective: Option<Template>,
+    pub file: String,
+    pub etag: String,
+    pub problems: Vec<Problem>,
+}
+
+pub struct Catalog {
+    source: TemplateSource,
+    specs: InstanceSpecs,
+    ttl: Duration,
+    state: tokio::sync::Mutex<State>,
+    counters: Counters,
+}
+
+#[derive(Default)]
+struct State {
+    files: HashMap<String, CachedFile>,
+    providers: HashMap<String, Entry>,
+}
+
+struct CachedFile {
+    version: Version,
+    parsed: Arc<ParsedFile>,
+}
+
+struct Entry {
+    checked_at: Instant,
+    loaded: Arc<Loaded>,
+}
+
+impl Catalog {
+    /// `ttl`: how long a provider instance's merged templates are served without revalidating.
+    pub fn new(source: TemplateSource, ec2: aws_sdk_ec2::Client, ttl: Duration) -> Self {
+        Catalog {
+            source,
+            specs: InstanceSpecs::new(ec2),
+            ttl,
+            state: tokio::sync::Mutex::default(),
+            counters: Counters::default(),
+        }
+    }
+
+    pub fn source(&self) -> &TemplateSource {
+        &self.source
+    }
+
+    pub async fn stats(&self) -> CacheStats {
+        let state = self.state.lock().await;
+        self.counters.snapshot(state.providers.len(), state.files.len(), self.ttl.as_secs(), self.specs.calls())
+    }
+
+    /// The merged templates of `provider`: from the cache within the TTL (unless `force`), else
+    /// revalidated file by file with conditional reads. Fails, never answers empty, when nothing
+    /// usable is found.
+    pub async fn load(&self, provider: &str, force: bool) -> Result<Arc<Loaded>> {
+        let mut state = self.state.lock().await;
+        let cached = state.providers.get(provider).map(|e| (e.checked_at, e.loaded.clone()));
+        match &cached {
+            Some((checked_at, loaded)) if !force && checked_at.elapsed() < self.ttl => {
+                Counters::bump(&self.counters.hits);
+                return Ok(loaded.clone());
+            }
+            Some(_) => Counters::bump(&self.counters.refreshes),
+            None => Counters::bump(&self.counters.misses),
+        }
+
+        let mut used = Vec::new();
+        let mut looked_for = Vec::new();
+        for level in LEVELS {
+            for name in level_files(provider, level) {
+                let known = state.files.get(&name).map(|f| f.version.clone());
+                match self.source.fetch(&name, known.as_ref()).await? {
+                    Fetch::Missing => {
+                        state.files.remove(&name);
+                        looked_for.push(name);
+                        continue;
+                    }
+                    Fetch::NotModified => Counters::bump(&self.counters.not_modified),
+                    Fetch::Body { body, version } => {
+                        Counters::bump(&self.counters.bodies_fetched);
+                        let parsed = parse_file(&name, &body);
+                        for problem in &parsed.problems {
+                            tracing::warn!(problem = %problem, "template problem");
+                        }
+                        state.files.insert(name.clone(), CachedFile { version, parsed: Arc::new(parsed) });
+                    }
+                }
+                used.push(name);
+                break;
+            }
+        }
+        self.counters.refreshed();
+
+        let files: Vec<(String, String)> =
+            used.iter().filter_map(|n| state.files.get(n).map(|f| (n.clone(), f.version.etag.clone()))).collect();
+        let loaded = match cached {
+            Some((_, loaded)) if loaded.files == files => loaded,
+            _ => {
+                let parsed: Vec<Arc<ParsedFile>> =
+                    used.iter().filter_map(|n| state.files.get(n).map(|f| f.parsed.clone())).collect();
+                let loaded = self.merge(provider, files, &parsed, &looked_for).await?;
+                Arc::new(loaded)
+            }
+        };
+        state.providers.insert(provider.to_owned(), Entry { checked_at: Instant::now(), loaded: loaded.clone() });
+        let stats = self.counters.snapshot(state.providers.len(), state.files.len(), self.ttl.as_secs(), self.specs.calls());
+        tracing::info!(provider, templates = loaded.templates.len(), problems = loaded.problems.len(), ?stats, "templates revalidated");
+        Ok(loaded)
+    }
+
+    /// Merges files (highest priority first) and completes attributes with one batched
+    /// `DescribeInstanceTypes` for every type still missing from the instance-spec cache.
+    async fn merge(
+        &self,
+        provider: &str,
+        files: Vec<(String, String)>,
+        parsed: &[Arc<ParsedFile>],
+        looked_for: &[String],
+    ) -> Result<Loaded> {
+        let mut templates: Vec<Template> = Vec::new();
+        let mut problems = Vec::new();
+        let mut owners = HashMap::new();
+        for ((name, _), file) in files.iter().zip(parsed) {
+            problems.extend(file.problems.iter().cloned());
+            let ids = file.templates.iter().map(|t| &t.template_id).chain(&file.skipped_ids);
+            let mut claimed_here = HashSet::new();
+            for id in ids {
+                if !owners.contains_key(id) {
+                    owners.insert(id.clone(), name.clone());
+                    claimed_here.insert(id.clone());
+                }
+            }
+            templates.extend(file.templates.iter().filter(|t| claimed_here.contains(&t.template_id)).cloned());
+        }
+
+        let wanted: Vec<&str> =
+            templates.iter().filter(|t| needs_specs(t)).flat_map(|t| t.instance_types()).collect::<Vec<_>>();
+        let specs = if wanted.is_empty() { HashMap::new() } else { self.specs.lookup(&wanted).await? };
+        let mut usable = Vec::with_capacity(templates.len());
+        for mut template in templates {
+            match derive_attributes(&mut template, &specs) {
+                Ok(()) => usable.push(template),
+                Err(problem) => {
+                    let problem = Problem { file: Some(template.source_file.clone()), template_id: Some(template.template_id.clone()), ..problem };
+                    tracing::warn!(problem = %problem, "template skipped");
+                    problems.push(problem);
+                }
+            }
+        }
+
+        if usable.is_empty() {
+            // An empty list makes HostFactory drop the provider: answer an error instead.
+            return Err(Error::Config(if problems.is_empty() {
+                format!(
+                    "no templates for provider instance '{provider}' in {} (missing: {})",
+                    self.source,
+                    looked_for.join(", ")
+                )
+            } else {
+                format!("no usable templates for provider instance '{provider}' in {}: {}", self.source, describe(&problems))
+            }));
+        }
+        Ok(Loaded { templates: usable, problems, files, owners })
+    }
+
+    /// Template `id` as written in its file (read fresh, so the ETag is current).
+    pub async fn find(&self, provider: &str, id: &str) -> Result<Found> {
+        let loaded = self.load(provider, false).await?;
+        let file = loaded.owner(id).ok_or_else(|| Error::not_found("template", id))?.to_owned();
+        let (body, version) = match self.source.fetch(&file, None).await? {
+            Fetch::Body { body, version } => (body, version),
+            Fetch::Missing | Fetch::NotModified => return Err(Error::not_found("template", id)),
+        };
+        let document = read_document(&file, &body)?;
+        let raw = entries(&document)
+            .and_then(|entries| entries.iter().find(|e| declared_id(e).as_deref() == Some(id)).cloned())
+            .ok_or_else(|| Error::not_found("template", id))?;
+        Ok(Found {
+            raw,
+            effective: loaded.template(id).cloned(),
+            file,
+            etag: version.etag,
+            problems: loaded.problems.iter().filter(|p| p.template_id.as_deref() == Some(id)).cloned().collect(),
+        })
+    }
+
+    /// Creates or replaces template `id` (already validated by the caller).
+    ///
+    /// Target: the file of `level` when given (its first existing file, else its first name);
+    /// otherwise the file the template resolves to today; otherwise (new) the `prov` level. The
+    /// write is conditional on the version read (or on `if_match`, the version the client read).
+    pub async fn put(
+        &self,
+        provider: &str,
+        id: &str,
+        entry: Value,
+        level: Option<Level>,
+        if_match: Option<&str>,
+    ) -> Result<Written> {
+        let target = match level {
+            Some(level) => self.first_existing(provider, level).await?,
+            None => self.load(provider, true).await.ok().and_then(|l| l.owner(id).map(str::to_owned)),
+        };
+        let file = match target {
+            Some(file) => file,
+            None => match self.first_existing(provider, level.unwrap_or(Level::Prov)).await? {
+                Some(file) => file,
+                None => level_files(provider, level.unwrap_or(Level::Prov)).swap_remove(0),
+            },
+        };
+        self.edit(&file, if_match, |templates| {
+            let position = templates.iter().position(|e| declared_id(e).as_deref() == Some(id));
+            match position {
+                Some(i) => templates[i] = entry,
+                None => templates.push(entry),
+            }
+            Ok(position.is_none())
+        })
+        .await
+    }
+
+    /// Removes template `id` from the file it resolves to (a lower-priority definition of the
+    /// same id, if any, becomes visible).
+    pub async fn delete(&self, provider: &str, id: &str, if_match: Option<&str>) -> Result<Written> {
+        let loaded = self.load(provider, true).await?;
+        let file = loaded.owner(id).ok_or_else(|| Error::not_found("template", id))?.to_owned();
+        self.edit(&file, if_match, |templates| {
+            let before = templates.len();
+            templates.retain(|e| declared_id(e).as_deref() != Some(id));
+            if templates.len() == before {
+                return Err(Error::not_found("template", id));
+            }
+            Ok(false)
+        })
+        .await
+    }
+
+    /// The first file of `level` that exists.
+    async fn first_existing(&self, provider: &str, level: Level) -> Result<Option<String>> {
+        for name in level_files(provider, level) {
+            if let Fetch::Body { .. } = self.source.fetch(&name, None).await? {
+                return Ok(Some(name));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Read-modify-write of `file`'s `templates` array, conditional on the version read.
+    /// `change` answers whether the template was created. Drops the cache afterwards.
+    async fn edit(
+        &self,
+        file: &str,
+        if_match: Option<&str>,
+        change: impl FnOnce(&mut Vec<Value>) -> Result<bool>,
+    ) -> Result<Written> {
+        if Format::of(file) == Format::Yaml {
+            return Err(Error::Unprocessable(format!(
+                "{file} is a YAML file: this API writes JSON only and would lose its comments and layout; \
+                 edit it directly, or write the template to a JSON level with ?level="
+            )));
+        }
+        let (mut document, expected) = match self.source.fetch(file, None).await? {
+            Fetch::Body { body, version } => (read_document(file, &body)?, Some(version.etag)),
+            Fetch::Missing | Fetch::NotModified => (serde_json::json!({ "templates": [] }), None),
+        };
+        if let Some(wanted) = if_match
+            && expected.as_deref() != Some(wanted)
+        {
+            return Err(Error::Conflict(format!(
+                "{file} is at version {} but the request expects {wanted} (If-Match); read it again and retry",
+                expected.as_deref().unwrap_or("(none: the file does not exist)")
+            )));
+        }
+        let templates = document
+            .get_mut("templates")
+            .and_then(Value::as_array_mut)
+            .ok_or_else(|| Error::Unprocessable(format!("{file} holds no \"templates\" array; fix it by hand first")))?;
+        let created = change(templates)?;
+        let mut body = serde_json::to_vec_pretty(&document).map_err(|err| Error::Config(format!("{file}: {err}")))?;
+        body.push(b'\n');
+        let etag = self.source.write(file, body, expected.as_deref()).await?;
+
+        let mut state = self.state.lock().await;
+        state.providers.clear();
+        state.files.remove(file);
+        Counters::bump(&self.counters.invalidations);
+        tracing::info!(file, created, etag = %etag, "template file written, cache invalidated");
+        Ok(Written { created, file: file.to_owned(), etag })
+    }
+}
+
+/// A template file as a JSON value; one that does not parse must be fixed by hand.
+fn read_document(file: &str, body: &[u8]) -> Result<Value> {
+    let parsed = match Format::of(file) {
+        Format::Json => serde_json::from_slice(body).map_err(|err| err.to_string()),
+        Format::Yaml => serde_yaml_ng::from_slice(body).map_err(|err| err.to_string()),
+    };
+    parsed.map_err(|err| Error::Unprocessable(format!("{file} does not parse ({err}); fix it by hand first")))
+}
+
+fn entries(document: &Value) -> Option<&Vec<Value>> {
+    document.get("templates").and_then(Value::as_array)
+}
