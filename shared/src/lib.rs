@@ -5,6 +5,7 @@ pub mod aws;
 pub mod config;
 pub mod error;
 pub mod hostfactory;
+pub mod store;
 pub mod telemetry;
 pub mod templates;
 

@@ -16,6 +16,7 @@ use serde_json::json;
 
 use crate::config::{Config, Runtime};
 use crate::error::{Error, Result};
+use crate::store::Store;
 use crate::templates::{Catalog, TemplateSource};
 
 pub use extract::{HfJson, Provider};
@@ -25,12 +26,14 @@ pub use extract::{HfJson, Provider};
 pub struct AppState {
     pub config: Arc<Config>,
     pub catalog: Arc<Catalog>,
+    pub store: Store,
 }
 
 impl AppState {
     pub fn new(config: Config, sdk: &SdkConfig) -> Self {
         let catalog = Catalog::new(TemplateSource::new(&config.templates, sdk));
-        AppState { config: Arc::new(config), catalog: Arc::new(catalog) }
+        let store = Store::new(&config, sdk);
+        AppState { config: Arc::new(config), catalog: Arc::new(catalog), store }
     }
 
     /// Configuration and AWS clients from the environment.
