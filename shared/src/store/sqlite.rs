@@ -429,7 +429,8 @@ impl MachineRepository for SqliteStore {
     }
 
     async fn find_by_names(&self, names: &[String]) -> Result<Vec<MachineRecord>> {
-        let names = names.to_vec();
+        // An empty name means "not known yet", never a match (as in DynamoDB, where it is absent).
+        let names: Vec<String> = names.iter().filter(|n| !n.is_empty()).cloned().collect();
         self.run(move |c| bodies_in(c, "machines", "name", &names, "finding machines by name")).await
     }
 
