@@ -38,21 +38,21 @@ fn dataset() -> (Vec<RequestRecord>, Vec<MachineRecord>) {
             machines.push(MachineRecord {
                 machine_id: format!("i-{n:017x}"),
                 request_id: request.request_id.clone(),
-                return_request_id: (n % 11 == 0).then(|| format!("ret-{n}")),
+                return_request_id: n.is_multiple_of(11).then(|| format!("ret-{n}")),
                 template_id: request.template_id.clone(),
                 provider: "awsinst".into(),
-                name: if n % 13 == 0 { String::new() } else { format!("ip-10-0-{}-{}.ec2.internal", n / 250, n % 250) },
+                name: if n.is_multiple_of(13) { String::new() } else { format!("ip-10-0-{}-{}.ec2.internal", n / 250, n % 250) },
                 private_ip_address: format!("10.0.{}.{}", n / 250, n % 250),
                 public_ip_address: String::new(),
-                state: if n % 11 == 0 { "terminated".into() } else { "running".into() },
-                result: if n % 5 == 0 { MachineResult::Executing } else { MachineResult::Succeed },
+                state: if n.is_multiple_of(11) { "terminated".into() } else { "running".into() },
+                result: if n.is_multiple_of(5) { MachineResult::Executing } else { MachineResult::Succeed },
                 launchtime: T0 + n as i64,
-                lifecycle: if n % 2 == 0 { Lifecycle::Spot } else { Lifecycle::Ondemand },
-                interrupted_at: (n % 17 == 0).then_some(T0 + 900),
+                lifecycle: if n.is_multiple_of(2) { Lifecycle::Spot } else { Lifecycle::Ondemand },
+                interrupted_at: n.is_multiple_of(17).then_some(T0 + 900),
                 message: String::new(),
                 version: 1 + (n % 3) as u64,
                 updated_at: T0 + n as i64,
-                expires_at: (n % 11 == 0).then_some(T0 + 86_400),
+                expires_at: n.is_multiple_of(11).then_some(T0 + 86_400),
             });
         }
         requests.push(request);
