@@ -27,10 +27,7 @@ pub struct Options {
 }
 
 pub async fn run(options: Options) -> Result<(), BoxError> {
-    println!(
-        "{:<9} {:<22} {:>8} {:>10} {:>12}",
-        "backend", "operation", "ops", "seconds", "ops/s"
-    );
+    println!("{:<9} {:<22} {:>8} {:>10} {:>12}", "backend", "operation", "ops", "seconds", "ops/s");
     for backend in &options.backends {
         match backend {
             Backend::Sqlite => {

@@ -104,7 +104,7 @@ impl Config {
         let retention_days = match get("HOSTFACTORY_RETENTION_DAYS") {
             None => 30,
             Some(value) => value.parse::<u64>().ok().filter(|days| (1..=3650).contains(days)).ok_or_else(|| {
-                Error::Config(format!("HOSTFACTORY_RETENTION_DAYS '{value}' must be a whole number of days from 1 to 3650"))
+                Error::Config(format!("HOSTFACTORY_RETENTION_DAYS '{value}' must be 1 to 3650 (days)"))
             })?,
         };
         let retention = Duration::from_secs(retention_days * 24 * 3600);

@@ -41,7 +41,11 @@ fn dataset() -> (Vec<RequestRecord>, Vec<MachineRecord>) {
                 return_request_id: n.is_multiple_of(11).then(|| format!("ret-{n}")),
                 template_id: request.template_id.clone(),
                 provider: "awsinst".into(),
-                name: if n.is_multiple_of(13) { String::new() } else { format!("ip-10-0-{}-{}.ec2.internal", n / 250, n % 250) },
+                name: if n.is_multiple_of(13) {
+                    String::new()
+                } else {
+                    format!("ip-10-0-{}-{}.ec2.internal", n / 250, n % 250)
+                },
                 private_ip_address: format!("10.0.{}.{}", n / 250, n % 250),
                 public_ip_address: String::new(),
                 state: if n.is_multiple_of(11) { "terminated".into() } else { "running".into() },

@@ -163,7 +163,8 @@ async fn machines_are_found_by_request_return_request_and_name(store: Store) {
     assert_eq!(ids(&of_ret, |m| &m.machine_id), BTreeSet::from(["i-a0".into()]));
     assert_eq!(of_ret[0].version, 2);
 
-    let names = vec!["ip-i-a1.ec2.internal".to_owned(), "ip-i-b0.ec2.internal".into(), "ip-unknown".into(), String::new()];
+    let names =
+        vec!["ip-i-a1.ec2.internal".to_owned(), "ip-i-b0.ec2.internal".into(), "ip-unknown".into(), String::new()];
     let found = store.machines.find_by_names(&names).await.unwrap();
     assert_eq!(ids(&found, |m| &m.machine_id), BTreeSet::from(["i-a1".into(), "i-b0".into()]));
     assert_eq!(store.machines.get("i-b1").await.unwrap().unwrap().name, "", "an empty name round-trips");
@@ -261,7 +262,8 @@ async fn batch_get_reads_beyond_100_ids(store: Store) {
 
 async fn batch_write_goes_beyond_25_items_and_repeats_safely(store: Store) {
     let parent = request(RequestKind::Provision, T0);
-    let mut machines: Vec<MachineRecord> = (0..60).map(|i| machine(&format!("i-w{i:03}"), &parent.request_id)).collect();
+    let mut machines: Vec<MachineRecord> =
+        (0..60).map(|i| machine(&format!("i-w{i:03}"), &parent.request_id)).collect();
     store.machines.upsert_batch(&machines).await.unwrap();
     assert_eq!(store.machines.list_by_request(&parent.request_id).await.unwrap().len(), 60);
 
@@ -298,7 +300,9 @@ async fn capacity_is_never_exceeded_by_concurrent_reservations(store: Store) {
             for task in tasks {
                 match task.await.unwrap().unwrap() {
                     Reservation::Reserved => granted += 1,
-                    Reservation::Insufficient { available } => assert!(available < count, "refused with {available} free"),
+                    Reservation::Insufficient { available } => {
+                        assert!(available < count, "refused with {available} free")
+                    }
                 }
             }
             granted
@@ -316,7 +320,10 @@ async fn capacity_is_never_exceeded_by_concurrent_reservations(store: Store) {
     assert_eq!(store.capacity.reserve(key, 5, 10).await.unwrap(), Reservation::Insufficient { available: 4 });
     assert_eq!(store.capacity.reserve(key, 4, 10).await.unwrap(), Reservation::Reserved);
     assert_eq!(store.capacity.in_use(key).await.unwrap(), 10);
-    assert_eq!(store.capacity.reserve("awsinst/fresh", 11, 10).await.unwrap(), Reservation::Insufficient { available: 10 });
+    assert_eq!(
+        store.capacity.reserve("awsinst/fresh", 11, 10).await.unwrap(),
+        Reservation::Insufficient { available: 10 }
+    );
     assert_eq!(store.capacity.reserve("awsinst/none", 1, 0).await.unwrap(), Reservation::Insufficient { available: 0 });
 }
 

@@ -166,7 +166,13 @@ impl DynamoStore {
     }
 
     /// All items of a GSI partition, following LastEvaluatedKey.
-    async fn query_index<T: DeserializeOwned>(&self, table: &str, index: &str, attribute: &str, value: &str) -> Result<Vec<T>> {
+    async fn query_index<T: DeserializeOwned>(
+        &self,
+        table: &str,
+        index: &str,
+        attribute: &str,
+        value: &str,
+    ) -> Result<Vec<T>> {
         let pages: Vec<_> = self
             .client
             .query()
@@ -204,7 +210,15 @@ impl DynamoStore {
     }
 
     /// Replaces an item at version `expected` (the item carries expected + 1).
-    async fn put_versioned(&self, table: &str, key: &str, id: &str, what: &'static str, expected: u64, item: Item) -> Result<()> {
+    async fn put_versioned(
+        &self,
+        table: &str,
+        key: &str,
+        id: &str,
+        what: &'static str,
+        expected: u64,
+        item: Item,
+    ) -> Result<()> {
         let result = self
             .client
             .put_item()
@@ -243,7 +257,13 @@ impl DynamoStore {
             .map_err(|e| Error::aws(format!("deleting {id} from {table}"), e))
     }
 
-    async fn scan_page<T: DeserializeOwned>(&self, table: &str, key: &str, after: Option<String>, limit: usize) -> Result<Page<T>> {
+    async fn scan_page<T: DeserializeOwned>(
+        &self,
+        table: &str,
+        key: &str,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<Page<T>> {
         let output = self
             .client
             .scan()
@@ -328,8 +348,15 @@ impl RequestRepository for DynamoStore {
     async fn update(&self, request: &RequestRecord) -> Result<RequestRecord> {
         let expected = request.version;
         let next = RequestRecord { version: expected + 1, ..request.clone() };
-        self.put_versioned(&self.requests, REQUESTS.key, &request.request_id, "request", expected, request_item(&next)?)
-            .await?;
+        self.put_versioned(
+            &self.requests,
+            REQUESTS.key,
+            &request.request_id,
+            "request",
+            expected,
+            request_item(&next)?,
+        )
+        .await?;
         Ok(next)
     }
 
@@ -347,17 +374,19 @@ impl RequestRepository for DynamoStore {
             return Err(too_many_machines(machines.len()));
         }
         let build = |e| Error::store("building a transaction", e);
-        let mut actions = vec![TransactWriteItem::builder()
-            .put(
-                Put::builder()
-                    .table_name(&self.requests)
-                    .set_item(Some(request_item(request)?))
-                    .condition_expression("attribute_not_exists(#k)")
-                    .expression_attribute_names("#k", REQUESTS.key)
-                    .build()
-                    .map_err(build)?,
-            )
-            .build()];
+        let mut actions = vec![
+            TransactWriteItem::builder()
+                .put(
+                    Put::builder()
+                        .table_name(&self.requests)
+                        .set_item(Some(request_item(request)?))
+                        .condition_expression("attribute_not_exists(#k)")
+                        .expression_attribute_names("#k", REQUESTS.key)
+                        .build()
+                        .map_err(build)?,
+                )
+                .build(),
+        ];
         let updated: Vec<MachineRecord> =
             machines.iter().map(|m| MachineRecord { version: m.version + 1, ..m.clone() }).collect();
         for (machine, next) in machines.iter().zip(&updated) {
@@ -395,7 +424,8 @@ impl RequestRepository for DynamoStore {
             Some(0) => exists("request", &request.request_id),
             Some(i) => {
                 let machine = &machines[i - 1];
-                self.why_not_written(&self.machines, MACHINES.key, &machine.machine_id, "machine", machine.version).await
+                self.why_not_written(&self.machines, MACHINES.key, &machine.machine_id, "machine", machine.version)
+                    .await
             }
             None => Error::aws(format!("writing request {} with {} machines", request.request_id, machines.len()), err),
         })
@@ -525,7 +555,11 @@ impl CapacityRepository for DynamoStore {
                     Ok(_) => Ok(()),
                     // Absent counter (nothing to release), or raised meanwhile: release again.
                     Err(err) if err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
-                        if self.in_use(key).await? == 0 { Ok(()) } else { self.release(key, count).await }
+                        if self.in_use(key).await? == 0 {
+                            Ok(())
+                        } else {
+                            self.release(key, count).await
+                        }
                     }
                     Err(err) => Err(Error::aws(format!("releasing {count} of {key} in {}", self.templates), err)),
                 }

@@ -38,14 +38,19 @@ pub trait RequestRepository: Send + Sync {
     /// written (version + 1). [`Error::Stale`] when it moved on, [`Error::NotFound`] when absent.
     async fn update(&self, request: &RequestRecord) -> Result<RequestRecord>;
 
-    /// Unfinished requests, oldest first (sparse index; never a scan).
+    /// Unfinished requests, oldest first (sparse index; never a scan). On DynamoDB the index is
+    /// eventually consistent: a request finished a moment ago may still be listed, so callers
+    /// re-read by key ([`RequestRepository::get`]) before acting on one.
     async fn list_active(&self) -> Result<Vec<RequestRecord>>;
 
     /// Writes a new request and updates `machines` (each on its version) in one transaction:
     /// all or nothing. For a return request and the machines it returns. At most
     /// [`MAX_TRANSACTION_MACHINES`] machines.
-    async fn put_with_machines(&self, request: &RequestRecord, machines: &[MachineRecord])
-    -> Result<Vec<MachineRecord>>;
+    async fn put_with_machines(
+        &self,
+        request: &RequestRecord,
+        machines: &[MachineRecord],
+    ) -> Result<Vec<MachineRecord>>;
 
     async fn delete(&self, request_id: &str) -> Result<()>;
 

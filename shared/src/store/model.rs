@@ -192,7 +192,9 @@ pub struct Page<T> {
 pub enum Reservation {
     Reserved,
     /// Not enough room: `available` is what could be reserved now.
-    Insufficient { available: u32 },
+    Insufficient {
+        available: u32,
+    },
 }
 
 /// `maxNumber` of a template: `-1` (any negative value) is unlimited.

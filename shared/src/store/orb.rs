@@ -140,7 +140,9 @@ impl OrbDatabase {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::Config(format!("cannot read ORB database {}: {e}", path.display())))?;
         Self::parse(&text, provider, retention).map_err(|e| match e {
-            Error::Invalid { field, problem } => Error::Config(format!("ORB database {}: {field}: {problem}", path.display())),
+            Error::Invalid { field, problem } => {
+                Error::Config(format!("ORB database {}: {field}: {problem}", path.display()))
+            }
             other => other,
         })
     }
@@ -193,12 +195,8 @@ fn convert_request(orb: OrbRequest, provider: &str, retention: Duration) -> Resu
         Some("ASG") => (None, resource),
         _ => (None, None),
     };
-    let launch_template_id = orb
-        .provider_data
-        .as_ref()
-        .and_then(|d| d.get("launch_template_id"))
-        .and_then(Value::as_str)
-        .map(str::to_owned);
+    let launch_template_id =
+        orb.provider_data.as_ref().and_then(|d| d.get("launch_template_id")).and_then(Value::as_str).map(str::to_owned);
     Ok(RequestRecord {
         kind,
         template_id: orb.template_id.unwrap_or_default(),
@@ -233,9 +231,9 @@ fn convert_machine(orb: OrbMachine, provider: &str, retention: Duration) -> Resu
         .filter(|n| !n.is_empty())
         .or(orb.name.filter(|n| !n.is_empty() && *n != orb.machine_id))
         .unwrap_or_default();
-    let price_type = orb.price_type.or_else(|| {
-        orb.metadata.as_ref().and_then(|m| m.get("price_type")).and_then(Value::as_str).map(str::to_owned)
-    });
+    let price_type = orb
+        .price_type
+        .or_else(|| orb.metadata.as_ref().and_then(|m| m.get("price_type")).and_then(Value::as_str).map(str::to_owned));
     let launchtime = orb.launch_time.as_ref().and_then(epoch).unwrap_or(0);
     let updated_at = [&orb.updated_at, &orb.created_at].into_iter().flatten().find_map(epoch).unwrap_or(launchtime);
     Ok(MachineRecord {
@@ -310,7 +308,8 @@ mod tests {
         let text = r#"{"requests": {"req-1": {"request_id": "req-1", "status": "weird", "created_at": 1}}}"#;
         let err = OrbDatabase::parse(text, "awsinst", Duration::ZERO).err().expect("rejected");
         assert!(err.to_string().contains("requests.req-1.status") && err.to_string().contains("weird"), "{err}");
-        let err = OrbDatabase::parse(r#"{"machines": {"i-1": {"status": 3}}}"#, "awsinst", Duration::ZERO).err().unwrap();
+        let err =
+            OrbDatabase::parse(r#"{"machines": {"i-1": {"status": 3}}}"#, "awsinst", Duration::ZERO).err().unwrap();
         assert!(err.to_string().starts_with("machines.i-1"), "{err}");
     }
 

@@ -299,9 +299,8 @@ fn row_exists(connection: &Connection, table: &str, key: &str, id: &str) -> Resu
 /// One IMMEDIATE transaction (the write lock is taken up front, so concurrent writers from
 /// other processes wait on busy_timeout instead of failing mid-way).
 fn transaction<T>(connection: &mut Connection, work: impl FnOnce(&rusqlite::Transaction) -> Result<T>) -> Result<T> {
-    let tx = connection
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(db("starting a transaction"))?;
+    let tx =
+        connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db("starting a transaction"))?;
     let out = work(&tx)?;
     tx.commit().map_err(db("committing a transaction"))?;
     Ok(out)
@@ -545,12 +544,7 @@ mod tests {
         let path = dir.path().join("hf.sqlite");
         let connection = open(&path).unwrap();
         for (id, expires) in [("old", Some(1_i64)), ("kept", None), ("later", Some(i64::MAX))] {
-            connection
-                .execute(
-                    "INSERT INTO requests VALUES (?1, 0, 0, 1, ?2, '{}')",
-                    params![id, expires],
-                )
-                .unwrap();
+            connection.execute("INSERT INTO requests VALUES (?1, 0, 0, 1, ?2, '{}')", params![id, expires]).unwrap();
         }
         drop(connection);
         let connection = open(&path).unwrap();

@@ -7,8 +7,8 @@ use std::time::Duration;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::client::Waiters;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, PointInTimeRecoverySpecification,
-    Projection, ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
+    PointInTimeRecoverySpecification, Projection, ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
 };
 
 use crate::error::{Error, Result};
@@ -81,7 +81,11 @@ fn key(name: &str, key_type: KeyType) -> Result<KeySchemaElement> {
         .map_err(|e| Error::store("building a key schema", e))
 }
 
-fn create_request(client: &Client, def: &TableDef, name: &str) -> Result<aws_sdk_dynamodb::operation::create_table::builders::CreateTableFluentBuilder> {
+fn create_request(
+    client: &Client,
+    def: &TableDef,
+    name: &str,
+) -> Result<aws_sdk_dynamodb::operation::create_table::builders::CreateTableFluentBuilder> {
     let mut request = client
         .create_table()
         .table_name(name)
