@@ -1,8 +1,12 @@
 //! `hostfactory`: the local server and admin commands.
 
+mod bench;
+
 use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
 use shared::api::{AppState, local_router};
-use shared::config::Runtime;
+use shared::config::{Config, Runtime};
+use shared::store::migrate::{self, Location, Progress};
 
 #[derive(Parser)]
 #[command(name = "hostfactory", version, about = "IBM Spectrum Symphony HostFactory provider for AWS")]
@@ -16,6 +20,35 @@ enum Command {
     /// Serve every function's routes on HOSTFACTORY_LISTEN (default 127.0.0.1:8080) with the
     /// local defaults: sample templates folder and an embedded store under .data/.
     Serve,
+    /// Copy every request and machine from one store to another, then verify counts and a
+    /// checksum. Safe to re-run. Stores: sqlite:<path>, dynamodb[:<table prefix>] (default
+    /// HOSTFACTORY_TABLE_PREFIX), or, as a source only, orb:<path to ORB's request_database.json>.
+    Migrate {
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        to: String,
+    },
+    /// Create the DynamoDB tables ({prefix}_requests, _machines, _templates) as template.yaml
+    /// defines them, for deployments without CloudFormation; existing tables are left alone.
+    CreateTables {
+        /// Table prefix (default: HOSTFACTORY_TABLE_PREFIX, else "hostfactory").
+        #[arg(long)]
+        prefix: Option<String>,
+    },
+    /// Measure put, conditional update and batch get (ops/s) on scratch stores: a temp SQLite
+    /// file and fresh DynamoDB tables (deleted afterwards) at the configured AWS endpoint.
+    /// infra/scripts/bench runs it against moto.
+    BenchStore {
+        #[arg(long, value_enum, value_delimiter = ',', default_values = ["sqlite", "dynamodb"])]
+        backends: Vec<bench::Backend>,
+        /// Records written, updated and read per backend.
+        #[arg(long, default_value_t = 2000)]
+        ops: usize,
+        /// Operations in flight at once.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+    },
 }
 
 #[tokio::main]
@@ -24,6 +57,11 @@ async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve => serve().await,
+        Command::Migrate { from, to } => migrate_command(&from, &to).await,
+        Command::CreateTables { prefix } => create_tables(prefix).await,
+        Command::BenchStore { backends, ops, concurrency } => {
+            bench::run(bench::Options { backends, ops: ops.max(1), concurrency: concurrency.max(1) }).await
+        }
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -44,6 +82,64 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
     tracing::info!(templates = %config.templates, store = ?config.store, provider = %config.default_provider, "configuration");
     println!("hostfactory listening on http://{address} (templates: {})", config.templates);
     axum::serve(listener, local_router(state)).with_graceful_shutdown(shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn migrate_command(from: &str, to: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let config = Config::from_env(Runtime::Local)?;
+    let sdk = shared::aws::load_sdk_config(Runtime::Local).await;
+    let source = Location::parse(from, &config.table_prefix)?.source(&config, &sdk)?;
+    let target = Location::parse(to, &config.table_prefix)?.target(&sdk)?;
+
+    // Drawn on stderr (hidden when it is not a terminal); stdout keeps only the result line.
+    let bar = ProgressBar::no_length();
+    let counting = ProgressStyle::with_template("{spinner} {msg}: {pos} records")?;
+    let copying = ProgressStyle::with_template("{msg:10} [{bar:40}] {pos}/{len} records ({per_sec}, {eta} left)")?
+        .progress_chars("=> ");
+    bar.set_style(counting.clone());
+    bar.set_message(format!("reading {from}"));
+    let mut phase = 0;
+    let result = migrate::migrate(source.as_ref(), &target, &mut |progress| match progress {
+        Progress::Counted(n) => bar.set_position(n),
+        Progress::Copied { done, total } => {
+            if phase == 0 {
+                phase = 1;
+                bar.set_style(copying.clone());
+                bar.set_message("copying");
+                bar.set_length(total);
+                bar.reset_eta();
+            }
+            bar.set_position(done);
+        }
+        Progress::Verified(n) => {
+            if phase == 1 {
+                phase = 2;
+                bar.set_style(counting.clone());
+                bar.set_message(format!("verifying {to}"));
+            }
+            bar.set_position(n);
+        }
+    })
+    .await;
+    bar.finish_and_clear();
+    let fingerprint = result?;
+    println!(
+        "migrated {} requests and {} machines from {from} to {to}; verified (sha256 {})",
+        fingerprint.requests, fingerprint.machines, fingerprint.checksum
+    );
+    Ok(())
+}
+
+async fn create_tables(prefix: Option<String>) -> Result<(), Box<dyn std::error::Error>> {
+    let config = Config::from_env(Runtime::Local)?;
+    let prefix = prefix.unwrap_or(config.table_prefix);
+    let sdk = shared::aws::load_sdk_config(Runtime::Local).await;
+    let created = shared::store::dynamo::create_tables(&aws_sdk_dynamodb::Client::new(&sdk), &prefix).await?;
+    if created.is_empty() {
+        println!("the tables for prefix '{prefix}' exist already");
+    } else {
+        println!("created {}", created.join(", "));
+    }
     Ok(())
 }
 

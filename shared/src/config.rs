@@ -50,6 +50,9 @@ pub struct Config {
     /// Provider instance used when a call does not name one (`HF_PROVIDER_NAME`).
     pub default_provider: String,
     pub templates_cache_ttl: Duration,
+    /// How long finished requests and machines are kept (`HOSTFACTORY_RETENTION_DAYS`): the
+    /// DynamoDB TTL attribute `expiresAt`, and the SQLite store's purge on open.
+    pub retention: Duration,
 }
 
 /// The repository root (parent of `shared/`), for local defaults that point into the checkout.
@@ -101,7 +104,15 @@ impl Config {
         validate_provider_name(&default_provider).map_err(|e| Error::Config(format!("HF_PROVIDER_NAME: {e}")))?;
         let templates_cache_ttl = Duration::from_secs(parse_seconds(&get, "HOSTFACTORY_TEMPLATES_CACHE_TTL_SECS", 60)?);
 
-        Ok(Config { runtime, templates, store, table_prefix, listen, default_provider, templates_cache_ttl })
+        let retention_days = match get("HOSTFACTORY_RETENTION_DAYS") {
+            None => 30,
+            Some(value) => value.parse::<u64>().ok().filter(|days| (1..=3650).contains(days)).ok_or_else(|| {
+                Error::Config(format!("HOSTFACTORY_RETENTION_DAYS '{value}' must be 1 to 3650 (days)"))
+            })?,
+        };
+        let retention = Duration::from_secs(retention_days * 24 * 3600);
+
+        Ok(Config { runtime, templates, store, table_prefix, listen, default_provider, templates_cache_ttl, retention })
     }
 }
 
@@ -170,6 +181,24 @@ mod tests {
         assert_eq!(config.default_provider, "awsinst");
         assert_eq!(config.table_prefix, "hostfactory");
         assert_eq!(config.templates_cache_ttl, Duration::from_secs(60));
+        assert_eq!(config.retention, Duration::from_secs(30 * 24 * 3600));
+    }
+
+    #[test]
+    fn store_settings() {
+        let config = parse(
+            Runtime::Local,
+            &[("HOSTFACTORY_STORE", "sqlite:/tmp/x/hf.db"), ("HOSTFACTORY_TABLE_PREFIX", "grid-1"), ("HOSTFACTORY_RETENTION_DAYS", "7")],
+        )
+        .unwrap();
+        assert_eq!(config.store, StoreLocation::Sqlite(PathBuf::from("/tmp/x/hf.db")));
+        assert_eq!(config.table_prefix, "grid-1");
+        assert_eq!(config.retention, Duration::from_secs(7 * 24 * 3600));
+        assert_eq!(parse(Runtime::Local, &[("HOSTFACTORY_STORE", "DynamoDB")]).unwrap().store, StoreLocation::DynamoDb);
+        for days in ["0", "3651", "-1"] {
+            let err = parse(Runtime::Local, &[("HOSTFACTORY_RETENTION_DAYS", days)]).unwrap_err();
+            assert!(err.to_string().contains("HOSTFACTORY_RETENTION_DAYS"), "{days}: {err}");
+        }
     }
 
     #[test]
@@ -198,6 +227,7 @@ mod tests {
             ("HF_PROVIDER_NAME", "../etc"),
             ("HOSTFACTORY_TABLE_PREFIX", "a b"),
             ("HOSTFACTORY_TEMPLATES_CACHE_TTL_SECS", "soon"),
+            ("HOSTFACTORY_RETENTION_DAYS", "forever"),
         ] {
             let err = parse(Runtime::Local, &[(name, value)]).unwrap_err();
             assert!(err.to_string().contains(name), "{name}: {err}");

@@ -28,6 +28,10 @@ pub enum Error {
     #[error("{0}")]
     Conflict(String),
 
+    /// Optimistic locking: the record changed since it was read at version `expected` (409).
+    #[error("{what} '{id}' was changed concurrently (expected version {expected})")]
+    Stale { what: &'static str, id: String, expected: u64 },
+
     /// The request is understood but cannot be granted now, e.g. over `maxNumber` (422).
     #[error("{0}")]
     Unprocessable(String),
@@ -72,7 +76,7 @@ impl Error {
         match self {
             Error::Invalid { .. } => StatusCode::BAD_REQUEST,
             Error::NotFound { .. } => StatusCode::NOT_FOUND,
-            Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::Conflict(_) | Error::Stale { .. } => StatusCode::CONFLICT,
             Error::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Error::Config(_) | Error::Store { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             Error::Aws { throttled: true, .. } => StatusCode::SERVICE_UNAVAILABLE,

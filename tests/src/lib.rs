@@ -116,3 +116,21 @@ impl Response {
         self.body["message"].as_str().unwrap_or_else(|| panic!("no message in {}", self.body))
     }
 }
+
+/// A DynamoDB store on moto with its own uniquely prefixed tables, created as in production.
+pub async fn new_dynamo_store(sdk: &SdkConfig) -> shared::store::Store {
+    let prefix = unique("hft");
+    let client = aws_sdk_dynamodb::Client::new(sdk);
+    let created = shared::store::dynamo::create_tables(&client, &prefix).await.expect("create tables in moto");
+    assert_eq!(created.len(), 3, "{created:?}");
+    let location = shared::store::migrate::Location::DynamoDb { prefix };
+    location.target(sdk).expect("a DynamoDB store")
+}
+
+/// A SQLite store in a fresh temporary folder (kept alive by the returned guard).
+pub fn new_sqlite_store() -> (shared::store::Store, tempfile::TempDir) {
+    let folder = tempfile::tempdir().expect("temp dir");
+    let path = folder.path().join("data/hostfactory.sqlite");
+    let store = shared::store::Store::from_backend(std::sync::Arc::new(shared::store::sqlite::SqliteStore::new(&path)));
+    (store, folder)
+}

@@ -1,14 +1,12 @@
 //! Discovery and merge against moto S3: the four levels, IBM's stock file, YAML, snake_case,
 //! graceful degradation, attributes from DescribeInstanceTypes and availableNumber.
 
-use std::collections::HashMap;
-use std::sync::Arc;
 
 use hostfactory_tests::{get, new_bucket, put_object, recording_sdk_config, sdk_config};
 use serde_json::{Value, json};
 use shared::api::{AppState, Group, function_router};
 use shared::config::{Config, Runtime, TemplatesLocation};
-use shared::templates::{BoxFuture, CapacityInUse};
+use shared::store::capacity_key;
 
 fn config(bucket: &str) -> Config {
     let mut config = Config::from_lookup(Runtime::Local, |_| None).unwrap();
@@ -206,28 +204,18 @@ async fn attributes_come_from_describe_instance_types_in_one_call_and_explicit_o
     assert_eq!(log.actions("DescribeInstanceTypes"), 1);
 }
 
-/// A store stand-in: fixed units in use per template.
-struct FixedUsage(HashMap<String, u64>);
-
-impl CapacityInUse for FixedUsage {
-    fn in_use<'a>(&'a self, provider: &'a str, template_ids: &'a [String]) -> BoxFuture<'a, shared::Result<HashMap<String, u64>>> {
-        assert_eq!(provider, "awsinst");
-        let answer = template_ids.iter().filter_map(|id| self.0.get(id).map(|n| (id.clone(), *n))).collect();
-        Box::pin(async move { Ok(answer) })
-    }
-}
-
 #[tokio::test]
 async fn available_number_is_max_number_minus_capacity_in_use() {
     let sdk = sdk_config().await;
     let (s3, bucket) = new_bucket(&sdk).await;
     put_object(&s3, &bucket, "hf/awsprov_templates.json", file(&[template("Busy", 10, ""), template("Full", 2, ""), template("Idle", -1, "")])).await;
-    let without = function_router(Group::Templates, AppState::new(config(&bucket), &sdk));
-    let plain = get(&without, "/api/v1/templates", &[]).await;
-    assert!(by_id(&plain.body, "Busy").get("availableNumber").is_none(), "unknown without a store");
-
+    let (store, _folder) = hostfactory_tests::new_sqlite_store();
+    store.capacity.reserve(&capacity_key("awsinst", "Busy"), 3, 10).await.unwrap();
+    // Fleets can overshoot maxNumber; the counter then holds more than the maximum.
+    store.capacity.reserve(&capacity_key("awsinst", "Full"), 5, -1).await.unwrap();
+    store.capacity.reserve(&capacity_key("other", "Idle"), 7, -1).await.unwrap();
     let mut state = AppState::new(config(&bucket), &sdk);
-    state.capacity = Some(Arc::new(FixedUsage(HashMap::from([("Busy".to_owned(), 3), ("Full".to_owned(), 5)]))));
+    state.store = store;
     let router = function_router(Group::Templates, state);
     let response = get(&router, "/api/v1/templates", &[]).await;
 

@@ -16,7 +16,8 @@ use serde_json::json;
 
 use crate::config::{Config, Runtime};
 use crate::error::{Error, Result};
-use crate::templates::{CapacityInUse, Catalog, TemplateSource};
+use crate::store::Store;
+use crate::templates::{Catalog, TemplateSource};
 
 pub use extract::{HfJson, Provider};
 
@@ -26,8 +27,7 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub catalog: Arc<Catalog>,
     pub ec2: aws_sdk_ec2::Client,
-    /// Capacity in use per template (the request store); `None` leaves `availableNumber` out.
-    pub capacity: Option<Arc<dyn CapacityInUse>>,
+    pub store: Store,
 }
 
 impl AppState {
@@ -35,7 +35,8 @@ impl AppState {
         let ec2 = aws_sdk_ec2::Client::new(sdk);
         let source = TemplateSource::new(&config.templates, sdk);
         let catalog = Catalog::new(source, ec2.clone(), config.templates_cache_ttl);
-        AppState { config: Arc::new(config), catalog: Arc::new(catalog), ec2, capacity: None }
+        let store = Store::new(&config, sdk);
+        AppState { config: Arc::new(config), catalog: Arc::new(catalog), ec2, store }
     }
 
     /// Configuration and AWS clients from the environment.

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
+use crate::store::capacity_key;
 use super::{AppState, HfJson, Provider};
 use crate::error::{Error, Result};
 use crate::hostfactory::GetAvailableTemplatesResponse;
@@ -51,22 +52,15 @@ async fn get_available_templates(
 ) -> Result<Json<GetAvailableTemplatesResponse>> {
     let ListQuery { force_refresh } = query(&uri)?;
     let loaded = state.catalog.load(&provider, force_refresh).await?;
-    let in_use = match &state.capacity {
-        Some(capacity) => {
-            let ids: Vec<String> = loaded.templates.iter().map(|t| t.template_id.clone()).collect();
-            Some(capacity.in_use(&provider, &ids).await?)
-        }
-        None => None,
-    };
+    let keys: Vec<String> = loaded.templates.iter().map(|t| capacity_key(&provider, &t.template_id)).collect();
+    let in_use = futures::future::try_join_all(keys.iter().map(|key| state.store.capacity.in_use(key))).await?;
     let templates = loaded
         .templates
         .iter()
-        .map(|t| {
-            let available = in_use.as_ref().map(|in_use| {
-                let used = in_use.get(&t.template_id).copied().unwrap_or(0);
-                (t.effective_max_number() - i64::try_from(used).unwrap_or(i64::MAX)).max(0)
-            });
-            t.to_info(available)
+        .zip(in_use)
+        .map(|(t, used)| {
+            let available = (t.effective_max_number() - i64::try_from(used).unwrap_or(i64::MAX)).max(0);
+            t.to_info(Some(available))
         })
         .collect();
     let warnings: Vec<String> = loaded.problems.iter().map(ToString::to_string).collect();

@@ -19,9 +19,6 @@ mod source;
 mod specs;
 mod validate;
 
-use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
 
 use serde::Deserialize;
 
@@ -36,7 +33,6 @@ pub use source::TemplateSource;
 pub use specs::{ARM64_HOST_TYPE, InstanceSpec, InstanceSpecs};
 pub use validate::{Problem, describe};
 
-use crate::error::Result;
 
 /// The file levels of the hierarchy, highest priority first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -74,17 +70,6 @@ pub fn level_files(provider: &str, level: Level) -> Vec<String> {
         }
     }
     names
-}
-
-/// Boxed future of [`CapacityInUse`] (keeps the trait usable as `dyn`).
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// Capacity already in use per template, as the request store knows it; getAvailableTemplates
-/// answers `availableNumber` = effective `maxNumber` − in use (never below 0) when one is set.
-pub trait CapacityInUse: Send + Sync {
-    /// Units in use for each of `template_ids` of `provider`, in one call. A template absent
-    /// from the answer has none in use.
-    fn in_use<'a>(&'a self, provider: &'a str, template_ids: &'a [String]) -> BoxFuture<'a, Result<HashMap<String, u64>>>;
 }
 
 #[cfg(test)]

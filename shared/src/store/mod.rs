@@ -1,0 +1,172 @@
+//! Requests, machines and per-template capacity behind small repository traits, with two
+//! backends: DynamoDB (production, [`dynamo`]) and embedded SQLite (local default, [`sqlite`]).
+//!
+//! Every update names the `version` it read and fails with [`Error::Stale`] when someone else
+//! wrote in between; nothing is ever overwritten blindly (only migration upserts). Capacity
+//! reservations are atomic in both backends, so `maxNumber` holds under concurrent callers.
+
+pub mod dynamo;
+pub mod migrate;
+mod model;
+pub mod orb;
+pub mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use aws_config::SdkConfig;
+
+use crate::config::{Config, StoreLocation};
+use crate::error::{Error, Result};
+
+pub use model::{
+    Lifecycle, MachineRecord, PROVISION_PREFIX, Page, RETURN_PREFIX, RequestKind, RequestRecord, RequestStatus,
+    Reservation, expiry, limit, now,
+};
+
+#[async_trait]
+pub trait RequestRepository: Send + Sync {
+    async fn get(&self, request_id: &str) -> Result<Option<RequestRecord>>;
+
+    /// The requests that exist among `ids`, in no particular order; any number of ids.
+    async fn batch_get(&self, ids: &[String]) -> Result<Vec<RequestRecord>>;
+
+    /// Writes a new request; [`Error::Conflict`] when the id exists.
+    async fn put_if_absent(&self, request: &RequestRecord) -> Result<()>;
+
+    /// Replaces the stored request if it is still at `request.version`, and returns what was
+    /// written (version + 1). [`Error::Stale`] when it moved on, [`Error::NotFound`] when absent.
+    async fn update(&self, request: &RequestRecord) -> Result<RequestRecord>;
+
+    /// Unfinished requests, oldest first (sparse index; never a scan). On DynamoDB the index is
+    /// eventually consistent: a request finished a moment ago may still be listed, so callers
+    /// re-read by key ([`RequestRepository::get`]) before acting on one.
+    async fn list_active(&self) -> Result<Vec<RequestRecord>>;
+
+    /// Writes a new request and updates `machines` (each on its version) in one transaction:
+    /// all or nothing. For a return request and the machines it returns. At most
+    /// [`MAX_TRANSACTION_MACHINES`] machines.
+    async fn put_with_machines(
+        &self,
+        request: &RequestRecord,
+        machines: &[MachineRecord],
+    ) -> Result<Vec<MachineRecord>>;
+
+    async fn delete(&self, request_id: &str) -> Result<()>;
+
+    /// Writes requests as they are, replacing any with the same id (migration).
+    async fn upsert_batch(&self, requests: &[RequestRecord]) -> Result<()>;
+}
+
+/// DynamoDB's TransactWriteItems takes 100 actions: one request and 99 machines.
+pub const MAX_TRANSACTION_MACHINES: usize = 99;
+
+#[async_trait]
+pub trait MachineRepository: Send + Sync {
+    async fn get(&self, machine_id: &str) -> Result<Option<MachineRecord>>;
+
+    /// The machines that exist among `ids`; any number of ids.
+    async fn batch_get(&self, ids: &[String]) -> Result<Vec<MachineRecord>>;
+
+    /// Writes a new machine; [`Error::Conflict`] when the id exists.
+    async fn put_if_absent(&self, machine: &MachineRecord) -> Result<()>;
+
+    /// Replaces the stored machine if it is still at `machine.version`; returns it at version + 1.
+    async fn update(&self, machine: &MachineRecord) -> Result<MachineRecord>;
+
+    /// Machines launched for a provisioning request.
+    async fn list_by_request(&self, request_id: &str) -> Result<Vec<MachineRecord>>;
+
+    /// Machines a return request covers.
+    async fn list_by_return_request(&self, return_request_id: &str) -> Result<Vec<MachineRecord>>;
+
+    /// Machines whose host name (PrivateDnsName) is among `names`.
+    async fn find_by_names(&self, names: &[String]) -> Result<Vec<MachineRecord>>;
+
+    /// Writes machines as they are, replacing any with the same id: recording a launch's
+    /// instances and migration. Batched (25 per DynamoDB call), safe to repeat.
+    async fn upsert_batch(&self, machines: &[MachineRecord]) -> Result<()>;
+
+    async fn delete(&self, machine_id: &str) -> Result<()>;
+}
+
+/// The capacity counter key of a template within its provider instance.
+pub fn capacity_key(provider: &str, template_id: &str) -> String {
+    format!("{provider}/{template_id}")
+}
+
+/// Per-template counters of machines in use, so `maxNumber` holds across concurrent requests.
+/// `key` identifies the template within its provider instance, e.g. `awsinst/Template-1`.
+#[async_trait]
+pub trait CapacityRepository: Send + Sync {
+    /// Atomically adds `count` unless that would exceed `max` (negative = unlimited).
+    async fn reserve(&self, key: &str, count: u32, max: i64) -> Result<Reservation>;
+
+    /// Gives `count` back; never goes below zero.
+    async fn release(&self, key: &str, count: u32) -> Result<()>;
+
+    async fn in_use(&self, key: &str) -> Result<u64>;
+}
+
+/// Full listings for migration only (DynamoDB answers them with a Scan, so no request path may
+/// use them). Pages are of up to `limit` records after the cursor `after`.
+#[async_trait]
+pub trait RecordSource: Send + Sync {
+    async fn page_requests(&self, after: Option<String>, limit: usize) -> Result<Page<RequestRecord>>;
+    async fn page_machines(&self, after: Option<String>, limit: usize) -> Result<Page<MachineRecord>>;
+}
+
+/// The store as the service sees it: one handle per repository, all on the same backend.
+#[derive(Clone)]
+pub struct Store {
+    pub requests: Arc<dyn RequestRepository>,
+    pub machines: Arc<dyn MachineRepository>,
+    pub capacity: Arc<dyn CapacityRepository>,
+    /// Full listings (migration, admin commands): never from a request path.
+    pub records: Arc<dyn RecordSource>,
+    /// Where the records live, for logs and messages.
+    pub location: String,
+}
+
+impl Store {
+    /// The store `config` names. SQLite opens (and creates or migrates its file) on first use.
+    pub fn new(config: &Config, sdk: &SdkConfig) -> Self {
+        match &config.store {
+            StoreLocation::DynamoDb => Store::from_backend(Arc::new(dynamo::DynamoStore::new(
+                aws_sdk_dynamodb::Client::new(sdk),
+                &config.table_prefix,
+            ))),
+            StoreLocation::Sqlite(path) => Store::from_backend(Arc::new(sqlite::SqliteStore::new(path))),
+        }
+    }
+
+    pub fn from_backend<B>(backend: Arc<B>) -> Self
+    where
+        B: RequestRepository + MachineRepository + CapacityRepository + RecordSource + Describe + 'static,
+    {
+        Store {
+            location: backend.describe(),
+            requests: backend.clone(),
+            machines: backend.clone(),
+            capacity: backend.clone(),
+            records: backend,
+        }
+    }
+}
+
+/// A backend's one-line description (table names, file path).
+pub trait Describe {
+    fn describe(&self) -> String;
+}
+
+fn stale(what: &'static str, id: &str, expected: u64) -> Error {
+    Error::Stale { what, id: id.to_owned(), expected }
+}
+
+fn exists(what: &'static str, id: &str) -> Error {
+    Error::Conflict(format!("{what} '{id}' already exists"))
+}
+
+fn too_many_machines(count: usize) -> Error {
+    Error::invalid("machines", format!("{count} machines in one transaction; at most {MAX_TRANSACTION_MACHINES}"))
+}

@@ -1,0 +1,246 @@
+//! The records the store keeps: one per request (provisioning or return) and one per machine.
+//! Attribute names are camelCase in both backends (DynamoDB items, SQLite JSON bodies).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::hostfactory::{MachineResult, RequestState};
+
+/// Prefix of provisioning request ids (`req-<uuid>`).
+pub const PROVISION_PREFIX: &str = "req-";
+/// Prefix of return request ids (`ret-<uuid>`): getRequestStatus tells the two apart by it.
+pub const RETURN_PREFIX: &str = "ret-";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestKind {
+    /// requestMachines.
+    Provision,
+    /// requestReturnMachines.
+    Return,
+}
+
+impl RequestKind {
+    pub fn prefix(self) -> &'static str {
+        match self {
+            RequestKind::Provision => PROVISION_PREFIX,
+            RequestKind::Return => RETURN_PREFIX,
+        }
+    }
+}
+
+/// Internal lifecycle of a request. `Pending` and `InProgress` answer HostFactory `running`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestStatus {
+    /// Recorded; the cloud call has not been confirmed yet (a crash here is healed by the reconciler).
+    Pending,
+    /// The cloud accepted the call; machines are launching or terminating.
+    InProgress,
+    Complete,
+    CompleteWithError,
+}
+
+impl RequestStatus {
+    pub fn is_finished(self) -> bool {
+        matches!(self, RequestStatus::Complete | RequestStatus::CompleteWithError)
+    }
+
+    /// The `status` HostFactory sees (spec §2.4).
+    pub fn hostfactory(self) -> RequestState {
+        match self {
+            RequestStatus::Pending | RequestStatus::InProgress => RequestState::Running,
+            RequestStatus::Complete => RequestState::Complete,
+            RequestStatus::CompleteWithError => RequestState::CompleteWithError,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestRecord {
+    pub request_id: String,
+    pub kind: RequestKind,
+    /// Empty for return requests, which may span templates.
+    pub template_id: String,
+    /// HostFactory provider instance (`HF_PROVIDER_NAME`), e.g. `awsinst`.
+    pub provider: String,
+    pub machine_count: u32,
+    pub status: RequestStatus,
+    pub message: String,
+    /// Epoch seconds.
+    pub created_at: i64,
+    /// Epoch seconds.
+    pub updated_at: i64,
+    /// Optimistic lock: every update must name the version it read; the store bumps it.
+    pub version: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asg_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launch_template_id: Option<String>,
+    /// EC2 API the request used: `RunInstances`, `EC2Fleet`, `SpotFleet`, `ASG`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_api: Option<String>,
+    /// TTL (epoch seconds), set when the request finishes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
+}
+
+impl RequestRecord {
+    /// A new `Pending` request with a fresh `req-`/`ret-` id, version 1.
+    pub fn new(kind: RequestKind, template_id: &str, provider: &str, machine_count: u32, now: i64) -> Self {
+        RequestRecord {
+            request_id: format!("{}{}", kind.prefix(), uuid::Uuid::new_v4()),
+            kind,
+            template_id: template_id.to_owned(),
+            provider: provider.to_owned(),
+            machine_count,
+            status: RequestStatus::Pending,
+            message: String::new(),
+            created_at: now,
+            updated_at: now,
+            version: 1,
+            fleet_id: None,
+            asg_name: None,
+            launch_template_id: None,
+            provider_api: None,
+            expires_at: None,
+        }
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.status.is_finished()
+    }
+
+    /// Moves to a final status and starts the retention clock.
+    pub fn finish(&mut self, status: RequestStatus, message: impl Into<String>, now: i64, retention: Duration) {
+        self.status = status;
+        self.message = message.into();
+        self.updated_at = now;
+        self.expires_at = status.is_finished().then(|| expiry(now, retention));
+    }
+}
+
+/// How the instance is billed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Lifecycle {
+    Spot,
+    Ondemand,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MachineRecord {
+    /// EC2 instance id.
+    pub machine_id: String,
+    /// The provisioning request that launched (or adopted) it. (Index keys cannot be empty
+    /// strings in DynamoDB, so empty key attributes are left out of the item.)
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub request_id: String,
+    /// Set once HostFactory returns the machine (sparse index `return-index`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub return_request_id: Option<String>,
+    pub template_id: String,
+    pub provider: String,
+    /// PrivateDnsName: the host name HostFactory knows the machine by (index `name-index`);
+    /// empty until EC2 assigns one.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    pub private_ip_address: String,
+    pub public_ip_address: String,
+    /// EC2 state name (`pending`, `running`, `shutting-down`, `terminated`, ...).
+    pub state: String,
+    /// HostFactory's per-machine result for the request it belongs to now.
+    pub result: MachineResult,
+    /// Epoch seconds (EC2 LaunchTime).
+    pub launchtime: i64,
+    pub lifecycle: Lifecycle,
+    /// Epoch seconds of the spot interruption warning, when one arrived.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interrupted_at: Option<i64>,
+    pub message: String,
+    pub version: u64,
+    /// Epoch seconds.
+    pub updated_at: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
+}
+
+/// The TTL value for something that finished at `now`.
+pub fn expiry(now: i64, retention: Duration) -> i64 {
+    now.saturating_add(i64::try_from(retention.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// Seconds since the Unix epoch.
+pub fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// A page of a full listing (migration): `next` is the cursor to pass back, `None` at the end.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next: Option<String>,
+}
+
+/// Outcome of a capacity reservation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reservation {
+    Reserved,
+    /// Not enough room: `available` is what could be reserved now.
+    Insufficient {
+        available: u32,
+    },
+}
+
+/// `maxNumber` of a template: `-1` (any negative value) is unlimited.
+pub fn limit(max: i64) -> Option<u64> {
+    u64::try_from(max).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_carry_their_kind() {
+        let provision = RequestRecord::new(RequestKind::Provision, "T", "awsinst", 2, 100);
+        let ret = RequestRecord::new(RequestKind::Return, "", "awsinst", 1, 100);
+        assert!(provision.request_id.starts_with("req-") && provision.request_id.len() == 40);
+        assert!(ret.request_id.starts_with("ret-"));
+        assert_eq!(provision.status.hostfactory(), RequestState::Running);
+        assert_eq!(provision.expires_at, None);
+    }
+
+    #[test]
+    fn finishing_starts_the_retention_clock() {
+        let mut request = RequestRecord::new(RequestKind::Provision, "T", "awsinst", 2, 100);
+        request.finish(RequestStatus::CompleteWithError, "1 of 2 failed", 200, Duration::from_secs(50));
+        assert!(request.is_finished());
+        assert_eq!(request.status.hostfactory(), RequestState::CompleteWithError);
+        assert_eq!((request.updated_at, request.expires_at), (200, Some(250)));
+        request.finish(RequestStatus::InProgress, "", 300, Duration::from_secs(50));
+        assert_eq!(request.expires_at, None);
+    }
+
+    #[test]
+    fn attribute_names_are_camel_case() {
+        let request = RequestRecord::new(RequestKind::Return, "", "awsinst", 1, 100);
+        let json = serde_json::to_value(&request).unwrap();
+        assert_eq!(json["kind"], "return");
+        assert_eq!(json["status"], "pending");
+        assert_eq!(json["machineCount"], 1);
+        assert!(json.get("fleetId").is_none(), "absent options are left out: {json}");
+    }
+
+    #[test]
+    fn negative_max_is_unlimited() {
+        assert_eq!(limit(-1), None);
+        assert_eq!(limit(0), Some(0));
+        assert_eq!(limit(10), Some(10));
+    }
+}
