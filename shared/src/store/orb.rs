@@ -34,7 +34,9 @@
 //! | `status_reason` | `message` |
 //! | `version`, `updated_at` | `version`, `updatedAt` |
 //!
-//! Finished requests and terminated machines get `expiresAt` = `updatedAt` + retention.
+//! Finished requests and terminated machines get `expiresAt` = retention counted from the
+//! import (or from `updatedAt` when that is later), so imported history is kept for the full
+//! retention period instead of being purged at once.
 //! ORB's counters (`successful_count`, ...), tags, metadata and `provider_data` have no
 //! counterpart: the machines themselves carry that state.
 
@@ -127,6 +129,11 @@ struct OrbMachine {
     updated_at: Option<Value>,
 }
 
+/// Expiry of a finished record imported now.
+fn imported_expiry(updated_at: i64, retention: Duration) -> i64 {
+    expiry(updated_at.max(super::model::now()), retention)
+}
+
 /// An ORB database converted to our records, sorted by id; a migration source.
 pub struct OrbDatabase {
     requests: Vec<RequestRecord>,
@@ -211,7 +218,7 @@ fn convert_request(orb: OrbRequest, provider: &str, retention: Duration) -> Resu
         asg_name,
         launch_template_id,
         provider_api: api,
-        expires_at: status.is_finished().then(|| expiry(updated_at, retention)),
+        expires_at: status.is_finished().then(|| imported_expiry(updated_at, retention)),
         request_id: orb.request_id,
     })
 }
@@ -251,7 +258,7 @@ fn convert_machine(orb: OrbMachine, provider: &str, retention: Duration) -> Resu
         message: orb.status_reason.unwrap_or_default(),
         version: orb.version,
         updated_at,
-        expires_at: (state == "terminated").then(|| expiry(updated_at, retention)),
+        expires_at: (state == "terminated").then(|| imported_expiry(updated_at, retention)),
         state,
         machine_id: orb.machine_id,
     })
