@@ -29,7 +29,7 @@ pub struct Observed {
 }
 
 impl Observed {
-    fn from_instance(instance: &Instance) -> Option<Observed> {
+    pub fn from_instance(instance: &Instance) -> Option<Observed> {
         let instance_id = instance.instance_id()?.to_owned();
         let text = |v: Option<&str>| v.unwrap_or_default().to_owned();
         Some(Observed {
