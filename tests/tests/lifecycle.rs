@@ -113,8 +113,12 @@ async fn request_status_return_and_status_again() {
     let req = request_id(&accepted);
     assert!(req.starts_with("req-"), "{req}");
     assert_eq!(rig.in_use().await, 3);
+    assert_eq!(rig.log.actions("RunInstances"), 3, "moto fills one per call");
+    assert_eq!(rig.log.actions("DescribeInstances"), 0, "the launch answer is recorded as is");
 
+    rig.log.clear();
     let answer = rig.settled(&req).await;
+    assert_eq!(rig.log.calls().len(), 1, "one status call, one DescribeInstances: {:?}", rig.log.calls());
     assert_eq!(answer["status"], "complete", "{answer}");
     let machines = answer["machines"].as_array().unwrap();
     assert_eq!(machines.len(), 3, "{answer}");
@@ -137,8 +141,11 @@ async fn request_status_return_and_status_again() {
     }
 
     let ids: Vec<Value> = machines.iter().map(|m| json!({"machineId": m["machineId"]})).collect();
+    rig.log.clear();
     let ret = request_id(&rig.post("/api/v1/machines/return", json!({"machines": ids})).await);
     assert!(ret.starts_with("ret-"), "{ret}");
+    assert_eq!(rig.log.calls().len(), 1, "one TerminateInstances: {:?}", rig.log.calls());
+    assert_eq!(rig.log.actions("TerminateInstances"), 1);
 
     let answer = rig.settled(&ret).await;
     assert_eq!(answer["status"], "complete", "{answer}");
@@ -152,6 +159,21 @@ async fn request_status_return_and_status_again() {
     let again = rig.status(&[&req, &ret]).await;
     assert_eq!(again.body["requests"][1]["status"], "complete");
     assert_eq!(rig.log.actions("DescribeInstances"), 0);
+}
+
+#[tokio::test]
+async fn a_machine_returned_before_its_request_finished_is_counted_once() {
+    let rig = rig(5).await;
+    let req = request_id(&rig.request(2).await);
+    let launched = rig.state.store.machines.list_by_request(&req).await.unwrap();
+    let early = launched[0].machine_id.clone();
+
+    let ret = request_id(&rig.post("/api/v1/machines/return", json!({"machines": [{"machineId": early}]})).await);
+    assert_eq!(rig.settled(&ret).await["status"], "complete");
+    let answer = rig.settled(&req).await;
+
+    assert_eq!(answer["status"], "complete", "a returned machine is not a failed launch: {answer}");
+    assert_eq!(rig.in_use().await, 1, "released once, by the return");
 }
 
 #[tokio::test]

@@ -95,6 +95,10 @@ async fn refresh(
     let now = now();
     let mut changed = Vec::new();
     for machine in &mut machines {
+        // Already handed back to a return request, which now owns its result and capacity.
+        if handed_back(&request, machine) {
+            continue;
+        }
         let seen = observed.get(&machine.machine_id);
         let (result, message) = match request.kind {
             RequestKind::Provision if seen.is_none() && now - machine.launchtime < LAUNCH_VISIBILITY_SECS => {
@@ -129,7 +133,8 @@ async fn refresh(
         }
     }
 
-    let results: Vec<MachineResult> = machines.iter().map(|m| m.result).collect();
+    let results: Vec<MachineResult> =
+        machines.iter().map(|m| if handed_back(&request, m) { MachineResult::Succeed } else { m.result }).collect();
     let target_reached = request.kind == RequestKind::Return || machines.len() >= request.machine_count as usize;
     let status = request_state(results.iter().copied(), target_reached, true);
     if status != RequestState::Running {
@@ -153,7 +158,7 @@ async fn finish(
     status: RequestState,
     now: i64,
 ) -> Result<()> {
-    let failed = machines.iter().filter(|m| m.result == MachineResult::Fail).count();
+    let failed = machines.iter().filter(|m| m.result == MachineResult::Fail && !handed_back(request, m)).count();
     let (final_status, message) = match (request.kind, status) {
         (RequestKind::Provision, RequestState::Complete) => {
             (RequestStatus::Complete, format!("All {} machine(s) are ready.", machines.len()))
@@ -183,7 +188,7 @@ async fn finish(
         Err(err) => return Err(err),
     }
     let gone = |m: &&MachineRecord| match request.kind {
-        RequestKind::Provision => m.result == MachineResult::Fail,
+        RequestKind::Provision => m.result == MachineResult::Fail && !handed_back(request, m),
         RequestKind::Return => m.result == MachineResult::Succeed,
     };
     let mut per_template: BTreeMap<String, u32> = BTreeMap::new();
@@ -195,6 +200,11 @@ async fn finish(
     }
     tracing::info!(request_id = %request.request_id, status = ?final_status, failed, "request finished");
     Ok(())
+}
+
+/// A machine of a provisioning request that HostFactory has since returned.
+fn handed_back(request: &RequestRecord, machine: &MachineRecord) -> bool {
+    request.kind == RequestKind::Provision && machine.return_request_id.is_some()
 }
 
 /// A request that is finished (or not launched yet): its records are the answer.
