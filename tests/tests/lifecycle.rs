@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use hostfactory_tests::wire::{CallLog, Fault, Wire};
-use hostfactory_tests::{Response, invoke_event, new_sqlite_store, sdk_config, send_json, unique};
+use hostfactory_tests::{Response, invoke_event, new_dynamo_store, new_sqlite_store, sdk_config, send_json, unique};
 use serde_json::{Value, json};
 use shared::api::{AppState, Group, function_router, local_router};
 use shared::config::{Config, Runtime, TemplatesLocation};
@@ -38,8 +38,13 @@ async fn network(ec2: &aws_sdk_ec2::Client) -> (String, String) {
     (subnet_id, sg.group_id().expect("group id").to_owned())
 }
 
-/// A router over one template (`maxNumber` 5) in a folder, a SQLite store, and a recording wire.
+/// A router over one template in a folder, a SQLite store, and a recording wire.
 async fn rig(max_number: i64) -> Rig {
+    rig_on(max_number, false).await
+}
+
+/// [`rig`], with the store on DynamoDB (moto) when `dynamo`; store calls are not recorded.
+async fn rig_on(max_number: i64, dynamo: bool) -> Rig {
     let wire = Wire::default();
     let sdk = wire.sdk_config(&sdk_config().await);
     let ec2 = aws_sdk_ec2::Client::new(&sdk);
@@ -56,7 +61,7 @@ async fn rig(max_number: i64) -> Rig {
     config.templates = TemplatesLocation::Folder(folder.path().into());
     let mut state = AppState::new(config, &sdk);
     let (store, store_folder) = new_sqlite_store();
-    state.store = store;
+    state.store = if dynamo { new_dynamo_store(&sdk_config().await).await } else { store };
     let router = local_router(state.clone());
     Rig { router, state, ec2, log: wire.log.clone(), wire, template_id, _folders: (folder, store_folder) }
 }
@@ -174,6 +179,25 @@ async fn a_machine_returned_before_its_request_finished_is_counted_once() {
 
     assert_eq!(answer["status"], "complete", "a returned machine is not a failed launch: {answer}");
     assert_eq!(rig.in_use().await, 1, "released once, by the return");
+}
+
+#[tokio::test]
+async fn the_cycle_on_the_dynamodb_store() {
+    let rig = rig_on(5, true).await;
+    let req = request_id(&rig.request(2).await);
+    let answer = rig.settled(&req).await;
+    assert_eq!(answer["status"], "complete", "{answer}");
+    let name = answer["machines"][0]["name"].as_str().unwrap().to_owned();
+    assert_eq!(rig.in_use().await, 2);
+
+    let ret = request_id(&rig.post("/api/v1/machines/return", json!({"machines": [{"name": name}]})).await);
+    rig.settled(&ret).await;
+    let answers = rig.status(&[&req, &ret, "ret-unknown"]).await.body["requests"].clone();
+    assert_eq!(answers[0]["status"], "complete");
+    assert_eq!(answers[1]["status"], "complete");
+    assert_eq!(answers[1]["machines"][0]["name"], name.as_str());
+    assert_eq!(answers[2]["status"], "complete_with_error");
+    assert_eq!(rig.in_use().await, 1);
 }
 
 #[tokio::test]

@@ -72,12 +72,8 @@ impl LaunchSpec {
         let id = &template.template_id;
         let image_id =
             template.image_id.clone().ok_or_else(|| Error::Config(format!("template '{id}' has no imageId")))?;
-        let instance_type = template
-            .vm_types()
-            .keys()
-            .next()
-            .cloned()
-            .ok_or_else(|| Error::Config(format!("template '{id}' has no vmType")))?;
+        let instance_type =
+            first_instance_type(template).ok_or_else(|| Error::Config(format!("template '{id}' has no vmType")))?;
         let root_volume = match template.root_device_volume_size {
             Some(size) => Some(root_volume(ec2, &image_id, template, size).await?),
             None => None,
@@ -130,6 +126,11 @@ impl LaunchSpec {
     }
 }
 
+/// RunInstances launches one type: `vmType`, else the first of `vmTypes`.
+fn first_instance_type(template: &Template) -> Option<String> {
+    template.vm_type.clone().or_else(|| template.vm_types.keys().next().cloned())
+}
+
 /// The ownership tags first, then the template's own (which cannot override ours).
 fn launch_tags(template: &Template, provider: &str, request_id: &str) -> Vec<Tag> {
     let ours = [
@@ -177,4 +178,43 @@ async fn root_volume(
         .delete_on_termination(true)
         .build();
     Ok(BlockDeviceMapping::builder().device_name(device).ebs(ebs).build())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::templates::check_template;
+
+    fn template(extra: serde_json::Value) -> Template {
+        let mut entry = json!({"templateId": "T1", "maxNumber": 5, "imageId": "ami-1", "subnetId": "subnet-1"});
+        entry.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        check_template(entry).unwrap()
+    }
+
+    #[test]
+    fn ownership_tags_come_first_and_cannot_be_overridden() {
+        let t = template(json!({"vmType": "t3.micro", "instanceTags": "team=grid;hostfactory:managed=false"}));
+        let tags: Vec<(String, String)> = launch_tags(&t, "awsinst", "req-1")
+            .iter()
+            .map(|tag| (tag.key().unwrap().to_owned(), tag.value().unwrap().to_owned()))
+            .collect();
+        let expected = [
+            ("hostfactory:request-id", "req-1"),
+            ("hostfactory:template-id", "T1"),
+            ("hostfactory:provider", "awsinst"),
+            ("hostfactory:managed", "true"),
+            ("team", "grid"),
+        ];
+        assert_eq!(tags, expected.map(|(k, v)| (k.to_owned(), v.to_owned())));
+    }
+
+    #[test]
+    fn vm_type_wins_over_vm_types() {
+        let both = template(json!({"vmType": "c5.large", "vmTypes": {"m5.large": 1, "m5.xlarge": 2}}));
+        assert_eq!(first_instance_type(&both).as_deref(), Some("c5.large"));
+        let weighted = template(json!({"vmTypes": {"m5.large": 1, "m5.xlarge": 2}}));
+        assert_eq!(first_instance_type(&weighted).as_deref(), Some("m5.large"));
+    }
 }
