@@ -45,16 +45,23 @@ async fn rig(max_number: i64) -> Rig {
 
 /// [`rig`], with the store on DynamoDB (moto) when `dynamo`; store calls are not recorded.
 async fn rig_on(max_number: i64, dynamo: bool) -> Rig {
+    rig_with(max_number, dynamo, json!({"vmType": "t3.micro"})).await
+}
+
+/// [`rig_on`] with `launch` (the template's launch keys) instead of `vmType` t3.micro.
+async fn rig_with(max_number: i64, dynamo: bool, launch: Value) -> Rig {
     let wire = Wire::default();
     let sdk = wire.sdk_config(&sdk_config().await);
     let ec2 = aws_sdk_ec2::Client::new(&sdk);
     let (subnet, sg) = network(&ec2).await;
     let template_id = unique("T");
-    let templates = json!({"templates": [{
-        "templateId": template_id, "maxNumber": max_number, "imageId": "ami-12c6146b", "vmType": "t3.micro",
+    let mut template = json!({
+        "templateId": template_id, "maxNumber": max_number, "imageId": "ami-12c6146b",
         "subnetId": subnet, "securityGroupIds": [sg], "instanceTags": "team=grid;cost-center=42",
         "attributes": {"type": ["String", "X86_64"], "ncpus": ["Numeric", "2"], "ncores": ["Numeric", "1"], "nram": ["Numeric", "1024"]}
-    }]});
+    });
+    template.as_object_mut().unwrap().extend(launch.as_object().unwrap().clone());
+    let templates = json!({"templates": [template]});
     let folder = tempfile::tempdir().unwrap();
     std::fs::write(folder.path().join("awsprov_templates.json"), templates.to_string()).unwrap();
     let mut config = Config::from_lookup(Runtime::Local, |_| None).unwrap();
@@ -198,6 +205,31 @@ async fn the_cycle_on_the_dynamodb_store() {
     assert_eq!(answers[1]["machines"][0]["name"], name.as_str());
     assert_eq!(answers[2]["status"], "complete_with_error");
     assert_eq!(rig.in_use().await, 1);
+}
+
+#[tokio::test]
+async fn an_instant_ec2_fleet_launches_in_one_call_and_reuses_its_launch_template() {
+    let launch = json!({"providerApi": "EC2Fleet", "fleetType": "instant", "vmTypes": {"t3.micro": 1}});
+    let rig = rig_with(10, false, launch).await;
+
+    let first = request_id(&rig.request(3).await);
+    let second = request_id(&rig.request(2).await);
+
+    assert_eq!(rig.log.actions("CreateFleet"), 2);
+    assert_eq!(rig.log.actions("CreateLaunchTemplate"), 1, "the second request reuses the launch template");
+    assert_eq!(rig.log.actions("RunInstances"), 0);
+    let answer = rig.settled(&first).await;
+    assert_eq!(answer["status"], "complete", "{answer}");
+    assert_eq!(answer["machines"].as_array().unwrap().len(), 3);
+    assert!(answer["machines"].as_array().unwrap().iter().all(|m| m["result"] == "succeed" && m["name"] != ""));
+    assert_eq!(rig.settled(&second).await["status"], "complete");
+    let tagged = rig.tagged().await;
+    assert_eq!(tagged.len(), 5);
+    assert_eq!(tagged.iter().filter(|i| i.tags[tags::REQUEST_ID] == first).count(), 3);
+    assert!(tagged.iter().all(|i| i.tags["team"] == "grid"));
+    let record = rig.state.store.requests.get(&first).await.unwrap().unwrap();
+    assert!(record.fleet_id.is_some_and(|id| id.starts_with("fleet-")), "the fleet is recorded");
+    assert_eq!(rig.in_use().await, 5);
 }
 
 #[tokio::test]

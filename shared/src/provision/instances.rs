@@ -53,6 +53,24 @@ impl Observed {
     }
 }
 
+impl Observed {
+    /// An instance EC2 just accepted to launch, known only by its id (EC2 Fleet answers with
+    /// ids alone); getRequestStatus fills in the rest.
+    pub fn launching(instance_id: &str) -> Observed {
+        Observed {
+            instance_id: instance_id.to_owned(),
+            state: "pending".to_owned(),
+            private_dns_name: String::new(),
+            private_ip_address: String::new(),
+            public_ip_address: String::new(),
+            launch_time: crate::store::now(),
+            lifecycle: "ondemand".to_owned(),
+            state_reason: String::new(),
+            tags: HashMap::new(),
+        }
+    }
+}
+
 /// Describes `ids` with one DescribeInstances call per 1,000 ids. Ids EC2 no longer knows are
 /// simply absent from the answer (the spec treats "not found" as gone), so an unknown id in a
 /// batch never fails the others.

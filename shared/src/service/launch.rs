@@ -9,25 +9,47 @@ use aws_sdk_ec2::types::{
 use crate::error::{Error, Result};
 use crate::provision::instances::Observed;
 use crate::provision::tags;
-use crate::templates::{Template, VolumeType};
+use crate::templates::{FleetType, ProviderApi, Template, VolumeType};
 
 /// What one launch produced: the instances EC2 started, and the error that stopped it short.
 pub struct Launched {
     pub instances: Vec<Observed>,
+    /// Capacity units the instances fill (their `vmTypes` weights; one each for RunInstances).
+    pub units: u32,
     pub error: Option<Error>,
 }
 
-/// Launches up to `count` instances with RunInstances (MinCount=1, MaxCount=remaining). EC2
-/// may fill less than MaxCount (and moto fills exactly MinCount), so the remainder is asked
-/// for again, at most `count` calls in all, until filled or until EC2 refuses.
-pub async fn run_instances(
+/// Whether this version can launch `template`: RunInstances, and EC2 Fleet of type `instant`.
+pub fn supported(template: &Template) -> Result<()> {
+    match (template.provider_api(), template.fleet_type()) {
+        (ProviderApi::RunInstances, _) | (ProviderApi::Ec2Fleet, Some(FleetType::Instant)) => Ok(()),
+        (api, _) => Err(Error::Unprocessable(format!(
+            "template '{}' uses {api}, which this version does not launch yet; use RunInstances or an instant EC2Fleet",
+            template.template_id
+        ))),
+    }
+}
+
+/// Launches `count` units of `template` with the API it names; the fleet id when a fleet did.
+pub async fn launch(
     ec2: &aws_sdk_ec2::Client,
     template: &Template,
     provider: &str,
     request_id: &str,
     count: u32,
-) -> Result<Launched> {
+) -> Result<(Option<String>, Launched)> {
+    supported(template)?;
     let spec = LaunchSpec::new(ec2, template, provider, request_id).await?;
+    match template.provider_api() {
+        ProviderApi::Ec2Fleet => super::fleet::create_instant_fleet(ec2, template, &spec, count).await,
+        _ => Ok((None, run_instances(ec2, &spec, request_id, count).await)),
+    }
+}
+
+/// Launches up to `count` instances with RunInstances (MinCount=1, MaxCount=remaining). EC2
+/// may fill less than MaxCount (and moto fills exactly MinCount), so the remainder is asked
+/// for again, at most `count` calls in all, until filled or until EC2 refuses.
+async fn run_instances(ec2: &aws_sdk_ec2::Client, spec: &LaunchSpec, request_id: &str, count: u32) -> Launched {
     let mut instances: Vec<Observed> = Vec::new();
     let mut error = None;
     for _ in 0..count {
@@ -51,20 +73,21 @@ pub async fn run_instances(
         failed = error.is_some(),
         "RunInstances done"
     );
-    Ok(Launched { instances, error })
+    let units = u32::try_from(instances.len()).unwrap_or(u32::MAX);
+    Launched { instances, units, error }
 }
 
 /// Everything of one RunInstances call but the count.
-struct LaunchSpec {
-    image_id: String,
+pub struct LaunchSpec {
+    pub(super) image_id: String,
     instance_type: String,
     subnet_id: Option<String>,
-    security_group_ids: Vec<String>,
-    key_name: Option<String>,
-    instance_profile: Option<IamInstanceProfileSpecification>,
-    root_volume: Option<BlockDeviceMapping>,
-    user_data: Option<String>,
-    tags: Vec<TagSpecification>,
+    pub(super) security_group_ids: Vec<String>,
+    pub(super) key_name: Option<String>,
+    pub(super) instance_profile: Option<IamInstanceProfileSpecification>,
+    pub(super) root_volume: Option<BlockDeviceMapping>,
+    pub(super) user_data: Option<String>,
+    pub(super) tags: Vec<TagSpecification>,
 }
 
 impl LaunchSpec {

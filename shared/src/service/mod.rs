@@ -1,6 +1,7 @@
 //! The use cases behind the requests and machines routes (spec §2.2–2.5), independent of HTTP:
 //! each takes the application state, the caller's provider instance and the parsed input.
 
+mod fleet;
 mod launch;
 mod request;
 mod returns;

@@ -11,7 +11,6 @@ use crate::provision::instances::Observed;
 use crate::store::{
     Lifecycle, MachineRecord, RequestKind, RequestRecord, RequestStatus, Reservation, capacity_key, now,
 };
-use crate::templates::ProviderApi;
 
 use super::launch;
 
@@ -26,13 +25,8 @@ pub async fn request_machines(
         .map_err(|_| Error::invalid("template.machineCount", "is too large"))?;
     let loaded = state.catalog.load(provider, false).await?;
     let template = loaded.template(template_id).ok_or_else(|| Error::not_found("template", template_id))?;
+    launch::supported(template)?;
     let api = template.provider_api();
-    if api != ProviderApi::RunInstances {
-        return Err(Error::Unprocessable(format!(
-            "template '{template_id}' uses {}, which this version does not launch yet; use RunInstances",
-            api
-        )));
-    }
 
     let key = capacity_key(provider, template_id);
     let max = template.effective_max_number();
@@ -50,16 +44,24 @@ pub async fn request_machines(
     }
     let request_id = request.request_id.clone();
 
-    let launched = match launch::run_instances(&state.ec2, template, provider, &request_id, count).await {
-        Ok(launched) => launched,
-        Err(err) => launch::Launched { instances: Vec::new(), error: Some(err) },
+    let launched = match launch::launch(&state.ec2, template, provider, &request_id, count).await {
+        Ok((fleet_id, launched)) => {
+            request.fleet_id = fleet_id;
+            launched
+        }
+        Err(err) => launch::Launched { instances: Vec::new(), units: 0, error: Some(err) },
     };
     let started = u32::try_from(launched.instances.len()).unwrap_or(count);
+    if request.fleet_id.is_some() {
+        // A weighted fleet fills units, not machines: from here on the request expects the
+        // machines the fleet launched.
+        request.machine_count = started;
+    }
     let machines: Vec<MachineRecord> =
         launched.instances.iter().map(|instance| machine_record(instance, &request)).collect();
     state.store.machines.upsert_batch(&machines).await?;
-    if started < count {
-        release(state, &key, count - started).await;
+    if launched.units < count {
+        release(state, &key, count - launched.units).await;
     }
 
     match launched.error {
