@@ -233,6 +233,20 @@ async fn an_instant_ec2_fleet_launches_in_one_call_and_reuses_its_launch_templat
 }
 
 #[tokio::test]
+async fn a_refused_fleet_releases_its_capacity() {
+    let launch = json!({"providerApi": "EC2Fleet", "vmTypes": {"t3.micro": 1, "t3.small": 2}});
+    let rig = rig_with(10, false, launch).await;
+    rig.wire.faults.inject(Fault::once("CreateFleet", "InsufficientInstanceCapacity", "No capacity in any pool."));
+
+    let response = rig.request(4).await;
+
+    assert_eq!(response.status, 502, "{}", response.body);
+    assert!(response.message().contains("No capacity in any pool."), "{}", response.message());
+    assert_eq!(rig.in_use().await, 0);
+    assert!(rig.tagged().await.is_empty());
+}
+
+#[tokio::test]
 async fn bad_requests_are_refused_before_anything_launches() {
     let rig = rig(5).await;
 

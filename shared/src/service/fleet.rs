@@ -93,19 +93,20 @@ pub async fn create_instant_fleet(
         .sum();
     // Weighted fleets may overshoot the target (spec §3.1: maxNumber counts units).
     let units = (units.ceil() as u32).min(count);
-    let error = match output.errors().first() {
-        Some(first) if units < count => {
-            let message =
-                format!("{}: {}", first.error_code().unwrap_or("Unknown"), first.error_message().unwrap_or_default());
-            Some(Error::Aws {
-                context: format!("EC2 Fleet filled {units} of {count} unit(s)"),
-                source: Box::new(std::io::Error::other(message.clone())),
-                message,
-                throttled: false,
-            })
+    let error = (units < count).then(|| {
+        let message = match output.errors().first() {
+            Some(first) => {
+                format!("{}: {}", first.error_code().unwrap_or("Unknown"), first.error_message().unwrap_or_default())
+            }
+            None => "no error reported".to_owned(),
+        };
+        Error::Aws {
+            context: format!("EC2 Fleet filled {units} of {count} unit(s)"),
+            source: Box::new(std::io::Error::other(message.clone())),
+            message,
+            throttled: false,
         }
-        _ => None,
-    };
+    });
     tracing::info!(launched = instances.len(), requested = count, fleet = ?output.fleet_id(), "instant fleet created");
     Ok((output.fleet_id().map(str::to_owned), Launched { instances, units, error }))
 }

@@ -52,9 +52,10 @@ pub async fn request_machines(
         Err(err) => launch::Launched { instances: Vec::new(), units: 0, error: Some(err) },
     };
     let started = u32::try_from(launched.instances.len()).unwrap_or(count);
-    if request.fleet_id.is_some() {
-        // A weighted fleet fills units, not machines: from here on the request expects the
-        // machines the fleet launched.
+    if request.fleet_id.is_some() && launched.units >= count {
+        // A filled weighted fleet may hold fewer machines than units: from here on the request
+        // expects the machines the fleet launched. (Short of target it keeps the units asked,
+        // so it ends complete_with_error, as a short RunInstances launch does.)
         request.machine_count = started;
     }
     let machines: Vec<MachineRecord> =
