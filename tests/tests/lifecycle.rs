@@ -230,6 +230,14 @@ async fn an_instant_ec2_fleet_launches_in_one_call_and_reuses_its_launch_templat
     let record = rig.state.store.requests.get(&first).await.unwrap().unwrap();
     assert!(record.fleet_id.is_some_and(|id| id.starts_with("fleet-")), "the fleet is recorded");
     assert_eq!(rig.in_use().await, 5);
+
+    let hosts: Vec<Value> = tagged.iter().map(|i| json!({"machineId": i.instance_id})).collect();
+    let ret = request_id(&rig.post("/api/v1/machines/return", json!({"machines": hosts})).await);
+    let answer = rig.settled(&ret).await;
+    assert_eq!(answer["status"], "complete", "{answer}");
+    assert_eq!(answer["machines"].as_array().unwrap().len(), 5);
+    assert!(rig.tagged().await.iter().all(|i| i.state == "terminated"));
+    assert_eq!(rig.in_use().await, 0);
 }
 
 #[tokio::test]

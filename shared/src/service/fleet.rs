@@ -69,7 +69,7 @@ pub async fn create_instant_fleet(
                 .default_target_capacity_type(capacity_type)
                 .build(),
         )
-        .tag_specifications(spec.instance_tags())
+        .set_tag_specifications(Some(spec.fleet_tags()))
         .send()
         .await
         .map_err(|err| Error::aws(format!("creating an instant EC2 fleet of {count} unit(s)"), err))?;
@@ -172,13 +172,18 @@ fn launch_data(spec: &LaunchSpec) -> RequestLaunchTemplateData {
 }
 
 impl LaunchSpec {
-    /// The request's tags for the fleet's instances (CreateFleet tags instances, not volumes).
-    fn instance_tags(&self) -> TagSpecification {
+    /// The request's tags for the fleet and for its instances (CreateFleet tags no volumes;
+    /// the launch template is shared between requests, so it carries no request tags).
+    fn fleet_tags(&self) -> Vec<TagSpecification> {
         let tags = self
             .tags
             .iter()
             .find(|t| t.resource_type() == Some(&ResourceType::Instance))
-            .and_then(|t| Some(t.tags().to_vec()).filter(|tags| !tags.is_empty()));
-        TagSpecification::builder().resource_type(ResourceType::Instance).set_tags(tags).build()
+            .map(|t| t.tags().to_vec())
+            .unwrap_or_default();
+        [ResourceType::Fleet, ResourceType::Instance]
+            .into_iter()
+            .map(|kind| TagSpecification::builder().resource_type(kind).set_tags(Some(tags.clone())).build())
+            .collect()
     }
 }
