@@ -241,6 +241,23 @@ async fn an_instant_ec2_fleet_launches_in_one_call_and_reuses_its_launch_templat
 }
 
 #[tokio::test]
+async fn a_weighted_spot_fleet_counts_capacity_in_units() {
+    let launch = json!({"priceType": "spot", "vmTypes": {"t3.micro": 1, "t3.small": 2}});
+    let rig = rig_with(10, false, launch).await;
+
+    let req = request_id(&rig.request(4).await);
+
+    assert_eq!(rig.log.actions("CreateFleet"), 1, "spot templates default to an instant EC2 Fleet");
+    let answer = rig.settled(&req).await;
+    assert_eq!(answer["status"], "complete", "{answer}");
+    let machines = answer["machines"].as_array().unwrap().len();
+    let tagged = rig.tagged().await;
+    assert_eq!(tagged.len(), machines);
+    assert!(tagged.iter().all(|i| i.lifecycle == "spot"), "every instance is spot: {tagged:?}");
+    assert_eq!(rig.in_use().await, 4, "capacity counts units, not machines");
+}
+
+#[tokio::test]
 async fn a_refused_fleet_releases_its_capacity() {
     let launch = json!({"providerApi": "EC2Fleet", "vmTypes": {"t3.micro": 1, "t3.small": 2}});
     let rig = rig_with(10, false, launch).await;
