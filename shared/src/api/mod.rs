@@ -3,6 +3,8 @@
 
 mod extract;
 mod logging;
+mod machines;
+mod requests;
 mod templates;
 
 use std::sync::Arc;
@@ -61,8 +63,8 @@ impl Group {
     fn routes(self) -> Router<AppState> {
         match self {
             Group::Templates => templates::routes(),
-            // The requests and machines calls arrive with the provisioning work (issue #5).
-            Group::Requests | Group::Machines => Router::new(),
+            Group::Requests => requests::routes(),
+            Group::Machines => machines::routes(),
         }
     }
 }

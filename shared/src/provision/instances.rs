@@ -29,7 +29,7 @@ pub struct Observed {
 }
 
 impl Observed {
-    fn from_instance(instance: &Instance) -> Option<Observed> {
+    pub fn from_instance(instance: &Instance) -> Option<Observed> {
         let instance_id = instance.instance_id()?.to_owned();
         let text = |v: Option<&str>| v.unwrap_or_default().to_owned();
         Some(Observed {
@@ -50,6 +50,24 @@ impl Observed {
                 .filter_map(|t| Some((t.key()?.to_owned(), t.value().unwrap_or_default().to_owned())))
                 .collect(),
         })
+    }
+}
+
+impl Observed {
+    /// An instance EC2 just accepted to launch, known only by its id (EC2 Fleet answers with
+    /// ids alone); getRequestStatus fills in the rest.
+    pub fn launching(instance_id: &str) -> Observed {
+        Observed {
+            instance_id: instance_id.to_owned(),
+            state: "pending".to_owned(),
+            private_dns_name: String::new(),
+            private_ip_address: String::new(),
+            public_ip_address: String::new(),
+            launch_time: crate::store::now(),
+            lifecycle: "ondemand".to_owned(),
+            state_reason: String::new(),
+            tags: HashMap::new(),
+        }
     }
 }
 

@@ -1,0 +1,243 @@
+//! Launching a template's instances with RunInstances, every instance and volume tagged at
+//! launch so nothing we start is ever anonymous.
+
+use aws_sdk_ec2::types::{
+    BlockDeviceMapping, EbsBlockDevice, IamInstanceProfileSpecification, InstanceType, ResourceType, Tag,
+    TagSpecification, VolumeType as Ec2VolumeType,
+};
+
+use crate::error::{Error, Result};
+use crate::provision::instances::Observed;
+use crate::provision::tags;
+use crate::templates::{FleetType, ProviderApi, Template, VolumeType};
+
+/// What one launch produced: the instances EC2 started, and the error that stopped it short.
+pub struct Launched {
+    pub instances: Vec<Observed>,
+    /// Capacity units the instances fill (their `vmTypes` weights; one each for RunInstances).
+    pub units: u32,
+    pub error: Option<Error>,
+}
+
+/// Whether this version can launch `template`: RunInstances, and EC2 Fleet of type `instant`.
+pub fn supported(template: &Template) -> Result<()> {
+    match (template.provider_api(), template.fleet_type()) {
+        (ProviderApi::RunInstances, _) | (ProviderApi::Ec2Fleet, Some(FleetType::Instant)) => Ok(()),
+        (api, _) => Err(Error::Unprocessable(format!(
+            "template '{}' uses {api}, which this version does not launch yet; use RunInstances or an instant EC2Fleet",
+            template.template_id
+        ))),
+    }
+}
+
+/// Launches `count` units of `template` with the API it names; the fleet id when a fleet did.
+pub async fn launch(
+    ec2: &aws_sdk_ec2::Client,
+    template: &Template,
+    provider: &str,
+    request_id: &str,
+    count: u32,
+) -> Result<(Option<String>, Launched)> {
+    supported(template)?;
+    let spec = LaunchSpec::new(ec2, template, provider, request_id).await?;
+    match template.provider_api() {
+        ProviderApi::Ec2Fleet => super::fleet::create_instant_fleet(ec2, template, &spec, count).await,
+        _ => Ok((None, run_instances(ec2, &spec, request_id, count).await)),
+    }
+}
+
+/// Launches up to `count` instances with RunInstances (MinCount=1, MaxCount=remaining). EC2
+/// may fill less than MaxCount (and moto fills exactly MinCount), so the remainder is asked
+/// for again, at most `count` calls in all, until filled or until EC2 refuses.
+async fn run_instances(ec2: &aws_sdk_ec2::Client, spec: &LaunchSpec, request_id: &str, count: u32) -> Launched {
+    let mut instances: Vec<Observed> = Vec::new();
+    let mut error = None;
+    for _ in 0..count {
+        let remaining = count.saturating_sub(u32::try_from(instances.len()).unwrap_or(u32::MAX));
+        if remaining == 0 {
+            break;
+        }
+        match spec.send(ec2, remaining).await {
+            Ok(started) if started.is_empty() => break,
+            Ok(started) => instances.extend(started),
+            Err(err) => {
+                error = Some(err);
+                break;
+            }
+        }
+    }
+    tracing::info!(
+        request_id,
+        launched = instances.len(),
+        requested = count,
+        failed = error.is_some(),
+        "RunInstances done"
+    );
+    let units = u32::try_from(instances.len()).unwrap_or(u32::MAX);
+    Launched { instances, units, error }
+}
+
+/// Everything of one RunInstances call but the count.
+pub struct LaunchSpec {
+    pub(super) image_id: String,
+    instance_type: String,
+    subnet_id: Option<String>,
+    pub(super) security_group_ids: Vec<String>,
+    pub(super) key_name: Option<String>,
+    pub(super) instance_profile: Option<IamInstanceProfileSpecification>,
+    pub(super) root_volume: Option<BlockDeviceMapping>,
+    pub(super) user_data: Option<String>,
+    pub(super) tags: Vec<TagSpecification>,
+}
+
+impl LaunchSpec {
+    async fn new(ec2: &aws_sdk_ec2::Client, template: &Template, provider: &str, request_id: &str) -> Result<Self> {
+        let id = &template.template_id;
+        let image_id =
+            template.image_id.clone().ok_or_else(|| Error::Config(format!("template '{id}' has no imageId")))?;
+        let instance_type =
+            first_instance_type(template).ok_or_else(|| Error::Config(format!("template '{id}' has no vmType")))?;
+        let root_volume = match template.root_device_volume_size {
+            Some(size) => Some(root_volume(ec2, &image_id, template, size).await?),
+            None => None,
+        };
+        let instance_profile = template.instance_profile.as_ref().map(|profile| {
+            let spec = IamInstanceProfileSpecification::builder();
+            if profile.starts_with("arn:") { spec.arn(profile) } else { spec.name(profile) }.build()
+        });
+        let tags = [ResourceType::Instance, ResourceType::Volume]
+            .into_iter()
+            .map(|kind| {
+                TagSpecification::builder()
+                    .resource_type(kind)
+                    .set_tags(Some(launch_tags(template, provider, request_id)))
+                    .build()
+            })
+            .collect();
+        Ok(LaunchSpec {
+            image_id,
+            instance_type,
+            subnet_id: template.subnet_ids().first().cloned(),
+            security_group_ids: template.security_group_ids.clone(),
+            key_name: template.key_name.clone(),
+            instance_profile,
+            root_volume,
+            user_data: template.user_data.clone(),
+            tags,
+        })
+    }
+
+    async fn send(&self, ec2: &aws_sdk_ec2::Client, count: u32) -> Result<Vec<Observed>> {
+        let max = i32::try_from(count).unwrap_or(i32::MAX);
+        let output = ec2
+            .run_instances()
+            .image_id(&self.image_id)
+            .instance_type(InstanceType::from(self.instance_type.as_str()))
+            .min_count(1)
+            .max_count(max)
+            .set_subnet_id(self.subnet_id.clone())
+            .set_security_group_ids((!self.security_group_ids.is_empty()).then(|| self.security_group_ids.clone()))
+            .set_key_name(self.key_name.clone())
+            .set_iam_instance_profile(self.instance_profile.clone())
+            .set_block_device_mappings(self.root_volume.clone().map(|m| vec![m]))
+            .set_user_data(self.user_data.clone())
+            .set_tag_specifications(Some(self.tags.clone()))
+            .send()
+            .await
+            .map_err(|err| Error::aws(format!("launching {count} instance(s) of {}", self.instance_type), err))?;
+        Ok(output.instances().iter().filter_map(Observed::from_instance).collect())
+    }
+}
+
+/// RunInstances launches one type: `vmType`, else the first of `vmTypes`.
+fn first_instance_type(template: &Template) -> Option<String> {
+    template.vm_type.clone().or_else(|| template.vm_types.keys().next().cloned())
+}
+
+/// The ownership tags first, then the template's own (which cannot override ours).
+fn launch_tags(template: &Template, provider: &str, request_id: &str) -> Vec<Tag> {
+    let ours = [
+        (tags::REQUEST_ID, request_id),
+        (tags::TEMPLATE_ID, template.template_id.as_str()),
+        (tags::PROVIDER, provider),
+        (tags::MANAGED, "true"),
+    ];
+    let own = template.tags().iter().filter(|(key, _)| !key.starts_with("hostfactory:"));
+    ours.into_iter()
+        .chain(own.map(|(k, v)| (k.as_str(), v.as_str())))
+        .map(|(key, value)| Tag::builder().key(key).value(value).build())
+        .collect()
+}
+
+/// The root volume with the template's size and type; its device name comes from the AMI.
+async fn root_volume(
+    ec2: &aws_sdk_ec2::Client,
+    image_id: &str,
+    template: &Template,
+    size: i64,
+) -> Result<BlockDeviceMapping> {
+    let images = ec2
+        .describe_images()
+        .image_ids(image_id)
+        .send()
+        .await
+        .map_err(|err| Error::aws(format!("describing image {image_id} for its root device"), err))?;
+    let device = images
+        .images()
+        .first()
+        .and_then(|image| image.root_device_name())
+        .ok_or_else(|| Error::Config(format!("image {image_id} has no root device name")))?;
+    let volume_type = match template.volume_type {
+        VolumeType::Gp2 => Ec2VolumeType::Gp2,
+        VolumeType::Gp3 => Ec2VolumeType::Gp3,
+        VolumeType::Io1 => Ec2VolumeType::Io1,
+        VolumeType::Io2 => Ec2VolumeType::Io2,
+        VolumeType::Standard => Ec2VolumeType::Standard,
+    };
+    let ebs = EbsBlockDevice::builder()
+        .volume_size(i32::try_from(size).map_err(|_| Error::invalid("rootDeviceVolumeSize", "is too large"))?)
+        .volume_type(volume_type)
+        .set_iops(template.iops.and_then(|iops| i32::try_from(iops).ok()))
+        .delete_on_termination(true)
+        .build();
+    Ok(BlockDeviceMapping::builder().device_name(device).ebs(ebs).build())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::templates::check_template;
+
+    fn template(extra: serde_json::Value) -> Template {
+        let mut entry = json!({"templateId": "T1", "maxNumber": 5, "imageId": "ami-1", "subnetId": "subnet-1"});
+        entry.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        check_template(entry).unwrap()
+    }
+
+    #[test]
+    fn ownership_tags_come_first_and_cannot_be_overridden() {
+        let t = template(json!({"vmType": "t3.micro", "instanceTags": "team=grid;hostfactory:managed=false"}));
+        let tags: Vec<(String, String)> = launch_tags(&t, "awsinst", "req-1")
+            .iter()
+            .map(|tag| (tag.key().unwrap().to_owned(), tag.value().unwrap().to_owned()))
+            .collect();
+        let expected = [
+            ("hostfactory:request-id", "req-1"),
+            ("hostfactory:template-id", "T1"),
+            ("hostfactory:provider", "awsinst"),
+            ("hostfactory:managed", "true"),
+            ("team", "grid"),
+        ];
+        assert_eq!(tags, expected.map(|(k, v)| (k.to_owned(), v.to_owned())));
+    }
+
+    #[test]
+    fn vm_type_wins_over_vm_types() {
+        let both = template(json!({"vmType": "c5.large", "vmTypes": {"m5.large": 1, "m5.xlarge": 2}}));
+        assert_eq!(first_instance_type(&both).as_deref(), Some("c5.large"));
+        let weighted = template(json!({"vmTypes": {"m5.large": 1, "m5.xlarge": 2}}));
+        assert_eq!(first_instance_type(&weighted).as_deref(), Some("m5.large"));
+    }
+}

@@ -1,0 +1,12 @@
+//! The use cases behind the requests and machines routes (spec §2.2–2.5), independent of HTTP:
+//! each takes the application state, the caller's provider instance and the parsed input.
+
+mod fleet;
+mod launch;
+mod request;
+mod returns;
+mod status;
+
+pub use request::request_machines;
+pub use returns::{get_return_requests, request_return_machines};
+pub use status::get_request_status;

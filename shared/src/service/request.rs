@@ -1,0 +1,120 @@
+//! requestMachines (spec §2.2): reserve capacity, record the request, then launch.
+//!
+//! The request record is written before EC2 is called, and every instance EC2 started is
+//! recorded before answering, so a crash or an EC2 error never leaves a launched instance
+//! unaccounted for (its launch tags name the request for the reconciler in any case).
+
+use crate::api::AppState;
+use crate::error::{Error, Result};
+use crate::hostfactory::{MachineResult, RequestAccepted, RequestMachinesInput};
+use crate::provision::instances::Observed;
+use crate::store::{
+    Lifecycle, MachineRecord, RequestKind, RequestRecord, RequestStatus, Reservation, capacity_key, now,
+};
+
+use super::launch;
+
+pub async fn request_machines(
+    state: &AppState,
+    provider: &str,
+    input: RequestMachinesInput,
+) -> Result<RequestAccepted> {
+    input.validate()?;
+    let template_id = input.template.template_id.trim();
+    let count = u32::try_from(input.template.machine_count)
+        .map_err(|_| Error::invalid("template.machineCount", "is too large"))?;
+    let loaded = state.catalog.load(provider, false).await?;
+    let template = loaded.template(template_id).ok_or_else(|| Error::not_found("template", template_id))?;
+    launch::supported(template)?;
+    let api = template.provider_api();
+
+    let key = capacity_key(provider, template_id);
+    let max = template.effective_max_number();
+    if let Reservation::Insufficient { available } = state.store.capacity.reserve(&key, count, max).await? {
+        return Err(Error::Unprocessable(format!(
+            "template '{template_id}' has {available} machine(s) available (maxNumber {max}); {count} requested"
+        )));
+    }
+
+    let mut request = RequestRecord::new(RequestKind::Provision, template_id, provider, count, now());
+    request.provider_api = Some(api.to_string());
+    if let Err(err) = state.store.requests.put_if_absent(&request).await {
+        release(state, &key, count).await;
+        return Err(err);
+    }
+    let request_id = request.request_id.clone();
+
+    let launched = match launch::launch(&state.ec2, template, provider, &request_id, count).await {
+        Ok((fleet_id, launched)) => {
+            request.fleet_id = fleet_id;
+            launched
+        }
+        Err(err) => launch::Launched { instances: Vec::new(), units: 0, error: Some(err) },
+    };
+    let started = u32::try_from(launched.instances.len()).unwrap_or(count);
+    if request.fleet_id.is_some() && launched.units >= count {
+        // A filled weighted fleet may hold fewer machines than units: from here on the request
+        // expects the machines the fleet launched. (Short of target it keeps the units asked,
+        // so it ends complete_with_error, as a short RunInstances launch does.)
+        request.machine_count = started;
+    }
+    let machines: Vec<MachineRecord> =
+        launched.instances.iter().map(|instance| machine_record(instance, &request)).collect();
+    state.store.machines.upsert_batch(&machines).await?;
+    if launched.units < count {
+        release(state, &key, count - launched.units).await;
+    }
+
+    match launched.error {
+        Some(err) if started == 0 => {
+            request.finish(RequestStatus::CompleteWithError, err.to_string(), now(), state.config.retention);
+            state.store.requests.update(&request).await?;
+            Err(err)
+        }
+        error => {
+            let message = match error {
+                Some(err) => format!("Launched {started} of {count} machine(s); {err}"),
+                None => format!("Request VM from AWS successful: {started} machine(s) launching."),
+            };
+            request.status = RequestStatus::InProgress;
+            request.message = message.clone();
+            request.updated_at = now();
+            state.store.requests.update(&request).await?;
+            tracing::info!(%request_id, provider, template_id, started, count, "machines requested");
+            Ok(RequestAccepted { message, request_id })
+        }
+    }
+}
+
+pub(super) fn machine_record(instance: &Observed, request: &RequestRecord) -> MachineRecord {
+    MachineRecord {
+        machine_id: instance.instance_id.clone(),
+        request_id: request.request_id.clone(),
+        return_request_id: None,
+        template_id: request.template_id.clone(),
+        provider: request.provider.clone(),
+        name: instance.private_dns_name.clone(),
+        private_ip_address: instance.private_ip_address.clone(),
+        public_ip_address: instance.public_ip_address.clone(),
+        state: instance.state.clone(),
+        result: MachineResult::Executing,
+        launchtime: instance.launch_time,
+        lifecycle: if instance.lifecycle == "spot" { Lifecycle::Spot } else { Lifecycle::Ondemand },
+        interrupted_at: None,
+        message: String::new(),
+        version: 1,
+        updated_at: now(),
+        expires_at: None,
+    }
+}
+
+/// Gives capacity back; a failure here only over-counts (the reconciler recounts), so it is
+/// logged rather than failing a call whose real outcome is already decided.
+pub(super) async fn release(state: &AppState, key: &str, count: u32) {
+    if count == 0 {
+        return;
+    }
+    if let Err(err) = state.store.capacity.release(key, count).await {
+        tracing::error!(key, count, error = %err, "releasing capacity failed");
+    }
+}

@@ -1,0 +1,147 @@
+//! requestReturnMachines (spec §2.3) and getReturnRequests (spec §2.5).
+
+use std::collections::{HashMap, HashSet};
+
+use crate::api::AppState;
+use crate::error::Result;
+use crate::hostfactory::{
+    MachineRef, MachineResult, RequestAccepted, ReturnMachinesInput, ReturnRequest, ReturnRequestsInput,
+    ReturnRequestsResponse,
+};
+use crate::provision::instances;
+use crate::store::{
+    Lifecycle, MAX_TRANSACTION_MACHINES, MachineRecord, RequestKind, RequestRecord, RequestStatus, now,
+};
+
+/// Seconds between a Spot interruption warning and the instance's end.
+const SPOT_WARNING_SECS: i64 = 120;
+
+/// Terminates the named machines under a new `ret-` request. Machines we do not know, of
+/// another provider instance, or already gone are left out without failing the call; a return
+/// request is created even when nothing is left, so HostFactory always has an id to poll.
+pub async fn request_return_machines(
+    state: &AppState,
+    provider: &str,
+    input: ReturnMachinesInput,
+) -> Result<RequestAccepted> {
+    input.validate()?;
+    let known: Vec<MachineRecord> = find_machines(state, &input.machines)
+        .await?
+        .into_iter()
+        .filter(|m| m.provider == provider && m.state != "terminated")
+        .collect();
+    let now = now();
+    let count = u32::try_from(known.len()).unwrap_or(u32::MAX);
+    let mut request = RequestRecord::new(RequestKind::Return, "", provider, count, now);
+    let request_id = request.request_id.clone();
+    if known.is_empty() {
+        request.finish(RequestStatus::Complete, "No active VM.", now, state.config.retention);
+        state.store.requests.put_if_absent(&request).await?;
+        tracing::info!(%request_id, asked = input.machines.len(), "nothing to return");
+        return Ok(RequestAccepted { message: "No active VM.".to_owned(), request_id });
+    }
+
+    let marked: Vec<MachineRecord> = known
+        .into_iter()
+        .map(|mut m| {
+            m.return_request_id = Some(request_id.clone());
+            m.result = MachineResult::Executing;
+            m.message = String::new();
+            m.updated_at = now;
+            m
+        })
+        .collect();
+    // The request and (up to the transaction limit) its machines in one transaction; the rest
+    // one by one. A machine changed concurrently fails the call: HostFactory retries it.
+    let (first, rest) = marked.split_at(marked.len().min(MAX_TRANSACTION_MACHINES));
+    state.store.requests.put_with_machines(&request, first).await?;
+    for machine in rest {
+        state.store.machines.update(machine).await?;
+    }
+
+    let ids: Vec<String> = marked.iter().map(|m| m.machine_id.clone()).collect();
+    if let Err(err) = instances::terminate(&state.ec2, &ids).await {
+        request.finish(RequestStatus::CompleteWithError, err.to_string(), now, state.config.retention);
+        state.store.requests.update(&request).await?;
+        return Err(err);
+    }
+    let message = format!("Delete VM success: {} machine(s) terminating.", ids.len());
+    request.status = RequestStatus::InProgress;
+    request.message = message.clone();
+    state.store.requests.update(&request).await?;
+    tracing::info!(%request_id, machines = ids.len(), "machines returned");
+    Ok(RequestAccepted { message, request_id })
+}
+
+/// Hosts the cloud is taking back among those HostFactory holds: terminated, stopped or not
+/// found (grace 0), and Spot instances under an interruption warning (what is left of 120 s).
+/// With `{}` there is no listing to check (the store has no cheap per-provider query), so
+/// nothing is reported.
+pub async fn get_return_requests(
+    state: &AppState,
+    provider: &str,
+    input: ReturnRequestsInput,
+) -> Result<ReturnRequestsResponse> {
+    input.validate()?;
+    let known: HashMap<String, MachineRecord> = find_machines(state, &input.machines)
+        .await?
+        .into_iter()
+        .filter(|m| m.provider == provider)
+        .map(|m| (m.machine_id.clone(), m))
+        .collect();
+    let by_name: HashMap<&str, &str> =
+        known.values().filter(|m| !m.name.is_empty()).map(|m| (m.name.as_str(), m.machine_id.as_str())).collect();
+    // Each listed host as (host name, instance id); a host neither known nor named by id is
+    // not ours to judge.
+    let hosts: Vec<(String, String)> = input
+        .machines
+        .iter()
+        .filter_map(|r| {
+            let id = r
+                .machine_id
+                .clone()
+                .or_else(|| r.name.as_deref().and_then(|n| by_name.get(n)).map(|id| (*id).to_owned()))?;
+            let name = r.name.clone().or_else(|| known.get(&id).map(|m| m.name.clone())).unwrap_or_else(|| id.clone());
+            Some((name, id))
+        })
+        .collect();
+    let ids: Vec<String> = hosts.iter().map(|(_, id)| id.clone()).collect::<HashSet<_>>().into_iter().collect();
+    let observed = if ids.is_empty() { HashMap::new() } else { instances::describe(&state.ec2, &ids).await? };
+
+    let now = now();
+    let requests: Vec<ReturnRequest> = hosts
+        .into_iter()
+        .filter_map(|(machine, id)| {
+            let grace = match (observed.get(&id), known.get(&id)) {
+                (None, _) => 0,
+                (Some(seen), _) if seen.state == "terminated" || seen.state == "stopped" => 0,
+                (Some(_), Some(MachineRecord { lifecycle: Lifecycle::Spot, interrupted_at: Some(at), .. })) => {
+                    (SPOT_WARNING_SECS - (now - at)).max(0)
+                }
+                _ => return None,
+            };
+            Some(ReturnRequest { machine, grace_period: grace })
+        })
+        .collect();
+    tracing::info!(provider, listed = input.machines.len(), reported = requests.len(), "return requests checked");
+    Ok(ReturnRequestsResponse {
+        status: "complete".to_owned(),
+        message: "Instances marked for termination retrieved successfully.".to_owned(),
+        requests,
+    })
+}
+
+/// The stored machines HostFactory names: by `machineId` when given, else by host name.
+async fn find_machines(state: &AppState, refs: &[MachineRef]) -> Result<Vec<MachineRecord>> {
+    let nonblank = |v: &Option<String>| v.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned);
+    let ids: Vec<String> = refs.iter().filter_map(|r| nonblank(&r.machine_id)).collect();
+    let names: Vec<String> =
+        refs.iter().filter(|r| nonblank(&r.machine_id).is_none()).filter_map(|r| nonblank(&r.name)).collect();
+    let mut found = if ids.is_empty() { Vec::new() } else { state.store.machines.batch_get(&ids).await? };
+    if !names.is_empty() {
+        let seen: HashSet<String> = found.iter().map(|m| m.machine_id.clone()).collect();
+        let by_name = state.store.machines.find_by_names(&names).await?;
+        found.extend(by_name.into_iter().filter(|m| !seen.contains(&m.machine_id)));
+    }
+    Ok(found)
+}

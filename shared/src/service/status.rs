@@ -1,0 +1,231 @@
+//! getRequestStatus (spec §2.4) for any mix of provisioning (`req-`) and return (`ret-`) ids.
+//!
+//! Cost per call: one batch read of the requests, one machine listing per request, and one
+//! DescribeInstances per 1,000 instances of the whole call (only unfinished requests are
+//! described; finished ones answer from their records). Machines whose state changed are
+//! written back, and a request that reaches a final state is finished and gives its capacity
+//! back, so the outcome survives EC2 forgetting terminated instances.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use futures::future::{join_all, try_join_all};
+
+use crate::api::AppState;
+use crate::error::{Error, Result};
+use crate::hostfactory::{
+    MachineResult, MachineStatus, RequestState, RequestStatus as HfRequestStatus, RequestStatusInput,
+    RequestStatusResponse,
+};
+use crate::provision::instances::{self, Observed};
+use crate::provision::status::{provisioning_result, request_state, return_result};
+use crate::store::{MachineRecord, RequestKind, RequestRecord, RequestStatus, capacity_key, now};
+
+use super::request::release;
+
+/// How long a just-launched instance may be missing from DescribeInstances (EC2 is eventually
+/// consistent) before it counts as failed.
+const LAUNCH_VISIBILITY_SECS: i64 = 120;
+
+pub async fn get_request_status(
+    state: &AppState,
+    provider: &str,
+    input: RequestStatusInput,
+) -> Result<RequestStatusResponse> {
+    input.validate()?;
+    let ids: Vec<String> = input.requests.iter().map(|r| r.request_id.trim().to_owned()).collect();
+    let mut records: HashMap<String, RequestRecord> = state
+        .store
+        .requests
+        .batch_get(&ids)
+        .await?
+        .into_iter()
+        .filter(|r| r.provider == provider)
+        .map(|r| (r.request_id.clone(), r))
+        .collect();
+    let found: Vec<&RequestRecord> = records.values().collect();
+    let listings = try_join_all(found.iter().map(|r| async move {
+        let machines = match r.kind {
+            RequestKind::Provision => state.store.machines.list_by_request(&r.request_id).await?,
+            RequestKind::Return => state.store.machines.list_by_return_request(&r.request_id).await?,
+        };
+        Ok::<_, Error>((r.request_id.clone(), machines))
+    }))
+    .await?;
+    let mut machines: HashMap<String, Vec<MachineRecord>> = listings.into_iter().collect();
+
+    let live: Vec<String> = records
+        .values()
+        .filter(|r| r.status == RequestStatus::InProgress)
+        .flat_map(|r| machines.get(&r.request_id).into_iter().flatten().map(|m| m.machine_id.clone()))
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let observed = if live.is_empty() { HashMap::new() } else { instances::describe(&state.ec2, &live).await? };
+
+    let mut answers = Vec::with_capacity(ids.len());
+    for id in &ids {
+        let answer = match records.remove(id) {
+            None => HfRequestStatus {
+                request_id: id.clone(),
+                status: RequestState::CompleteWithError,
+                message: format!("request '{id}' not found"),
+                machines: Vec::new(),
+            },
+            Some(record) => {
+                let list = machines.remove(id).unwrap_or_default();
+                if record.status == RequestStatus::InProgress {
+                    refresh(state, record, list, &observed).await?
+                } else {
+                    answer_from_records(&record, &list)
+                }
+            }
+        };
+        answers.push(answer);
+    }
+    Ok(RequestStatusResponse { requests: answers })
+}
+
+/// A request whose machines EC2 is still working on: map, persist changes, finish if final.
+async fn refresh(
+    state: &AppState,
+    mut request: RequestRecord,
+    mut machines: Vec<MachineRecord>,
+    observed: &HashMap<String, Observed>,
+) -> Result<HfRequestStatus> {
+    let now = now();
+    let mut changed = Vec::new();
+    for machine in &mut machines {
+        // Already handed back to a return request, which now owns its result and capacity.
+        if handed_back(&request, machine) {
+            continue;
+        }
+        let seen = observed.get(&machine.machine_id);
+        let (result, message) = match request.kind {
+            RequestKind::Provision if seen.is_none() && now - machine.launchtime < LAUNCH_VISIBILITY_SECS => {
+                (MachineResult::Executing, "")
+            }
+            RequestKind::Provision => provisioning_result(seen),
+            RequestKind::Return => return_result(seen),
+        };
+        let before = machine.clone();
+        match seen {
+            Some(instance) => {
+                machine.state = instance.state.clone();
+                machine.name = instance.private_dns_name.clone();
+                machine.private_ip_address = instance.private_ip_address.clone();
+                machine.public_ip_address = instance.public_ip_address.clone();
+                machine.launchtime = instance.launch_time;
+            }
+            None if result != MachineResult::Executing => machine.state = "terminated".to_owned(),
+            None => {}
+        }
+        machine.result = result;
+        machine.message = message.to_owned();
+        if *machine != before {
+            machine.updated_at = now;
+            changed.push(machine.clone());
+        }
+    }
+    // A concurrent caller writing the same observation is harmless: stale writes are dropped.
+    for outcome in join_all(changed.iter().map(|m| state.store.machines.update(m))).await {
+        if let Err(err) = outcome {
+            tracing::warn!(error = %err, "machine update skipped");
+        }
+    }
+
+    let results: Vec<MachineResult> =
+        machines.iter().map(|m| if handed_back(&request, m) { MachineResult::Succeed } else { m.result }).collect();
+    let target_reached = request.kind == RequestKind::Return || machines.len() >= request.machine_count as usize;
+    let status = request_state(results.iter().copied(), target_reached, true);
+    if status != RequestState::Running {
+        finish(state, &mut request, &machines, status, now).await?;
+    }
+    Ok(HfRequestStatus {
+        request_id: request.request_id.clone(),
+        status,
+        message: request.message.clone(),
+        machines: machines.iter().map(machine_status).collect(),
+    })
+}
+
+/// Records the final state and gives back the capacity of machines that are gone: failed ones
+/// of a provisioning request, returned ones of a return request. Only the caller whose update
+/// wins releases, so capacity is given back once.
+async fn finish(
+    state: &AppState,
+    request: &mut RequestRecord,
+    machines: &[MachineRecord],
+    status: RequestState,
+    now: i64,
+) -> Result<()> {
+    let failed = machines.iter().filter(|m| m.result == MachineResult::Fail && !handed_back(request, m)).count();
+    let (final_status, message) = match (request.kind, status) {
+        (RequestKind::Provision, RequestState::Complete) => {
+            (RequestStatus::Complete, format!("All {} machine(s) are ready.", machines.len()))
+        }
+        (RequestKind::Provision, _) => {
+            let first = machines.iter().find(|m| m.result == MachineResult::Fail).map(|m| m.message.as_str());
+            let message = format!(
+                "{} of {} machine(s) ready, {failed} failed{}",
+                machines.len() - failed,
+                request.machine_count,
+                first.map(|m| format!(": {m}")).unwrap_or_default()
+            );
+            (RequestStatus::CompleteWithError, message)
+        }
+        (RequestKind::Return, RequestState::Complete) => {
+            (RequestStatus::Complete, format!("{} machine(s) returned.", machines.len()))
+        }
+        (RequestKind::Return, _) => (
+            RequestStatus::CompleteWithError,
+            format!("{failed} of {} machine(s) could not be returned.", machines.len()),
+        ),
+    };
+    request.finish(final_status, message, now, state.config.retention);
+    match state.store.requests.update(request).await {
+        Ok(written) => *request = written,
+        Err(Error::Stale { .. }) => return Ok(()),
+        Err(err) => return Err(err),
+    }
+    let gone = |m: &&MachineRecord| match request.kind {
+        RequestKind::Provision => m.result == MachineResult::Fail && !handed_back(request, m),
+        RequestKind::Return => m.result == MachineResult::Succeed,
+    };
+    let mut per_template: BTreeMap<String, u32> = BTreeMap::new();
+    for machine in machines.iter().filter(gone) {
+        *per_template.entry(capacity_key(&machine.provider, &machine.template_id)).or_default() += 1;
+    }
+    for (key, count) in per_template {
+        release(state, &key, count).await;
+    }
+    tracing::info!(request_id = %request.request_id, status = ?final_status, failed, "request finished");
+    Ok(())
+}
+
+/// A machine of a provisioning request that HostFactory has since returned.
+fn handed_back(request: &RequestRecord, machine: &MachineRecord) -> bool {
+    request.kind == RequestKind::Provision && machine.return_request_id.is_some()
+}
+
+/// A request that is finished (or not launched yet): its records are the answer.
+fn answer_from_records(request: &RequestRecord, machines: &[MachineRecord]) -> HfRequestStatus {
+    HfRequestStatus {
+        request_id: request.request_id.clone(),
+        status: request.status.hostfactory(),
+        message: request.message.clone(),
+        machines: machines.iter().map(machine_status).collect(),
+    }
+}
+
+pub(super) fn machine_status(machine: &MachineRecord) -> MachineStatus {
+    MachineStatus {
+        machine_id: machine.machine_id.clone(),
+        name: machine.name.clone(),
+        result: machine.result,
+        status: machine.state.clone(),
+        private_ip_address: machine.private_ip_address.clone(),
+        public_ip_address: machine.public_ip_address.clone(),
+        launchtime: machine.launchtime,
+        message: machine.message.clone(),
+    }
+}

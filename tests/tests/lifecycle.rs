@@ -1,0 +1,440 @@
+//! The machine lifecycle end to end through the routers on moto: requestMachines,
+//! getRequestStatus, requestReturnMachines, getReturnRequests.
+
+use std::time::Duration;
+
+use hostfactory_tests::wire::{CallLog, Fault, Wire};
+use hostfactory_tests::{Response, invoke_event, new_dynamo_store, new_sqlite_store, sdk_config, send_json, unique};
+use serde_json::{Value, json};
+use shared::api::{AppState, Group, function_router, local_router};
+use shared::config::{Config, Runtime, TemplatesLocation};
+use shared::provision::{instances, tags};
+use shared::store::capacity_key;
+
+struct Rig {
+    router: axum::Router,
+    state: AppState,
+    ec2: aws_sdk_ec2::Client,
+    log: CallLog,
+    wire: Wire,
+    template_id: String,
+    _folders: (tempfile::TempDir, tempfile::TempDir),
+}
+
+/// A subnet and security group in a fresh moto VPC (RunInstances checks they exist).
+async fn network(ec2: &aws_sdk_ec2::Client) -> (String, String) {
+    let vpc = ec2.create_vpc().cidr_block("10.0.0.0/16").send().await.expect("create vpc");
+    let vpc_id = vpc.vpc().and_then(|v| v.vpc_id()).expect("vpc id").to_owned();
+    let subnet = ec2.create_subnet().vpc_id(&vpc_id).cidr_block("10.0.0.0/20").send().await.expect("create subnet");
+    let subnet_id = subnet.subnet().and_then(|s| s.subnet_id()).expect("subnet id").to_owned();
+    let sg = ec2
+        .create_security_group()
+        .group_name(unique("hf-sg"))
+        .description("hostfactory test")
+        .vpc_id(&vpc_id)
+        .send()
+        .await
+        .expect("create security group");
+    (subnet_id, sg.group_id().expect("group id").to_owned())
+}
+
+/// A router over one template in a folder, a SQLite store, and a recording wire.
+async fn rig(max_number: i64) -> Rig {
+    rig_on(max_number, false).await
+}
+
+/// [`rig`], with the store on DynamoDB (moto) when `dynamo`; store calls are not recorded.
+async fn rig_on(max_number: i64, dynamo: bool) -> Rig {
+    rig_with(max_number, dynamo, json!({"vmType": "t3.micro"})).await
+}
+
+/// [`rig_on`] with `launch` (the template's launch keys) instead of `vmType` t3.micro.
+async fn rig_with(max_number: i64, dynamo: bool, launch: Value) -> Rig {
+    let wire = Wire::default();
+    let sdk = wire.sdk_config(&sdk_config().await);
+    let ec2 = aws_sdk_ec2::Client::new(&sdk);
+    let (subnet, sg) = network(&ec2).await;
+    let template_id = unique("T");
+    let mut template = json!({
+        "templateId": template_id, "maxNumber": max_number, "imageId": "ami-12c6146b",
+        "subnetId": subnet, "securityGroupIds": [sg], "instanceTags": "team=grid;cost-center=42",
+        "attributes": {"type": ["String", "X86_64"], "ncpus": ["Numeric", "2"], "ncores": ["Numeric", "1"], "nram": ["Numeric", "1024"]}
+    });
+    template.as_object_mut().unwrap().extend(launch.as_object().unwrap().clone());
+    let templates = json!({"templates": [template]});
+    let folder = tempfile::tempdir().unwrap();
+    std::fs::write(folder.path().join("awsprov_templates.json"), templates.to_string()).unwrap();
+    let mut config = Config::from_lookup(Runtime::Local, |_| None).unwrap();
+    config.templates = TemplatesLocation::Folder(folder.path().into());
+    let mut state = AppState::new(config, &sdk);
+    let (store, store_folder) = new_sqlite_store();
+    state.store = if dynamo { new_dynamo_store(&sdk_config().await).await } else { store };
+    let router = local_router(state.clone());
+    Rig { router, state, ec2, log: wire.log.clone(), wire, template_id, _folders: (folder, store_folder) }
+}
+
+impl Rig {
+    async fn post(&self, uri: &str, body: Value) -> Response {
+        send_json(&self.router, "POST", uri, &body, &[]).await
+    }
+
+    async fn request(&self, count: i64) -> Response {
+        self.post("/api/v1/requests", json!({"template": {"templateId": self.template_id, "machineCount": count}}))
+            .await
+    }
+
+    async fn status(&self, ids: &[&str]) -> Response {
+        let requests: Vec<Value> = ids.iter().map(|id| json!({"requestId": id})).collect();
+        let response = self.post("/api/v1/requests/status", json!({"requests": requests})).await;
+        assert_eq!(response.status, 200, "{}", response.body);
+        response
+    }
+
+    /// Polls until the request leaves `running` (moto settles at once; a few tries suffice).
+    async fn settled(&self, id: &str) -> Value {
+        for _ in 0..10 {
+            let response = self.status(&[id]).await;
+            let answer = response.body["requests"][0].clone();
+            if answer["status"] != "running" {
+                return answer;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!("request {id} still running");
+    }
+
+    async fn in_use(&self) -> u64 {
+        self.state.store.capacity.in_use(&capacity_key("awsinst", &self.template_id)).await.unwrap()
+    }
+
+    async fn tagged(&self) -> Vec<instances::Observed> {
+        instances::find_tagged(&self.ec2, tags::TEMPLATE_ID, &self.template_id).await.unwrap()
+    }
+}
+
+fn request_id(response: &Response) -> String {
+    assert_eq!(response.status, 200, "{}", response.body);
+    response.body["requestId"].as_str().expect("a requestId").to_owned()
+}
+
+#[tokio::test]
+async fn request_status_return_and_status_again() {
+    let rig = rig(5).await;
+
+    let accepted = rig.request(3).await;
+    let req = request_id(&accepted);
+    assert!(req.starts_with("req-"), "{req}");
+    assert_eq!(rig.in_use().await, 3);
+    assert_eq!(rig.log.actions("RunInstances"), 3, "moto fills one per call");
+    assert_eq!(rig.log.actions("DescribeInstances"), 0, "the launch answer is recorded as is");
+
+    rig.log.clear();
+    let answer = rig.settled(&req).await;
+    assert_eq!(rig.log.calls().len(), 1, "one status call, one DescribeInstances: {:?}", rig.log.calls());
+    assert_eq!(answer["status"], "complete", "{answer}");
+    let machines = answer["machines"].as_array().unwrap();
+    assert_eq!(machines.len(), 3, "{answer}");
+    for machine in machines {
+        assert_eq!(machine["result"], "succeed", "{machine}");
+        assert_eq!(machine["status"], "running");
+        assert!(machine["name"].as_str().unwrap().ends_with(".internal"), "{machine}");
+        assert!(machine["privateIpAddress"].as_str().unwrap().starts_with("10.0."), "{machine}");
+        assert!(machine["launchtime"].as_i64().unwrap() > 1_700_000_000, "{machine}");
+    }
+
+    let launched = rig.tagged().await;
+    assert_eq!(launched.len(), 3);
+    for instance in &launched {
+        assert_eq!(instance.tags[tags::REQUEST_ID], req);
+        assert_eq!(instance.tags[tags::PROVIDER], "awsinst");
+        assert_eq!(instance.tags[tags::MANAGED], "true");
+        assert_eq!(instance.tags["team"], "grid");
+        assert_eq!(instance.tags["cost-center"], "42");
+    }
+
+    let ids: Vec<Value> = machines.iter().map(|m| json!({"machineId": m["machineId"]})).collect();
+    rig.log.clear();
+    let ret = request_id(&rig.post("/api/v1/machines/return", json!({"machines": ids})).await);
+    assert!(ret.starts_with("ret-"), "{ret}");
+    assert_eq!(rig.log.calls().len(), 1, "one TerminateInstances: {:?}", rig.log.calls());
+    assert_eq!(rig.log.actions("TerminateInstances"), 1);
+
+    let answer = rig.settled(&ret).await;
+    assert_eq!(answer["status"], "complete", "{answer}");
+    assert_eq!(answer["machines"].as_array().unwrap().len(), 3);
+    assert!(answer["machines"].as_array().unwrap().iter().all(|m| m["result"] == "succeed"), "{answer}");
+    assert!(rig.tagged().await.iter().all(|i| i.state == "terminated"));
+    assert_eq!(rig.in_use().await, 0, "returned machines give their capacity back");
+
+    // Finished requests answer from their records without asking EC2.
+    rig.log.clear();
+    let again = rig.status(&[&req, &ret]).await;
+    assert_eq!(again.body["requests"][1]["status"], "complete");
+    assert_eq!(rig.log.actions("DescribeInstances"), 0);
+}
+
+#[tokio::test]
+async fn a_machine_returned_before_its_request_finished_is_counted_once() {
+    let rig = rig(5).await;
+    let req = request_id(&rig.request(2).await);
+    let launched = rig.state.store.machines.list_by_request(&req).await.unwrap();
+    let early = launched[0].machine_id.clone();
+
+    let ret = request_id(&rig.post("/api/v1/machines/return", json!({"machines": [{"machineId": early}]})).await);
+    assert_eq!(rig.settled(&ret).await["status"], "complete");
+    let answer = rig.settled(&req).await;
+
+    assert_eq!(answer["status"], "complete", "a returned machine is not a failed launch: {answer}");
+    assert_eq!(rig.in_use().await, 1, "released once, by the return");
+}
+
+#[tokio::test]
+async fn the_cycle_on_the_dynamodb_store() {
+    let rig = rig_on(5, true).await;
+    let req = request_id(&rig.request(2).await);
+    let answer = rig.settled(&req).await;
+    assert_eq!(answer["status"], "complete", "{answer}");
+    let name = answer["machines"][0]["name"].as_str().unwrap().to_owned();
+    assert_eq!(rig.in_use().await, 2);
+
+    let ret = request_id(&rig.post("/api/v1/machines/return", json!({"machines": [{"name": name}]})).await);
+    rig.settled(&ret).await;
+    let answers = rig.status(&[&req, &ret, "ret-unknown"]).await.body["requests"].clone();
+    assert_eq!(answers[0]["status"], "complete");
+    assert_eq!(answers[1]["status"], "complete");
+    assert_eq!(answers[1]["machines"][0]["name"], name.as_str());
+    assert_eq!(answers[2]["status"], "complete_with_error");
+    assert_eq!(rig.in_use().await, 1);
+}
+
+#[tokio::test]
+async fn an_instant_ec2_fleet_launches_in_one_call_and_reuses_its_launch_template() {
+    let launch = json!({"providerApi": "EC2Fleet", "fleetType": "instant", "vmTypes": {"t3.micro": 1}});
+    let rig = rig_with(10, false, launch).await;
+
+    let first = request_id(&rig.request(3).await);
+    let second = request_id(&rig.request(2).await);
+
+    assert_eq!(rig.log.actions("CreateFleet"), 2);
+    assert_eq!(rig.log.actions("CreateLaunchTemplate"), 1, "the second request reuses the launch template");
+    assert_eq!(rig.log.actions("RunInstances"), 0);
+    let answer = rig.settled(&first).await;
+    assert_eq!(answer["status"], "complete", "{answer}");
+    assert_eq!(answer["machines"].as_array().unwrap().len(), 3);
+    assert!(answer["machines"].as_array().unwrap().iter().all(|m| m["result"] == "succeed" && m["name"] != ""));
+    assert_eq!(rig.settled(&second).await["status"], "complete");
+    let tagged = rig.tagged().await;
+    assert_eq!(tagged.len(), 5);
+    assert_eq!(tagged.iter().filter(|i| i.tags[tags::REQUEST_ID] == first).count(), 3);
+    assert!(tagged.iter().all(|i| i.tags["team"] == "grid"));
+    let record = rig.state.store.requests.get(&first).await.unwrap().unwrap();
+    assert!(record.fleet_id.is_some_and(|id| id.starts_with("fleet-")), "the fleet is recorded");
+    assert_eq!(rig.in_use().await, 5);
+
+    let hosts: Vec<Value> = tagged.iter().map(|i| json!({"machineId": i.instance_id})).collect();
+    let ret = request_id(&rig.post("/api/v1/machines/return", json!({"machines": hosts})).await);
+    let answer = rig.settled(&ret).await;
+    assert_eq!(answer["status"], "complete", "{answer}");
+    assert_eq!(answer["machines"].as_array().unwrap().len(), 5);
+    assert!(rig.tagged().await.iter().all(|i| i.state == "terminated"));
+    assert_eq!(rig.in_use().await, 0);
+}
+
+#[tokio::test]
+async fn a_weighted_spot_fleet_counts_capacity_in_units() {
+    let launch = json!({"priceType": "spot", "vmTypes": {"t3.micro": 1, "t3.small": 2}});
+    let rig = rig_with(10, false, launch).await;
+
+    let req = request_id(&rig.request(4).await);
+
+    assert_eq!(rig.log.actions("CreateFleet"), 1, "spot templates default to an instant EC2 Fleet");
+    let answer = rig.settled(&req).await;
+    assert_eq!(answer["status"], "complete", "{answer}");
+    let machines = answer["machines"].as_array().unwrap().len();
+    let tagged = rig.tagged().await;
+    assert_eq!(tagged.len(), machines);
+    assert!(tagged.iter().all(|i| i.lifecycle == "spot"), "every instance is spot: {tagged:?}");
+    assert_eq!(rig.in_use().await, 4, "capacity counts units, not machines");
+}
+
+#[tokio::test]
+async fn a_refused_fleet_releases_its_capacity() {
+    let launch = json!({"providerApi": "EC2Fleet", "vmTypes": {"t3.micro": 1, "t3.small": 2}});
+    let rig = rig_with(10, false, launch).await;
+    rig.wire.faults.inject(Fault::once("CreateFleet", "InsufficientInstanceCapacity", "No capacity in any pool."));
+
+    let response = rig.request(4).await;
+
+    assert_eq!(response.status, 502, "{}", response.body);
+    assert!(response.message().contains("No capacity in any pool."), "{}", response.message());
+    assert_eq!(rig.in_use().await, 0);
+    assert!(rig.tagged().await.is_empty());
+}
+
+#[tokio::test]
+async fn bad_requests_are_refused_before_anything_launches() {
+    let rig = rig(5).await;
+
+    let over = rig.request(6).await;
+    assert_eq!(over.status, 422, "{}", over.body);
+    assert!(over.message().contains("5 machine(s) available"), "{}", over.message());
+
+    let zero = rig.request(0).await;
+    assert_eq!(zero.status, 400, "{}", zero.body);
+    assert!(zero.message().starts_with("template.machineCount"), "{}", zero.message());
+
+    let unknown = rig.post("/api/v1/requests", json!({"template": {"templateId": "Nope", "machineCount": 1}})).await;
+    assert_eq!(unknown.status, 404, "{}", unknown.body);
+    assert_eq!(unknown.message(), "template 'Nope' not found");
+
+    assert_eq!(rig.log.actions("RunInstances"), 0);
+    assert_eq!(rig.in_use().await, 0);
+}
+
+#[tokio::test]
+async fn mixed_ids_in_one_status_call_and_return_by_name() {
+    let rig = rig(5).await;
+    let req = request_id(&rig.request(2).await);
+    let answer = rig.settled(&req).await;
+    let name = answer["machines"][0]["name"].as_str().unwrap().to_owned();
+    let kept = answer["machines"][1]["machineId"].as_str().unwrap().to_owned();
+
+    let ret = request_id(&rig.post("/api/v1/machines/return", json!({"machines": [{"name": name}]})).await);
+    rig.settled(&ret).await;
+
+    rig.log.clear();
+    let response = rig.status(&[&req, &ret, "req-unknown"]).await;
+    let answers = response.body["requests"].as_array().unwrap();
+    assert_eq!(answers[0]["requestId"], req.as_str());
+    assert_eq!(answers[1]["requestId"], ret.as_str());
+    assert_eq!(answers[1]["status"], "complete");
+    assert_eq!(answers[1]["machines"][0]["name"], name.as_str());
+    assert_eq!(answers[2]["status"], "complete_with_error");
+    assert_eq!(answers[2]["machines"], json!([]));
+    assert!(answers[2]["message"].as_str().unwrap().contains("not found"));
+
+    let alive: Vec<_> = rig.tagged().await.into_iter().filter(|i| i.state == "running").collect();
+    assert_eq!(alive.len(), 1);
+    assert_eq!(alive[0].instance_id, kept);
+    assert_eq!(rig.in_use().await, 1);
+
+    // Returning unknown or already-gone machines still yields a ret- id to poll.
+    let nothing = rig
+        .post("/api/v1/machines/return", json!({"machines": [{"name": name}, {"machineId": "i-0000000000000000"}]}))
+        .await;
+    let empty = request_id(&nothing);
+    assert_eq!(nothing.body["message"], "No active VM.");
+    assert_eq!(rig.settled(&empty).await["status"], "complete");
+}
+
+#[tokio::test]
+async fn an_ec2_failure_is_reported_recorded_and_releases_capacity() {
+    let rig = rig(5).await;
+    rig.wire.faults.inject(Fault::once("RunInstances", "InsufficientInstanceCapacity", "No t3.micro capacity."));
+
+    let response = rig.request(2).await;
+
+    assert_eq!(response.status, 502, "{}", response.body);
+    assert!(
+        response.message().contains("InsufficientInstanceCapacity: No t3.micro capacity."),
+        "{}",
+        response.message()
+    );
+    assert_eq!(rig.wire.faults.remaining(), 0);
+    assert_eq!(rig.in_use().await, 0);
+    assert!(rig.tagged().await.is_empty(), "nothing launched");
+    let page = rig.state.store.records.page_requests(None, 10).await.unwrap();
+    assert_eq!(page.items.len(), 1);
+    let recorded = &page.items[0];
+    assert_eq!(recorded.status, shared::store::RequestStatus::CompleteWithError);
+    assert!(recorded.message.contains("InsufficientInstanceCapacity"), "{}", recorded.message);
+    let status = rig.status(&[&recorded.request_id]).await;
+    assert_eq!(status.body["requests"][0]["status"], "complete_with_error");
+}
+
+#[tokio::test]
+async fn a_partial_fill_is_topped_up_with_further_calls() {
+    let rig = rig(5).await;
+    // moto fills MinCount (1) and ignores MaxCount, like a real EC2 short of capacity.
+    let req = request_id(&rig.request(3).await);
+    assert_eq!(rig.log.actions("RunInstances"), 3);
+    let answer = rig.settled(&req).await;
+    assert_eq!(answer["status"], "complete");
+    assert_eq!(answer["machines"].as_array().unwrap().len(), 3);
+    assert_eq!(rig.in_use().await, 3);
+}
+
+#[tokio::test]
+async fn get_return_requests_reports_hosts_the_cloud_took() {
+    let rig = rig(5).await;
+    let req = request_id(&rig.request(2).await);
+    let answer = rig.settled(&req).await;
+    let gone = answer["machines"][0].clone();
+    let alive = answer["machines"][1].clone();
+    let gone_id = gone["machineId"].as_str().unwrap().to_owned();
+    rig.ec2.terminate_instances().instance_ids(&gone_id).send().await.unwrap();
+
+    rig.log.clear();
+    let hosts = json!({"machines": [
+        {"name": gone["name"], "machineId": gone_id},
+        {"name": alive["name"], "machineId": alive["machineId"]},
+        {"name": "ip-10-9-9-9.ec2.internal", "machineId": "i-0fffffffffffffff0"},
+    ]});
+    let response = rig.post("/api/v1/machines/return-requests", hosts).await;
+    assert_eq!(response.status, 200, "{}", response.body);
+    assert_eq!(response.body["status"], "complete");
+    assert_eq!(
+        response.body["requests"],
+        json!([{"machine": gone["name"], "gracePeriod": 0}, {"machine": "ip-10-9-9-9.ec2.internal", "gracePeriod": 0}])
+    );
+    assert_eq!(rig.log.actions("DescribeInstances"), 1);
+
+    let empty = rig.post("/api/v1/machines/return-requests", json!({})).await;
+    assert_eq!(empty.body["requests"], json!([]));
+}
+
+#[tokio::test]
+async fn sample_events_reach_the_function_routers() {
+    let rig = rig(5).await;
+    let requests = function_router(Group::Requests, rig.state.clone());
+    let machines = function_router(Group::Machines, rig.state.clone());
+    let with_template =
+        include_str!("../../events/request-machines.json").replace("Template-OnDemand", &rig.template_id);
+
+    let accepted = invoke_event(&requests, &with_template).await;
+    assert!(request_id(&accepted).starts_with("req-"));
+
+    let status = invoke_event(&requests, include_str!("../../events/get-request-status.json")).await;
+    assert_eq!(status.status, 200, "{}", status.body);
+    assert_eq!(status.body["requests"][0]["status"], "complete_with_error", "an id this store never saw");
+
+    let returned = invoke_event(&machines, include_str!("../../events/request-return-machines.json")).await;
+    assert_eq!(returned.status, 200, "{}", returned.body);
+    assert_eq!(returned.body["message"], "No active VM.");
+
+    let reclaimed = invoke_event(&machines, include_str!("../../events/get-return-requests.json")).await;
+    assert_eq!(reclaimed.status, 200, "{}", reclaimed.body);
+    assert_eq!(reclaimed.body["status"], "complete");
+
+    let wrong_group = invoke_event(&machines, &with_template).await;
+    assert_eq!(wrong_group.status, 404, "each function serves its own group only");
+}
+
+/// 20 requests of 50 machines: one status call for all of them is one DescribeInstances (the
+/// 1,000 ids fit one call), never one per request or per machine.
+#[tokio::test]
+async fn one_status_call_for_a_thousand_machines_describes_them_at_most_twice() {
+    let rig = rig(1000).await;
+    let mut ids = Vec::new();
+    for _ in 0..20 {
+        ids.push(request_id(&rig.request(50).await));
+    }
+    rig.log.clear();
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let response = rig.status(&refs).await;
+    let answers = response.body["requests"].as_array().unwrap();
+    assert_eq!(answers.len(), 20);
+    assert!(answers.iter().all(|a| a["machines"].as_array().unwrap().len() == 50));
+    let describes = rig.log.actions("DescribeInstances");
+    assert!((1..=2).contains(&describes), "{describes} DescribeInstances calls");
+}
