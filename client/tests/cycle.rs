@@ -1,0 +1,146 @@
+//! The whole HostFactory cycle exactly as Symphony drives it: the five provider scripts,
+//! `-f <file>`, one JSON document on stdout, exit codes, against the local server on moto.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::{Value, json};
+use shared::api::{AppState, local_router};
+use shared::config::{Config, Runtime, TemplatesLocation};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// HostFactory's plugin folder: the five scripts with the client binary beside them.
+fn install_plugin() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(root().join("infra/hostfactory/scripts")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+    }
+    std::fs::copy(env!("CARGO_BIN_EXE_hostfactory-client"), dir.path().join("hostfactory-client")).unwrap();
+    dir
+}
+
+/// Runs `<call>.sh -f <file holding input>` as HostFactory does; returns exit code and document.
+async fn hf(plugin: &Path, url: &str, call: &str, input: Value) -> (i32, Value) {
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("hf_in");
+    std::fs::write(&file, input.to_string()).unwrap();
+    let mut command = Command::new("sh");
+    command.arg(plugin.join(format!("{call}.sh"))).arg("-f").arg(&file).env_clear();
+    command
+        .env("PATH", std::env::var("PATH").unwrap())
+        .env("HOSTFACTORY_API_URL", url)
+        .env("HF_PROVIDER_NAME", "awsinst")
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+    let output = tokio::task::spawn_blocking(move || command.output().unwrap()).await.unwrap();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(stdout.trim().lines().count(), 1, "{call}: one JSON document on stdout: {stdout:?}");
+    (output.status.code().unwrap(), serde_json::from_str(stdout.trim()).unwrap())
+}
+
+/// A subnet and security group in a fresh moto VPC.
+async fn network(ec2: &aws_sdk_ec2::Client) -> (String, String) {
+    let vpc = ec2.create_vpc().cidr_block("10.1.0.0/16").send().await.unwrap();
+    let vpc_id = vpc.vpc().and_then(|v| v.vpc_id()).unwrap().to_owned();
+    let subnet = ec2.create_subnet().vpc_id(&vpc_id).cidr_block("10.1.0.0/20").send().await.unwrap();
+    let sg = ec2
+        .create_security_group()
+        .group_name(hostfactory_tests::unique("hf-cycle"))
+        .description("hostfactory cycle test")
+        .vpc_id(&vpc_id)
+        .send()
+        .await
+        .unwrap();
+    (subnet.subnet().and_then(|s| s.subnet_id()).unwrap().to_owned(), sg.group_id().unwrap().to_owned())
+}
+
+/// Polls getRequestStatus until the request leaves `running`.
+async fn status_until_done(plugin: &Path, url: &str, request_id: &str) -> Value {
+    for _ in 0..30 {
+        let (code, answer) = hf(plugin, url, "getRequestStatus", json!({"requests": [{"requestId": request_id}]})).await;
+        assert_eq!(code, 0, "{answer}");
+        let request = answer["requests"][0].clone();
+        if request["status"] != "running" {
+            return request;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    panic!("{request_id} still running");
+}
+
+#[tokio::test]
+async fn the_scripts_drive_a_full_hostfactory_cycle() {
+    let sdk = hostfactory_tests::sdk_config().await;
+    let ec2 = aws_sdk_ec2::Client::new(&sdk);
+    let (subnet, sg) = network(&ec2).await;
+    let templates = tempfile::tempdir().unwrap();
+    let template = json!({"templates": [{
+        "templateId": "Cycle-OnDemand", "maxNumber": 4, "imageId": "ami-12c6146b", "vmType": "t3.micro",
+        "subnetId": subnet, "securityGroupIds": [sg],
+        "attributes": {"type": ["String", "X86_64"], "ncpus": ["Numeric", "1"], "ncores": ["Numeric", "1"], "nram": ["Numeric", "1024"]}
+    }]});
+    std::fs::write(templates.path().join("awsprov_templates.json"), template.to_string()).unwrap();
+    let store = tempfile::tempdir().unwrap();
+    let mut config = Config::from_lookup(Runtime::Local, |_| None).unwrap();
+    config.templates = TemplatesLocation::Folder(templates.path().into());
+    config.store = shared::config::StoreLocation::Sqlite(store.path().join("hf.sqlite"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let router = local_router(AppState::new(config, &sdk));
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let plugin = install_plugin();
+    let plugin = plugin.path();
+
+    let (code, listed) = hf(plugin, &url, "getAvailableTemplates", json!({})).await;
+    assert_eq!(code, 0, "{listed}");
+    assert_eq!(listed["templates"][0]["templateId"], "Cycle-OnDemand");
+    assert_eq!(listed["templates"][0]["availableNumber"], 4);
+
+    let (code, accepted) =
+        hf(plugin, &url, "requestMachines", json!({"template": {"templateId": "Cycle-OnDemand", "machineCount": 2}})).await;
+    assert_eq!(code, 0, "{accepted}");
+    let request_id = accepted["requestId"].as_str().unwrap().to_owned();
+    assert!(request_id.starts_with("req-"));
+
+    let done = status_until_done(plugin, &url, &request_id).await;
+    assert_eq!(done["status"], "complete", "{done}");
+    let machines = done["machines"].as_array().unwrap().clone();
+    assert_eq!(machines.len(), 2);
+    for machine in &machines {
+        assert_eq!(machine["result"], "succeed");
+        assert!(machine["name"].as_str().unwrap().ends_with(".internal"), "{machine}");
+        assert!(machine["launchtime"].is_i64(), "{machine}");
+    }
+
+    let (code, over) =
+        hf(plugin, &url, "requestMachines", json!({"template": {"templateId": "Cycle-OnDemand", "machineCount": 3}})).await;
+    assert_eq!(code, 1, "over maxNumber fails so HostFactory retries later: {over}");
+    assert!(over["message"].as_str().unwrap().contains('2'), "names what is available: {over}");
+
+    let hosts: Vec<Value> =
+        machines.iter().map(|m| json!({"name": m["name"], "machineId": m["machineId"]})).collect();
+    let (code, returned) = hf(plugin, &url, "requestReturnMachines", json!({"machines": hosts})).await;
+    assert_eq!(code, 0, "{returned}");
+    let return_id = returned["requestId"].as_str().unwrap().to_owned();
+    assert!(return_id.starts_with("ret-"));
+
+    let gone = status_until_done(plugin, &url, &return_id).await;
+    assert_eq!(gone["status"], "complete", "{gone}");
+    assert!(gone["machines"].as_array().unwrap().iter().all(|m| m["result"] == "succeed"), "{gone}");
+
+    let (code, reclaimed) = hf(plugin, &url, "getReturnRequests", json!({"machines": hosts})).await;
+    assert_eq!(code, 0, "{reclaimed}");
+    assert_eq!(reclaimed["status"], "complete");
+    assert_eq!(reclaimed["requests"].as_array().unwrap().len(), 2, "terminated hosts are reported: {reclaimed}");
+
+    let ids: Vec<String> = machines.iter().map(|m| m["machineId"].as_str().unwrap().to_owned()).collect();
+    let observed = shared::provision::instances::describe(&ec2, &ids).await.unwrap();
+    assert!(ids.iter().all(|id| observed.get(id).is_none_or(|o| o.state == "terminated" || o.state == "shutting-down")));
+
+    let (code, listed) = hf(plugin, &url, "getAvailableTemplates", json!({})).await;
+    assert_eq!(code, 0);
+    assert_eq!(listed["templates"][0]["availableNumber"], 4, "capacity released after the return");
+}
