@@ -1,27 +1,16 @@
 //! The whole HostFactory cycle exactly as Symphony drives it: the five provider scripts,
 //! `-f <file>`, one JSON document on stdout, exit codes, against the local server on moto.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::Command;
+
+use common::install_plugin;
 
 use serde_json::{Value, json};
 use shared::api::{AppState, local_router};
 use shared::config::{Config, Runtime, TemplatesLocation};
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
-
-/// HostFactory's plugin folder: the five scripts with the client binary beside them.
-fn install_plugin() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(root().join("infra/hostfactory/scripts")).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
-    }
-    std::fs::copy(env!("CARGO_BIN_EXE_hostfactory-client"), dir.path().join("hostfactory-client")).unwrap();
-    dir
-}
 
 /// Runs `<call>.sh -f <file holding input>` as HostFactory does; returns exit code and document.
 async fn hf(plugin: &Path, url: &str, call: &str, input: Value) -> (i32, Value) {
@@ -39,22 +28,6 @@ async fn hf(plugin: &Path, url: &str, call: &str, input: Value) -> (i32, Value) 
     let stdout = String::from_utf8(output.stdout).unwrap();
     assert_eq!(stdout.trim().lines().count(), 1, "{call}: one JSON document on stdout: {stdout:?}");
     (output.status.code().unwrap(), serde_json::from_str(stdout.trim()).unwrap())
-}
-
-/// A subnet and security group in a fresh moto VPC.
-async fn network(ec2: &aws_sdk_ec2::Client) -> (String, String) {
-    let vpc = ec2.create_vpc().cidr_block("10.1.0.0/16").send().await.unwrap();
-    let vpc_id = vpc.vpc().and_then(|v| v.vpc_id()).unwrap().to_owned();
-    let subnet = ec2.create_subnet().vpc_id(&vpc_id).cidr_block("10.1.0.0/20").send().await.unwrap();
-    let sg = ec2
-        .create_security_group()
-        .group_name(hostfactory_tests::unique("hf-cycle"))
-        .description("hostfactory cycle test")
-        .vpc_id(&vpc_id)
-        .send()
-        .await
-        .unwrap();
-    (subnet.subnet().and_then(|s| s.subnet_id()).unwrap().to_owned(), sg.group_id().unwrap().to_owned())
 }
 
 /// Polls getRequestStatus until the request leaves `running`.
@@ -75,7 +48,7 @@ async fn status_until_done(plugin: &Path, url: &str, request_id: &str) -> Value 
 async fn the_scripts_drive_a_full_hostfactory_cycle() {
     let sdk = hostfactory_tests::sdk_config().await;
     let ec2 = aws_sdk_ec2::Client::new(&sdk);
-    let (subnet, sg) = network(&ec2).await;
+    let (subnet, sg) = hostfactory_tests::new_network(&ec2).await;
     let templates = tempfile::tempdir().unwrap();
     let template = json!({"templates": [{
         "templateId": "Cycle-OnDemand", "maxNumber": 4, "imageId": "ami-12c6146b", "vmType": "t3.micro",

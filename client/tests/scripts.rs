@@ -2,7 +2,9 @@
 //! `<scriptPath>/<call>.sh -f <file>`, one JSON document on stdout, exit code 0 or 1.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
@@ -12,21 +14,7 @@ use serde_json::{Value, json};
 use shared::api::{AppState, local_router};
 use shared::config::{Config, Runtime};
 
-/// The repository root.
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
-
-/// A HostFactory plugin folder: the five scripts with the client binary beside them.
-fn install_plugin() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(root().join("infra/hostfactory/scripts")).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
-    }
-    std::fs::copy(env!("CARGO_BIN_EXE_hostfactory-client"), dir.path().join("hostfactory-client")).unwrap();
-    dir
-}
+use common::{install_plugin, root};
 
 async fn serve(router: Router) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -40,6 +40,23 @@ pub async fn recording_sdk_config() -> (SdkConfig, wire::CallLog) {
     (wire.sdk_config(&sdk_config().await), wire.log)
 }
 
+/// A subnet and security group in a fresh moto VPC (RunInstances checks they exist).
+pub async fn new_network(ec2: &aws_sdk_ec2::Client) -> (String, String) {
+    let vpc = ec2.create_vpc().cidr_block("10.0.0.0/16").send().await.expect("create vpc");
+    let vpc_id = vpc.vpc().and_then(|v| v.vpc_id()).expect("vpc id").to_owned();
+    let subnet = ec2.create_subnet().vpc_id(&vpc_id).cidr_block("10.0.0.0/20").send().await.expect("create subnet");
+    let subnet_id = subnet.subnet().and_then(|s| s.subnet_id()).expect("subnet id").to_owned();
+    let sg = ec2
+        .create_security_group()
+        .group_name(unique("hf-sg"))
+        .description("hostfactory test")
+        .vpc_id(&vpc_id)
+        .send()
+        .await
+        .expect("create security group");
+    (subnet_id, sg.group_id().expect("group id").to_owned())
+}
+
 /// A name no other test uses (moto state is shared by every test of a run).
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])

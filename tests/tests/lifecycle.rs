@@ -21,23 +21,6 @@ struct Rig {
     _folders: (tempfile::TempDir, tempfile::TempDir),
 }
 
-/// A subnet and security group in a fresh moto VPC (RunInstances checks they exist).
-async fn network(ec2: &aws_sdk_ec2::Client) -> (String, String) {
-    let vpc = ec2.create_vpc().cidr_block("10.0.0.0/16").send().await.expect("create vpc");
-    let vpc_id = vpc.vpc().and_then(|v| v.vpc_id()).expect("vpc id").to_owned();
-    let subnet = ec2.create_subnet().vpc_id(&vpc_id).cidr_block("10.0.0.0/20").send().await.expect("create subnet");
-    let subnet_id = subnet.subnet().and_then(|s| s.subnet_id()).expect("subnet id").to_owned();
-    let sg = ec2
-        .create_security_group()
-        .group_name(unique("hf-sg"))
-        .description("hostfactory test")
-        .vpc_id(&vpc_id)
-        .send()
-        .await
-        .expect("create security group");
-    (subnet_id, sg.group_id().expect("group id").to_owned())
-}
-
 /// A router over one template in a folder, a SQLite store, and a recording wire.
 async fn rig(max_number: i64) -> Rig {
     rig_on(max_number, false).await
@@ -53,7 +36,7 @@ async fn rig_with(max_number: i64, dynamo: bool, launch: Value) -> Rig {
     let wire = Wire::default();
     let sdk = wire.sdk_config(&sdk_config().await);
     let ec2 = aws_sdk_ec2::Client::new(&sdk);
-    let (subnet, sg) = network(&ec2).await;
+    let (subnet, sg) = hostfactory_tests::new_network(&ec2).await;
     let template_id = unique("T");
     let mut template = json!({
         "templateId": template_id, "maxNumber": max_number, "imageId": "ami-12c6146b",
