@@ -3,7 +3,7 @@
 
 use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
 use hostfactory_tests::{sdk_config, unique};
-use shared::aws::{CallCounter, ec2_client};
+use hostfactory_tests::wire::Wire;
 use shared::provision::{instances, status, tags};
 
 async fn launch(ec2: &aws_sdk_ec2::Client, count: i32, request_id: &str) -> Vec<String> {
@@ -28,18 +28,18 @@ async fn launch(ec2: &aws_sdk_ec2::Client, count: i32, request_id: &str) -> Vec<
 #[tokio::test]
 async fn describe_needs_one_call_per_thousand_ids_and_skips_unknown_ids() {
     let sdk = sdk_config().await;
-    let counter = CallCounter::default();
-    let ec2 = ec2_client(&sdk, &counter);
+    let wire = Wire::default();
+    let ec2 = aws_sdk_ec2::Client::new(&wire.sdk_config(&sdk));
     let request_id = unique("req");
     let mut ids = launch(&ec2, 1050, &request_id).await;
     assert_eq!(ids.len(), 1050);
     ids.push("i-0000000000000dead".to_owned());
-    let launches = counter.count("RunInstances");
+    let launches = wire.log.actions("RunInstances");
 
     let observed = instances::describe(&ec2, &ids).await.unwrap();
 
-    assert_eq!(counter.count("DescribeInstances"), 2, "1,051 ids take two calls");
-    assert_eq!(counter.count("RunInstances"), launches);
+    assert_eq!(wire.log.actions("DescribeInstances"), 2, "1,051 ids take two calls");
+    assert_eq!(wire.log.actions("RunInstances"), launches);
     assert_eq!(observed.len(), 1050, "the unknown id is absent, not an error");
     let first = &observed[&ids[0]];
     assert_eq!(first.state, "running");
@@ -54,7 +54,7 @@ async fn describe_needs_one_call_per_thousand_ids_and_skips_unknown_ids() {
 #[tokio::test]
 async fn tagged_instances_are_found_and_terminated() {
     let sdk = sdk_config().await;
-    let ec2 = ec2_client(&sdk, &CallCounter::default());
+    let ec2 = aws_sdk_ec2::Client::new(&sdk);
     let request_id = unique("req");
     let ids = launch(&ec2, 3, &request_id).await;
 
@@ -81,7 +81,7 @@ async fn tagged_instances_are_found_and_terminated() {
 #[tokio::test]
 async fn aws_failures_carry_context() {
     let sdk = sdk_config().await;
-    let ec2 = ec2_client(&sdk, &CallCounter::default());
+    let ec2 = aws_sdk_ec2::Client::new(&sdk);
     let err = instances::terminate(&ec2, &["not-an-instance-id".to_owned()]).await.unwrap_err();
     let message = err.to_string();
     assert!(message.starts_with("terminating 1 instances: "), "{message}");
@@ -90,12 +90,11 @@ async fn aws_failures_carry_context() {
 
 #[tokio::test]
 async fn injected_ec2_faults_surface_as_aws_errors_and_reach_nothing() {
-    use hostfactory_tests::wire::{Fault, Wire};
+    use hostfactory_tests::wire::Fault;
     let wire = Wire::default();
     let faults = &wire.faults;
     let sdk = wire.sdk_config(&sdk_config().await);
-    let counter = CallCounter::default();
-    let ec2 = ec2_client(&sdk, &counter);
+    let ec2 = aws_sdk_ec2::Client::new(&sdk);
     // Throttling is retried by the SDK (standard mode: 3 attempts), so it must fail 3 times.
     faults.inject(Fault::once("DescribeInstances", "RequestLimitExceeded", "Request limit exceeded.").times(3));
 
@@ -104,7 +103,7 @@ async fn injected_ec2_faults_surface_as_aws_errors_and_reach_nothing() {
     assert_eq!(err.to_string(), "describing 1 instances: RequestLimitExceeded: Request limit exceeded.");
     assert_eq!(err.status(), http::StatusCode::SERVICE_UNAVAILABLE, "throttling answers 503 so HostFactory retries");
     assert_eq!(faults.remaining(), 0);
-    assert_eq!(counter.count("DescribeInstances"), 3, "every attempt is counted");
+    assert_eq!(wire.log.actions("DescribeInstances"), 3, "every attempt is counted");
     let observed = instances::describe(&ec2, &["i-0123456789abcdef0".to_owned()]).await.unwrap();
     assert!(observed.is_empty(), "after the fault, calls reach moto again");
     let injected: Vec<bool> = wire.log.calls().iter().map(|c| c.injected).collect();
