@@ -45,7 +45,8 @@ impl Fault {
             ),
             Protocol::Json => serde_json::json!({"__type": self.code, "message": self.message}).to_string(),
         };
-        let mut response = HttpResponse::new(StatusCode::try_from(self.status).expect("a valid status"), SdkBody::from(body));
+        let mut response =
+            HttpResponse::new(StatusCode::try_from(self.status).expect("a valid status"), SdkBody::from(body));
         let content_type = match protocol {
             Protocol::Query => "text/xml",
             Protocol::Json => "application/x-amz-json-1.0",

@@ -1,104 +1,12 @@
 //! The machine lifecycle end to end through the routers on moto: requestMachines,
 //! getRequestStatus, requestReturnMachines, getReturnRequests.
 
-use std::time::Duration;
-
-use hostfactory_tests::wire::{CallLog, Fault, Wire};
-use hostfactory_tests::{Response, invoke_event, new_dynamo_store, new_sqlite_store, sdk_config, send_json, unique};
+use hostfactory_tests::invoke_event;
+use hostfactory_tests::rig::{request_id, rig, rig_on, rig_with};
+use hostfactory_tests::wire::Fault;
 use serde_json::{Value, json};
-use shared::api::{AppState, Group, function_router, local_router};
-use shared::config::{Config, Runtime, TemplatesLocation};
-use shared::provision::{instances, tags};
-use shared::store::capacity_key;
-
-struct Rig {
-    router: axum::Router,
-    state: AppState,
-    ec2: aws_sdk_ec2::Client,
-    log: CallLog,
-    wire: Wire,
-    template_id: String,
-    _folders: (tempfile::TempDir, tempfile::TempDir),
-}
-
-/// A router over one template in a folder, a SQLite store, and a recording wire.
-async fn rig(max_number: i64) -> Rig {
-    rig_on(max_number, false).await
-}
-
-/// [`rig`], with the store on DynamoDB (moto) when `dynamo`; store calls are not recorded.
-async fn rig_on(max_number: i64, dynamo: bool) -> Rig {
-    rig_with(max_number, dynamo, json!({"vmType": "t3.micro"})).await
-}
-
-/// [`rig_on`] with `launch` (the template's launch keys) instead of `vmType` t3.micro.
-async fn rig_with(max_number: i64, dynamo: bool, launch: Value) -> Rig {
-    let wire = Wire::default();
-    let sdk = wire.sdk_config(&sdk_config().await);
-    let ec2 = aws_sdk_ec2::Client::new(&sdk);
-    let (subnet, sg) = hostfactory_tests::new_network(&ec2).await;
-    let template_id = unique("T");
-    let mut template = json!({
-        "templateId": template_id, "maxNumber": max_number, "imageId": "ami-12c6146b",
-        "subnetId": subnet, "securityGroupIds": [sg], "instanceTags": "team=grid;cost-center=42",
-        "attributes": {"type": ["String", "X86_64"], "ncpus": ["Numeric", "2"], "ncores": ["Numeric", "1"], "nram": ["Numeric", "1024"]}
-    });
-    template.as_object_mut().unwrap().extend(launch.as_object().unwrap().clone());
-    let templates = json!({"templates": [template]});
-    let folder = tempfile::tempdir().unwrap();
-    std::fs::write(folder.path().join("awsprov_templates.json"), templates.to_string()).unwrap();
-    let mut config = Config::from_lookup(Runtime::Local, |_| None).unwrap();
-    config.templates = TemplatesLocation::Folder(folder.path().into());
-    let mut state = AppState::new(config, &sdk);
-    let (store, store_folder) = new_sqlite_store();
-    state.store = if dynamo { new_dynamo_store(&sdk_config().await).await } else { store };
-    let router = local_router(state.clone());
-    Rig { router, state, ec2, log: wire.log.clone(), wire, template_id, _folders: (folder, store_folder) }
-}
-
-impl Rig {
-    async fn post(&self, uri: &str, body: Value) -> Response {
-        send_json(&self.router, "POST", uri, &body, &[]).await
-    }
-
-    async fn request(&self, count: i64) -> Response {
-        self.post("/api/v1/requests", json!({"template": {"templateId": self.template_id, "machineCount": count}}))
-            .await
-    }
-
-    async fn status(&self, ids: &[&str]) -> Response {
-        let requests: Vec<Value> = ids.iter().map(|id| json!({"requestId": id})).collect();
-        let response = self.post("/api/v1/requests/status", json!({"requests": requests})).await;
-        assert_eq!(response.status, 200, "{}", response.body);
-        response
-    }
-
-    /// Polls until the request leaves `running` (moto settles at once; a few tries suffice).
-    async fn settled(&self, id: &str) -> Value {
-        for _ in 0..10 {
-            let response = self.status(&[id]).await;
-            let answer = response.body["requests"][0].clone();
-            if answer["status"] != "running" {
-                return answer;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        panic!("request {id} still running");
-    }
-
-    async fn in_use(&self) -> u64 {
-        self.state.store.capacity.in_use(&capacity_key("awsinst", &self.template_id)).await.unwrap()
-    }
-
-    async fn tagged(&self) -> Vec<instances::Observed> {
-        instances::find_tagged(&self.ec2, tags::TEMPLATE_ID, &self.template_id).await.unwrap()
-    }
-}
-
-fn request_id(response: &Response) -> String {
-    assert_eq!(response.status, 200, "{}", response.body);
-    response.body["requestId"].as_str().expect("a requestId").to_owned()
-}
+use shared::api::{Group, function_router};
+use shared::provision::tags;
 
 #[tokio::test]
 async fn request_status_return_and_status_again() {
