@@ -3,46 +3,8 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Command;
-
-use common::install_plugin;
-
+use common::{hf, install_plugin, serve_locally, status_until_done};
 use serde_json::{Value, json};
-use shared::api::{AppState, local_router};
-use shared::config::{Config, Runtime, TemplatesLocation};
-
-/// Runs `<call>.sh -f <file holding input>` as HostFactory does; returns exit code and document.
-async fn hf(plugin: &Path, url: &str, call: &str, input: Value) -> (i32, Value) {
-    let work = tempfile::tempdir().unwrap();
-    let file = work.path().join("hf_in");
-    std::fs::write(&file, input.to_string()).unwrap();
-    let mut command = Command::new("sh");
-    command.arg(plugin.join(format!("{call}.sh"))).arg("-f").arg(&file).env_clear();
-    command
-        .env("PATH", std::env::var("PATH").unwrap())
-        .env("HOSTFACTORY_API_URL", url)
-        .env("HF_PROVIDER_NAME", "awsinst")
-        .env("AWS_EC2_METADATA_DISABLED", "true");
-    let output = tokio::task::spawn_blocking(move || command.output().unwrap()).await.unwrap();
-    let stdout = String::from_utf8(output.stdout).unwrap();
-    assert_eq!(stdout.trim().lines().count(), 1, "{call}: one JSON document on stdout: {stdout:?}");
-    (output.status.code().unwrap(), serde_json::from_str(stdout.trim()).unwrap())
-}
-
-/// Polls getRequestStatus until the request leaves `running`.
-async fn status_until_done(plugin: &Path, url: &str, request_id: &str) -> Value {
-    for _ in 0..30 {
-        let (code, answer) = hf(plugin, url, "getRequestStatus", json!({"requests": [{"requestId": request_id}]})).await;
-        assert_eq!(code, 0, "{answer}");
-        let request = answer["requests"][0].clone();
-        if request["status"] != "running" {
-            return request;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
-    panic!("{request_id} still running");
-}
 
 #[tokio::test]
 async fn the_scripts_drive_a_full_hostfactory_cycle() {
@@ -56,14 +18,7 @@ async fn the_scripts_drive_a_full_hostfactory_cycle() {
         "attributes": {"type": ["String", "X86_64"], "ncpus": ["Numeric", "1"], "ncores": ["Numeric", "1"], "nram": ["Numeric", "1024"]}
     }]});
     std::fs::write(templates.path().join("awsprov_templates.json"), template.to_string()).unwrap();
-    let store = tempfile::tempdir().unwrap();
-    let mut config = Config::from_lookup(Runtime::Local, |_| None).unwrap();
-    config.templates = TemplatesLocation::Folder(templates.path().into());
-    config.store = shared::config::StoreLocation::Sqlite(store.path().join("hf.sqlite"));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let router = local_router(AppState::new(config, &sdk));
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let (url, _store) = serve_locally(&sdk, templates.path()).await;
     let plugin = install_plugin();
     let plugin = plugin.path();
 
@@ -73,7 +28,8 @@ async fn the_scripts_drive_a_full_hostfactory_cycle() {
     assert_eq!(listed["templates"][0]["availableNumber"], 4);
 
     let (code, accepted) =
-        hf(plugin, &url, "requestMachines", json!({"template": {"templateId": "Cycle-OnDemand", "machineCount": 2}})).await;
+        hf(plugin, &url, "requestMachines", json!({"template": {"templateId": "Cycle-OnDemand", "machineCount": 2}}))
+            .await;
     assert_eq!(code, 0, "{accepted}");
     let request_id = accepted["requestId"].as_str().unwrap().to_owned();
     assert!(request_id.starts_with("req-"));
@@ -89,12 +45,12 @@ async fn the_scripts_drive_a_full_hostfactory_cycle() {
     }
 
     let (code, over) =
-        hf(plugin, &url, "requestMachines", json!({"template": {"templateId": "Cycle-OnDemand", "machineCount": 3}})).await;
+        hf(plugin, &url, "requestMachines", json!({"template": {"templateId": "Cycle-OnDemand", "machineCount": 3}}))
+            .await;
     assert_eq!(code, 1, "over maxNumber fails so HostFactory retries later: {over}");
     assert!(over["message"].as_str().unwrap().contains('2'), "names what is available: {over}");
 
-    let hosts: Vec<Value> =
-        machines.iter().map(|m| json!({"name": m["name"], "machineId": m["machineId"]})).collect();
+    let hosts: Vec<Value> = machines.iter().map(|m| json!({"name": m["name"], "machineId": m["machineId"]})).collect();
     let (code, returned) = hf(plugin, &url, "requestReturnMachines", json!({"machines": hosts})).await;
     assert_eq!(code, 0, "{returned}");
     let return_id = returned["requestId"].as_str().unwrap().to_owned();
@@ -111,7 +67,9 @@ async fn the_scripts_drive_a_full_hostfactory_cycle() {
 
     let ids: Vec<String> = machines.iter().map(|m| m["machineId"].as_str().unwrap().to_owned()).collect();
     let observed = shared::provision::instances::describe(&ec2, &ids).await.unwrap();
-    assert!(ids.iter().all(|id| observed.get(id).is_none_or(|o| o.state == "terminated" || o.state == "shutting-down")));
+    assert!(
+        ids.iter().all(|id| observed.get(id).is_none_or(|o| o.state == "terminated" || o.state == "shutting-down"))
+    );
 
     let (code, listed) = hf(plugin, &url, "getAvailableTemplates", json!({})).await;
     assert_eq!(code, 0);
