@@ -37,7 +37,7 @@ aws_configured() {
 start_moto() {
     mkdir -p "$DATA"
     MOTO_PORT=$("$VENV/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-    "$VENV/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" >"$DATA/moto.log" 2>&1 &
+    "$VENV/bin/python" "$ROOT/infra/scripts/moto_server.py" -H 127.0.0.1 -p "$MOTO_PORT" >"$DATA/moto.log" 2>&1 &
     MOTO_PID=$!
     trap stop_moto EXIT
     trap 'exit 130' INT
