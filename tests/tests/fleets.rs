@@ -1,0 +1,229 @@
+//! Every provider API and priceType through a full HostFactory cycle on moto: request → status
+//! until complete → return → status until the return is complete → instances terminated (and the
+//! fleet or Auto Scaling group deleted), with the AWS calls each HostFactory call makes counted.
+
+use hostfactory_tests::rig::{Rig, request_id, rig_with};
+use hostfactory_tests::wire::Fault;
+use serde_json::{Value, json};
+use shared::provision::tags;
+use shared::store::RequestRecord;
+
+const FLEET_ROLE: &str = "arn:aws:iam::123456789012:role/aws-ec2-spot-fleet-tagging-role";
+
+/// Requests `count` units and polls until the request settles; its answer and record.
+async fn provision(rig: &Rig, count: i64) -> (Value, RequestRecord) {
+    let req = request_id(&rig.request(count).await);
+    let answer = rig.settled(&req).await;
+    let record = rig.state.store.requests.get(&req).await.unwrap().unwrap();
+    (answer, record)
+}
+
+/// Returns every machine of `answer` and polls until the return settles; the return's answer.
+async fn return_all(rig: &Rig, answer: &Value) -> Value {
+    let hosts: Vec<Value> =
+        answer["machines"].as_array().unwrap().iter().map(|m| json!({"machineId": m["machineId"]})).collect();
+    let ret = request_id(&rig.post("/api/v1/machines/return", json!({"machines": hosts})).await);
+    rig.settled(&ret).await
+}
+
+/// The request's instances in EC2 carry every ownership tag and the template's own.
+async fn assert_tagged(rig: &Rig, req: &str, machines: usize) {
+    let tagged: Vec<_> = rig.tagged().await.into_iter().filter(|i| i.state != "terminated").collect();
+    assert_eq!(tagged.len(), machines, "{tagged:?}");
+    for instance in &tagged {
+        assert_eq!(instance.tags[tags::REQUEST_ID], req, "{instance:?}");
+        assert_eq!(instance.tags[tags::PROVIDER], "awsinst");
+        assert_eq!(instance.tags[tags::MANAGED], "true");
+        assert_eq!(instance.tags["team"], "grid");
+    }
+}
+
+fn succeeded(answer: &Value) -> usize {
+    answer["machines"].as_array().unwrap().iter().filter(|m| m["result"] == "succeed").count()
+}
+
+#[tokio::test]
+async fn spot_fleet_full_cycle() {
+    let launch = json!({"providerApi": "SpotFleet", "priceType": "spot", "fleetRole": FLEET_ROLE,
+        "vmTypes": {"t3.micro": 1}, "maxSpotPrice": 0.05, "allocationStrategy": "capacityOptimized"});
+    let rig = rig_with(10, false, launch).await;
+
+    let accepted = rig.request(3).await;
+    assert_eq!(rig.log.actions("RequestSpotFleet"), 1);
+    assert_eq!(rig.log.actions("RunInstances"), 0);
+    assert_eq!(rig.in_use().await, 3, "the fleet keeps its reservation while it fills");
+    let req = request_id(&accepted);
+
+    rig.log.clear();
+    let answer = rig.settled(&req).await;
+    assert_eq!(answer["status"], "complete", "{answer}");
+    assert_eq!(succeeded(&answer), 3, "{answer}");
+    assert_eq!(rig.log.actions("DescribeSpotFleetInstances"), 1, "{:?}", rig.log.calls());
+    assert_eq!(rig.log.actions("DescribeInstances"), 1, "{:?}", rig.log.calls());
+    let record = rig.state.store.requests.get(&req).await.unwrap().unwrap();
+    assert!(record.fleet_id.as_deref().is_some_and(|id| id.starts_with("sfr-")), "{record:?}");
+    assert_tagged(&rig, &req, 3).await;
+    assert!(rig.tagged().await.iter().all(|i| i.lifecycle == "spot"));
+
+    let ret = return_all(&rig, &answer).await;
+    assert_eq!(ret["status"], "complete", "{ret}");
+    assert!(rig.tagged().await.iter().all(|i| i.state == "terminated"));
+    assert_eq!(rig.log.actions("CancelSpotFleetRequests"), 1, "the empty fleet is cancelled");
+    assert_eq!(rig.in_use().await, 0);
+}
+
+#[tokio::test]
+async fn a_refused_spot_fleet_releases_its_capacity() {
+    let launch =
+        json!({"providerApi": "SpotFleet", "priceType": "spot", "fleetRole": FLEET_ROLE, "vmType": "t3.micro"});
+    let rig = rig_with(10, false, launch).await;
+    rig.wire.faults.inject(Fault::once("RequestSpotFleet", "InvalidSpotFleetRequestConfig", "Bad role."));
+    let response = rig.request(2).await;
+    assert_eq!(response.status, 502, "{}", response.body);
+    assert!(response.message().contains("Bad role."), "{}", response.message());
+    assert_eq!(rig.in_use().await, 0);
+    assert!(rig.tagged().await.is_empty());
+}
+
+#[tokio::test]
+async fn ec2_fleet_request_and_maintain_full_cycles() {
+    for fleet_type in ["request", "maintain"] {
+        let launch = json!({"providerApi": "EC2Fleet", "fleetType": fleet_type, "vmTypes": {"t3.micro": 1}});
+        let rig = rig_with(10, false, launch).await;
+
+        let req = request_id(&rig.request(2).await);
+        assert_eq!(rig.log.actions("CreateFleet"), 1);
+        assert_eq!(rig.in_use().await, 2);
+        rig.log.clear();
+        let answer = rig.settled(&req).await;
+        assert_eq!(answer["status"], "complete", "{fleet_type}: {answer}");
+        assert_eq!(succeeded(&answer), 2, "{answer}");
+        assert_eq!(rig.log.actions("DescribeFleetInstances"), 1, "{:?}", rig.log.calls());
+        assert_eq!(rig.log.actions("DescribeInstances"), 1);
+        assert_eq!(rig.log.actions("CreateTags"), 1, "the request id is added to the fleet's instances");
+        assert_tagged(&rig, &req, 2).await;
+        let record = rig.state.store.requests.get(&req).await.unwrap().unwrap();
+        assert!(record.launch_template_id.is_some(), "{record:?}");
+
+        let ret = return_all(&rig, &answer).await;
+        assert_eq!(ret["status"], "complete", "{ret}");
+        assert!(rig.tagged().await.iter().all(|i| i.state == "terminated"));
+        let fleet = record.fleet_id.unwrap();
+        let described = rig.ec2.describe_fleets().fleet_ids(&fleet).send().await.unwrap();
+        let state = described.fleets()[0].fleet_state().unwrap().as_str().to_owned();
+        assert!(state.starts_with("deleted"), "the empty fleet is deleted: {state}");
+        assert_eq!(rig.in_use().await, 0);
+    }
+}
+
+#[tokio::test]
+async fn a_fleet_aws_deleted_short_of_target_ends_with_error() {
+    let launch = json!({"providerApi": "EC2Fleet", "fleetType": "request", "vmTypes": {"t3.micro": 1}});
+    let rig = rig_with(10, false, launch).await;
+    let req = request_id(&rig.request(2).await);
+    let record = rig.state.store.requests.get(&req).await.unwrap().unwrap();
+    let fleet_id = record.fleet_id.clone().unwrap();
+    rig.ec2.delete_fleets().fleet_ids(&fleet_id).terminate_instances(true).send().await.unwrap();
+
+    let answer = rig.settled(&req).await;
+    assert_eq!(answer["status"], "complete_with_error", "{answer}");
+    assert_eq!(rig.in_use().await, 0, "nothing of it is left in use");
+}
+
+#[tokio::test]
+async fn asg_full_cycle() {
+    let rig = rig_with(10, false, json!({"providerApi": "ASG", "vmType": "t3.micro"})).await;
+
+    let req = request_id(&rig.request(2).await);
+    assert_eq!(rig.log.actions("CreateAutoScalingGroup"), 1);
+    rig.log.clear();
+    let answer = rig.settled(&req).await;
+    assert_eq!(answer["status"], "complete", "{answer}");
+    assert_eq!(succeeded(&answer), 2, "{answer}");
+    assert_eq!(rig.log.actions("DescribeAutoScalingGroups"), 1, "{:?}", rig.log.calls());
+    assert_eq!(rig.log.actions("DescribeInstances"), 1);
+    assert_tagged(&rig, &req, 2).await;
+    let record = rig.state.store.requests.get(&req).await.unwrap().unwrap();
+    assert_eq!(record.asg_name.as_deref(), Some(format!("hostfactory-{req}").as_str()));
+
+    let ret = return_all(&rig, &answer).await;
+    assert_eq!(ret["status"], "complete", "{ret}");
+    assert!(rig.tagged().await.iter().all(|i| i.state == "terminated"));
+    assert!(rig.asg_describe(&format!("hostfactory-{req}")).await.is_none(), "the empty group is deleted");
+    assert_eq!(rig.in_use().await, 0);
+}
+
+#[tokio::test]
+async fn returning_part_of_a_group_detaches_it_and_the_last_return_deletes_the_group() {
+    let rig = rig_with(10, false, json!({"providerApi": "ASG", "vmType": "t3.micro"})).await;
+    let (answer, record) = provision(&rig, 3).await;
+    assert_eq!(answer["status"], "complete", "{answer}");
+    let ids: Vec<String> =
+        answer["machines"].as_array().unwrap().iter().map(|m| m["machineId"].as_str().unwrap().to_owned()).collect();
+    let group = record.asg_name.unwrap();
+
+    rig.log.clear();
+    let ret = request_id(&rig.post("/api/v1/machines/return", json!({"machines": [{"machineId": ids[0]}]})).await);
+    assert_eq!(rig.log.actions("DetachInstances"), 1, "{:?}", rig.log.calls());
+    assert_eq!(rig.log.actions("DeleteAutoScalingGroup"), 0);
+    assert_eq!(rig.settled(&ret).await["status"], "complete");
+    let groups = rig.asg_describe(&group).await;
+    assert_eq!(groups.as_ref().and_then(|g| g.desired_capacity()), Some(2), "{groups:?}");
+    assert_eq!(groups.unwrap().instances().len(), 2, "no replacement was launched");
+
+    let rest: Vec<Value> = ids[1..].iter().map(|id| json!({"machineId": id})).collect();
+    let ret = request_id(&rig.post("/api/v1/machines/return", json!({"machines": rest})).await);
+    assert_eq!(rig.log.actions("DeleteAutoScalingGroup"), 1);
+    assert_eq!(rig.settled(&ret).await["status"], "complete");
+    assert!(rig.asg_describe(&group).await.is_none(), "the empty group is deleted");
+    assert!(rig.tagged().await.iter().all(|i| i.state == "terminated"));
+    assert_eq!(rig.in_use().await, 0);
+}
+
+#[tokio::test]
+async fn a_failed_shrink_answers_502_and_terminates_nothing() {
+    let launch = json!({"providerApi": "EC2Fleet", "fleetType": "maintain", "vmTypes": {"t3.micro": 1}});
+    let rig = rig_with(10, false, launch).await;
+    let (answer, _) = provision(&rig, 2).await;
+    assert_eq!(answer["status"], "complete", "{answer}");
+    // moto has no ModifyFleet: the shrink of a maintain fleet is driven through the wire.
+    rig.wire.faults.inject(Fault::once("ModifyFleet", "UnauthorizedOperation", "Not allowed to modify fleets."));
+
+    rig.log.clear();
+    let first = &answer["machines"][0]["machineId"];
+    let response = rig.post("/api/v1/machines/return", json!({"machines": [{"machineId": first}]})).await;
+
+    assert_eq!(response.status, 502, "{}", response.body);
+    assert!(response.message().contains("shrinking EC2 fleet"), "{}", response.message());
+    assert!(response.message().contains("Not allowed to modify fleets."), "{}", response.message());
+    assert_eq!(rig.wire.faults.remaining(), 0);
+    assert_eq!(rig.log.actions("DescribeFleetInstances"), 1);
+    assert_eq!(rig.log.actions("TerminateInstances"), 0);
+    assert!(rig.tagged().await.iter().all(|i| i.state == "running"));
+}
+
+#[tokio::test]
+async fn spot_fleet_maintain_shrinks_then_is_cancelled_when_empty() {
+    let launch = json!({"providerApi": "SpotFleet", "priceType": "spot", "fleetType": "maintain",
+        "fleetRole": FLEET_ROLE, "vmTypes": {"t3.micro": 1}});
+    let rig = rig_with(10, false, launch).await;
+    let (answer, record) = provision(&rig, 2).await;
+    assert_eq!(answer["status"], "complete", "{answer}");
+    let fleet = record.fleet_id.unwrap();
+
+    rig.log.clear();
+    let first = &answer["machines"][0]["machineId"];
+    let ret = request_id(&rig.post("/api/v1/machines/return", json!({"machines": [{"machineId": first}]})).await);
+    assert_eq!(rig.log.actions("ModifySpotFleetRequest"), 1, "{:?}", rig.log.calls());
+    assert_eq!(rig.settled(&ret).await["status"], "complete");
+    let described = rig.ec2.describe_spot_fleet_requests().spot_fleet_request_ids(&fleet).send().await.unwrap();
+    let config = described.spot_fleet_request_configs()[0].spot_fleet_request_config().unwrap();
+    assert_eq!(config.target_capacity(), Some(1));
+
+    let second = &answer["machines"][1]["machineId"];
+    let ret = request_id(&rig.post("/api/v1/machines/return", json!({"machines": [{"machineId": second}]})).await);
+    assert_eq!(rig.log.actions("CancelSpotFleetRequests"), 1);
+    assert_eq!(rig.settled(&ret).await["status"], "complete");
+    assert!(rig.tagged().await.iter().all(|i| i.state == "terminated"));
+    assert_eq!(rig.in_use().await, 0);
+}
