@@ -227,3 +227,114 @@ async fn spot_fleet_maintain_shrinks_then_is_cancelled_when_empty() {
     assert!(rig.tagged().await.iter().all(|i| i.state == "terminated"));
     assert_eq!(rig.in_use().await, 0);
 }
+
+#[tokio::test]
+async fn heterogeneous_launches_the_on_demand_remainder_once_spot_falls_short_past_expiry() {
+    let launch = json!({"priceType": "heterogeneous", "fleetRole": FLEET_ROLE, "vmTypes": {"t3.micro": 1},
+        "vmTypesOnDemand": {"t3.small": 1}, "spotFleetRequestExpiry": 5});
+    let rig = rig_with(10, false, launch).await;
+    let req = request_id(&rig.request(3).await);
+    assert_eq!(rig.log.actions("RequestSpotFleet"), 1, "heterogeneous starts with a Spot Fleet");
+    let mut record = rig.state.store.requests.get(&req).await.unwrap().unwrap();
+    // Spot fills one of three (moto fills at once: the fleet is shrunk behind our back) ...
+    let fleet = record.fleet_id.clone().unwrap();
+    rig.ec2.modify_spot_fleet_request().spot_fleet_request_id(&fleet).target_capacity(1).send().await.unwrap();
+
+    // ... and before the expiry nothing else is launched.
+    let early = rig.status(&[&req]).await.body["requests"][0].clone();
+    assert_eq!(early["status"], "running", "{early}");
+    assert_eq!(rig.log.actions("RunInstances"), 0);
+
+    // Once spotFleetRequestExpiry (plus the margin) has passed, status launches the remainder.
+    record = rig.state.store.requests.get(&req).await.unwrap().unwrap();
+    record.created_at -= 5 * 60 + 61;
+    rig.state.store.requests.update(&record).await.unwrap();
+    rig.log.clear();
+    let answer = rig.settled(&req).await;
+    assert_eq!(answer["status"], "complete", "{answer}");
+    assert_eq!(rig.log.actions("RunInstances"), 2, "moto fills one per call: {:?}", rig.log.calls());
+    assert_eq!(succeeded(&answer), 3, "{answer}");
+    let live: Vec<_> = rig.tagged().await.into_iter().filter(|i| i.state != "terminated").collect();
+    assert_eq!(live.iter().filter(|i| i.lifecycle == "spot").count(), 1, "{live:?}");
+    assert_eq!(live.iter().filter(|i| i.lifecycle != "spot").count(), 2, "{live:?}");
+    assert_tagged(&rig, &req, 3).await;
+    assert_eq!(rig.in_use().await, 3);
+
+    let ret = return_all(&rig, &answer).await;
+    assert_eq!(ret["status"], "complete", "{ret}");
+    assert!(rig.tagged().await.iter().all(|i| i.state == "terminated"));
+    assert_eq!(rig.log.actions("CancelSpotFleetRequests"), 1);
+    assert_eq!(rig.in_use().await, 0);
+}
+
+#[tokio::test]
+async fn a_spot_fleet_short_at_expiry_ends_with_error_and_releases_the_unfilled_units() {
+    let launch = json!({"providerApi": "SpotFleet", "priceType": "spot", "fleetRole": FLEET_ROLE,
+        "vmTypes": {"t3.micro": 1}, "spotFleetRequestExpiry": 5});
+    let rig = rig_with(10, false, launch).await;
+    let req = request_id(&rig.request(3).await);
+    let mut record = rig.state.store.requests.get(&req).await.unwrap().unwrap();
+    let fleet = record.fleet_id.clone().unwrap();
+    rig.ec2.modify_spot_fleet_request().spot_fleet_request_id(&fleet).target_capacity(1).send().await.unwrap();
+    record.created_at -= 5 * 60 + 61;
+    rig.state.store.requests.update(&record).await.unwrap();
+
+    rig.log.clear();
+    let answer = rig.settled(&req).await;
+
+    assert_eq!(answer["status"], "complete_with_error", "{answer}");
+    assert_eq!(succeeded(&answer), 1, "{answer}");
+    assert_eq!(rig.log.actions("RunInstances"), 0, "spot only: no On-Demand remainder");
+    assert_eq!(rig.in_use().await, 1, "the two units never filled are given back");
+}
+
+#[tokio::test]
+async fn one_status_call_over_many_groups_and_fleets_stays_within_the_call_budget() {
+    let rig = rig_with(20, false, json!({"providerApi": "ASG", "vmType": "t3.micro"})).await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(request_id(&rig.request(2).await));
+    }
+    rig.log.clear();
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let answers = rig.status(&ids).await.body["requests"].clone();
+    assert!(answers.as_array().unwrap().iter().all(|a| a["status"] == "complete"), "{answers}");
+    assert_eq!(rig.log.actions("DescribeAutoScalingGroups"), 1, "one call for every group: {:?}", rig.log.calls());
+    assert_eq!(rig.log.actions("DescribeInstances"), 1);
+
+    let launch =
+        json!({"providerApi": "SpotFleet", "priceType": "spot", "fleetRole": FLEET_ROLE, "vmTypes": {"t3.micro": 1}});
+    let rig = rig_with(20, false, launch).await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(request_id(&rig.request(2).await));
+    }
+    rig.log.clear();
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let answers = rig.status(&ids).await.body["requests"].clone();
+    assert!(answers.as_array().unwrap().iter().all(|a| a["status"] == "complete"), "{answers}");
+    let calls = rig.log.calls();
+    assert_eq!(rig.log.actions("DescribeSpotFleetInstances"), 3, "one per fleet: {calls:?}");
+    assert_eq!(rig.log.actions("DescribeInstances"), 1);
+    assert_eq!(calls.len(), 4, "nothing else for filled fleets: {calls:?}");
+}
+
+#[tokio::test]
+async fn launch_templates_are_tagged_as_ours_and_recorded_on_the_request() {
+    let launch = json!({"providerApi": "EC2Fleet", "fleetType": "request", "priceType": "spot", "percentOnDemand": 50,
+        "vmTypes": {"t3.micro": 1}});
+    let rig = rig_with(10, false, launch).await;
+    let (answer, record) = provision(&rig, 4).await;
+    assert_eq!(answer["status"], "complete", "{answer}");
+    let id = record.launch_template_id.unwrap();
+    let templates = rig.ec2.describe_launch_templates().launch_template_ids(&id).send().await.unwrap();
+    let tags: Vec<(&str, &str)> = templates.launch_templates()[0]
+        .tags()
+        .iter()
+        .map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default()))
+        .collect();
+    assert!(tags.contains(&(tags::MANAGED, "true")), "{tags:?}");
+    assert!(tags.contains(&(tags::PROVIDER, "awsinst")), "{tags:?}");
+    let live: Vec<_> = rig.tagged().await.into_iter().filter(|i| i.state != "terminated").collect();
+    assert_eq!(live.iter().filter(|i| i.lifecycle == "spot").count(), 2, "percentOnDemand splits the target: {live:?}");
+}
