@@ -268,6 +268,21 @@ async fn heterogeneous_launches_the_on_demand_remainder_once_spot_falls_short_pa
 }
 
 #[tokio::test]
+async fn percent_on_demand_of_a_spot_fleet_is_launched_on_demand_and_the_rest_by_the_fleet() {
+    let launch = json!({"priceType": "heterogeneous", "fleetRole": FLEET_ROLE, "vmTypes": {"t3.micro": 1},
+        "vmTypesOnDemand": {"t3.small": 1}, "percentOnDemand": 50});
+    let rig = rig_with(10, false, launch).await;
+    let (answer, _) = provision(&rig, 4).await;
+    assert_eq!(answer["status"], "complete", "{answer}");
+    assert_eq!(succeeded(&answer), 4, "{answer}");
+    assert_eq!(rig.log.actions("RunInstances"), 2, "two On-Demand, one per moto call");
+    let live = rig.tagged().await;
+    assert_eq!(live.iter().filter(|i| i.lifecycle == "spot").count(), 2, "{live:?}");
+    assert_tagged(&rig, answer["requestId"].as_str().unwrap(), 4).await;
+    assert_eq!(rig.in_use().await, 4);
+}
+
+#[tokio::test]
 async fn a_spot_fleet_short_at_expiry_ends_with_error_and_releases_the_unfilled_units() {
     let launch = json!({"providerApi": "SpotFleet", "priceType": "spot", "fleetRole": FLEET_ROLE,
         "vmTypes": {"t3.micro": 1}, "spotFleetRequestExpiry": 5});

@@ -15,7 +15,8 @@ use crate::store::{Lifecycle, MachineRecord, RequestKind, RequestRecord, Request
 use crate::templates::{PriceType, ProviderApi, Template};
 
 use super::discover::{Found, deferred_api, discover};
-use super::launch::{LaunchSpec, run_instances};
+use super::fleet::split_capacity;
+use super::launch::{LaunchSpec, run_on_demand};
 use super::request::machine_record;
 
 /// Minutes a fleet may take to fill when its template is gone (the spec's default expiry).
@@ -96,9 +97,12 @@ pub async fn refresh_fleets(
             .collect();
         let fleet = FleetProgress { given_up: found.gone || now >= deadline, found };
         list.extend(new.iter().cloned());
+        // Once per request: On-Demand machines beyond the `percentOnDemand` share launched
+        // with the request mean the remainder was launched already.
         if let Some(template) = template.filter(|t| t.price_type == PriceType::Heterogeneous)
             && fleet.given_up
-            && !list.iter().any(|m| m.lifecycle == Lifecycle::Ondemand)
+            && list.iter().filter(|m| m.lifecycle == Lifecycle::Ondemand).count()
+                <= split_capacity(template, request.machine_count).0 as usize
         {
             let remainder = request.machine_count.saturating_sub(fleet.units(list));
             let launched = on_demand_remainder(state, template, request, remainder).await;
@@ -116,7 +120,7 @@ pub async fn refresh_fleets(
 }
 
 /// Launches what the Spot part of a `heterogeneous` request did not fill, On-Demand with
-/// RunInstances (the first `vmTypesOnDemand`, else the template's type). A failure is logged:
+/// RunInstances. A failure is logged:
 /// the request then ends short of target, giving the unfilled capacity back.
 async fn on_demand_remainder(
     state: &AppState,
@@ -128,17 +132,14 @@ async fn on_demand_remainder(
         return Vec::new();
     }
     let request_id = request.request_id.as_str();
-    let mut spec = match LaunchSpec::new(&state.ec2, template, &request.provider, request_id).await {
+    let spec = match LaunchSpec::new(&state.ec2, template, &request.provider, request_id).await {
         Ok(spec) => spec,
         Err(err) => {
             tracing::warn!(request_id, error = %err, "On-Demand remainder not launched");
             return Vec::new();
         }
     };
-    if let Some(instance_type) = template.vm_types_on_demand.keys().next() {
-        spec.instance_type = instance_type.clone();
-    }
-    let launched = run_instances(&state.ec2, &spec, request_id, remainder).await;
+    let launched = run_on_demand(&state.ec2, template, &spec, request_id, remainder).await;
     if let Some(err) = &launched.error {
         tracing::warn!(request_id, remainder, launched = launched.instances.len(), error = %err, "On-Demand remainder short");
     }

@@ -55,7 +55,7 @@ pub async fn launch(
                 .await
         }
         (ProviderApi::SpotFleet, fleet_type) => {
-            super::spot_fleet::request_spot_fleet(&state.ec2, template, &spec, count, fleet_type).await
+            super::spot_fleet::request_spot_fleet(&state.ec2, template, &spec, request_id, count, fleet_type).await
         }
         (ProviderApi::Asg, _) => super::asg::create_group(state, template, &spec, request_id, count).await,
     }
@@ -97,10 +97,27 @@ pub(super) async fn run_instances(
     Launched { instances, units, error, ..Launched::default() }
 }
 
+/// The On-Demand part of a Spot template with RunInstances: the first `vmTypesOnDemand`, else
+/// the template's type.
+pub(super) async fn run_on_demand(
+    ec2: &aws_sdk_ec2::Client,
+    template: &Template,
+    spec: &LaunchSpec,
+    request_id: &str,
+    count: u32,
+) -> Launched {
+    let mut spec = spec.clone();
+    if let Some(instance_type) = template.vm_types_on_demand.keys().next() {
+        spec.instance_type = instance_type.clone();
+    }
+    run_instances(ec2, &spec, request_id, count).await
+}
+
 /// Everything of one RunInstances call but the count.
+#[derive(Clone)]
 pub struct LaunchSpec {
     pub(super) image_id: String,
-    pub(super) instance_type: String,
+    instance_type: String,
     pub(super) subnet_id: Option<String>,
     pub(super) security_group_ids: Vec<String>,
     pub(super) key_name: Option<String>,

@@ -9,8 +9,8 @@ use aws_sdk_ec2::types::{
 };
 use aws_smithy_types::DateTime;
 
-use super::fleet::weighted_pools;
-use super::launch::{LaunchSpec, Launched};
+use super::fleet::{split_capacity, weighted_pools};
+use super::launch::{LaunchSpec, Launched, run_on_demand};
 use crate::error::{Error, Result};
 use crate::store::now;
 use crate::templates::{AllocationStrategy, FleetType as TemplateFleetType, Template};
@@ -19,6 +19,7 @@ pub async fn request_spot_fleet(
     ec2: &aws_sdk_ec2::Client,
     template: &Template,
     spec: &LaunchSpec,
+    request_id: &str,
     count: u32,
     fleet_type: Option<TemplateFleetType>,
 ) -> Result<Launched> {
@@ -48,6 +49,15 @@ pub async fn request_spot_fleet(
                 .build()
         })
         .collect();
+    // The `percentOnDemand` share is launched On-Demand at once; the fleet asks Spot for the rest.
+    let (on_demand, spot) = split_capacity(template, count);
+    let mut launched = match on_demand {
+        0 => Launched::default(),
+        n => run_on_demand(ec2, template, spec, request_id, n).await,
+    };
+    if launched.error.is_some() || spot == 0 {
+        return Ok(launched);
+    }
     let expiry_secs = template.spot_fleet_request_expiry.max(1).saturating_mul(60);
     let kind = match fleet_type {
         Some(TemplateFleetType::Maintain) => FleetType::Maintain,
@@ -55,7 +65,7 @@ pub async fn request_spot_fleet(
     };
     let config = SpotFleetRequestConfigData::builder()
         .iam_fleet_role(role)
-        .target_capacity(i32::try_from(count).unwrap_or(i32::MAX))
+        .target_capacity(i32::try_from(spot).unwrap_or(i32::MAX))
         // Spot Fleet's own default, written out.
         .allocation_strategy(
             template.allocation_strategy.map_or(Ec2AllocationStrategy::LowestPrice, allocation_strategy),
@@ -66,18 +76,17 @@ pub async fn request_spot_fleet(
         .set_launch_specifications(Some(launch_specs))
         .set_tag_specifications(Some(spec.tag_specifications(&[ResourceType::SpotFleetRequest])))
         .build();
-    let output = ec2
-        .request_spot_fleet()
-        .spot_fleet_request_config(config)
-        .send()
-        .await
-        .map_err(|err| Error::aws(format!("requesting a Spot Fleet of {count} unit(s)"), err))?;
-    let fleet_id = output
-        .spot_fleet_request_id()
-        .map(str::to_owned)
-        .ok_or_else(|| Error::Config("EC2 answered RequestSpotFleet without a request id".to_owned()))?;
-    tracing::info!(fleet = %fleet_id, requested = count, %kind, "spot fleet requested");
-    Ok(Launched { fleet_id: Some(fleet_id), deferred: true, ..Launched::default() })
+    let requested = ec2.request_spot_fleet().spot_fleet_request_config(config).send().await;
+    match requested.map(|out| out.spot_fleet_request_id().map(str::to_owned)) {
+        Ok(Some(fleet_id)) => {
+            tracing::info!(fleet = %fleet_id, spot, on_demand, %kind, "spot fleet requested");
+            launched.fleet_id = Some(fleet_id);
+            launched.deferred = true;
+        }
+        Ok(None) => launched.error = Some(Error::Config("EC2 answered RequestSpotFleet without a request id".into())),
+        Err(err) => launched.error = Some(Error::aws(format!("requesting a Spot Fleet of {spot} unit(s)"), err)),
+    }
+    Ok(launched)
 }
 
 fn allocation_strategy(strategy: AllocationStrategy) -> Ec2AllocationStrategy {
