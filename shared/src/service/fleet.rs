@@ -287,3 +287,40 @@ impl LaunchSpec {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::templates::check_template;
+
+    fn template(extra: serde_json::Value) -> Template {
+        let mut entry = json!({"templateId": "T1", "maxNumber": 5, "imageId": "ami-1", "vmType": "t3.micro",
+            "subnetId": ["subnet-1", "subnet-2"]});
+        entry.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        check_template(entry).unwrap()
+    }
+
+    #[test]
+    fn capacity_splits_on_demand_by_percent_rounding_down() {
+        assert_eq!(split_capacity(&template(json!({})), 5), (5, 0), "ondemand is all On-Demand");
+        assert_eq!(split_capacity(&template(json!({"priceType": "spot"})), 5), (0, 5));
+        assert_eq!(split_capacity(&template(json!({"priceType": "spot", "percentOnDemand": 50})), 5), (2, 3));
+        assert_eq!(split_capacity(&template(json!({"priceType": "spot", "percentOnDemand": 100})), 5), (5, 0));
+    }
+
+    #[test]
+    fn every_weighted_type_goes_to_every_subnet() {
+        let pools = weighted_pools(&template(json!({"vmTypes": {"m5.large": 1, "m5.xlarge": 2}})));
+        let expected = [
+            ("m5.large", 1, "subnet-1"),
+            ("m5.large", 1, "subnet-2"),
+            ("m5.xlarge", 2, "subnet-1"),
+            ("m5.xlarge", 2, "subnet-2"),
+        ];
+        let pools: Vec<(&str, i64, &str)> =
+            pools.iter().map(|(t, w, s)| (t.as_str(), *w, s.as_deref().unwrap_or_default())).collect();
+        assert_eq!(pools, expected);
+    }
+}
