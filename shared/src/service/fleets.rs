@@ -5,9 +5,10 @@
 use std::collections::HashMap;
 
 use aws_sdk_ec2::types::Tag;
+use futures::future::join_all;
 
 use crate::api::AppState;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::hostfactory::MachineResult;
 use crate::provision::instances::Observed;
 use crate::provision::tags;
@@ -28,6 +29,8 @@ pub struct FleetProgress {
     /// It will fill no further: AWS gave up on it, or `spotFleetRequestExpiry` (plus the
     /// fallback margin) has passed.
     pub given_up: bool,
+    /// The request as this call rewrote it (when it launched the On-Demand remainder).
+    pub claimed: Option<RequestRecord>,
 }
 
 impl FleetProgress {
@@ -83,7 +86,7 @@ pub async fn refresh_fleets(
         let expiry = template.map_or(DEFAULT_EXPIRY_MINUTES, |t| t.spot_fleet_request_expiry.max(1));
         let deadline = request.created_at.saturating_add(expiry.saturating_mul(60)).saturating_add(margin);
         let list = machines.entry(request.request_id.clone()).or_default();
-        let mut new: Vec<MachineRecord> = found
+        let new: Vec<MachineRecord> = found
             .instances
             .iter()
             .filter(|(id, _)| !list.iter().any(|m| m.machine_id == *id))
@@ -95,8 +98,9 @@ pub async fn refresh_fleets(
                 machine
             })
             .collect();
-        let fleet = FleetProgress { given_up: found.gone || now >= deadline, found };
+        let mut fleet = FleetProgress { given_up: found.gone || now >= deadline, found, claimed: None };
         list.extend(new.iter().cloned());
+        adopted.extend(new);
         // Once per request: On-Demand machines beyond the `percentOnDemand` share launched
         // with the request mean the remainder was launched already.
         if let Some(template) = template.filter(|t| t.price_type == PriceType::Heterogeneous)
@@ -105,18 +109,47 @@ pub async fn refresh_fleets(
                 <= split_capacity(template, request.machine_count).0 as usize
         {
             let remainder = request.machine_count.saturating_sub(fleet.units(list));
-            let launched = on_demand_remainder(state, template, request, remainder).await;
-            list.extend(launched.iter().cloned());
-            new.extend(launched);
+            if remainder > 0
+                && let Some(claimed) = claim_remainder(state, request, remainder, now).await?
+            {
+                let launched = on_demand_remainder(state, template, request, remainder).await;
+                state.store.machines.upsert_batch(&launched).await?;
+                list.extend(launched);
+                fleet.claimed = Some(claimed);
+            }
         }
-        adopted.extend(new);
         progress.insert(request.request_id.clone(), fleet);
     }
+    // A concurrent caller may adopt the same instance: the first write wins, nothing is replaced.
+    for outcome in join_all(adopted.iter().map(|m| state.store.machines.put_if_absent(m))).await {
+        match outcome {
+            Ok(()) | Err(Error::Conflict(_)) => {}
+            Err(err) => return Err(err),
+        }
+    }
     if !adopted.is_empty() {
-        state.store.machines.upsert_batch(&adopted).await?;
-        tracing::info!(machines = adopted.len(), "fleet instances recorded");
+        tracing::info!(machines = adopted.len(), "fleet instances adopted");
     }
     Ok(progress)
+}
+
+/// Takes the On-Demand remainder of `request` on for this caller: the request's version moves
+/// on, so of two concurrent status calls only one launches it. The request as written, or
+/// `None` when another caller got there first.
+async fn claim_remainder(
+    state: &AppState,
+    request: &RequestRecord,
+    remainder: u32,
+    now: i64,
+) -> Result<Option<RequestRecord>> {
+    let mut claim = request.clone();
+    claim.message = format!("Spot fell short: launching {remainder} unit(s) On-Demand.");
+    claim.updated_at = now;
+    match state.store.requests.update(&claim).await {
+        Ok(written) => Ok(Some(written)),
+        Err(Error::Stale { .. }) => Ok(None),
+        Err(err) => Err(err),
+    }
 }
 
 /// Launches what the Spot part of a `heterogeneous` request did not fill, On-Demand with

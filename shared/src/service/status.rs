@@ -55,6 +55,9 @@ pub async fn get_request_status(
     .await?;
     let mut machines: HashMap<String, Vec<MachineRecord>> = listings.into_iter().collect();
     let fleets = fleets::refresh_fleets(state, provider, &records, &mut machines).await?;
+    for claimed in fleets.values().filter_map(|f| f.claimed.clone()) {
+        records.insert(claimed.request_id.clone(), claimed);
+    }
 
     let live: Vec<String> = records
         .values()
