@@ -353,3 +353,28 @@ async fn launch_templates_are_tagged_as_ours_and_recorded_on_the_request() {
     let live: Vec<_> = rig.tagged().await.into_iter().filter(|i| i.state != "terminated").collect();
     assert_eq!(live.iter().filter(|i| i.lifecycle == "spot").count(), 2, "percentOnDemand splits the target: {live:?}");
 }
+
+#[tokio::test]
+async fn concurrent_status_calls_launch_the_on_demand_remainder_once() {
+    let launch = json!({"priceType": "heterogeneous", "fleetRole": FLEET_ROLE, "vmTypes": {"t3.micro": 1},
+        "spotFleetRequestExpiry": 5});
+    let rig = rig_with(10, true, launch).await;
+    let req = request_id(&rig.request(3).await);
+    let mut record = rig.state.store.requests.get(&req).await.unwrap().unwrap();
+    let fleet = record.fleet_id.clone().unwrap();
+    rig.ec2.modify_spot_fleet_request().spot_fleet_request_id(&fleet).target_capacity(1).send().await.unwrap();
+    record.created_at -= 5 * 60 + 61;
+    rig.state.store.requests.update(&record).await.unwrap();
+
+    rig.log.clear();
+    let ids = [req.as_str()];
+    let (a, b) = tokio::join!(rig.status(&ids), rig.status(&ids));
+    assert_eq!(a.status, 200);
+    assert_eq!(b.status, 200);
+    let answer = rig.settled(&req).await;
+
+    assert_eq!(answer["status"], "complete", "{answer}");
+    assert_eq!(rig.log.actions("RunInstances"), 2, "two units, launched once: {:?}", rig.log.calls());
+    assert_eq!(answer["machines"].as_array().unwrap().len(), 3, "{answer}");
+    assert_eq!(rig.in_use().await, 3);
+}
