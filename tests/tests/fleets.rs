@@ -337,6 +337,7 @@ async fn one_status_call_over_many_groups_and_fleets_stays_within_the_call_budge
 #[tokio::test]
 async fn launch_templates_are_tagged_as_ours_and_recorded_on_the_request() {
     let launch = json!({"providerApi": "EC2Fleet", "fleetType": "request", "priceType": "spot", "percentOnDemand": 50,
+        "allocationStrategy": "priceCapacityOptimized", "maxSpotPrice": 0.1,
         "vmTypes": {"t3.micro": 1}});
     let rig = rig_with(10, false, launch).await;
     let (answer, record) = provision(&rig, 4).await;

@@ -83,7 +83,7 @@ pub async fn create_group(
         .min_size(0)
         .max_size(size)
         .desired_capacity(size)
-        .vpc_zone_identifier(template.subnet_ids().join(","))
+        .set_vpc_zone_identifier((!template.subnet_ids().is_empty()).then(|| template.subnet_ids().join(",")))
         .set_tags(Some(tags))
         .send()
         .await

@@ -10,15 +10,15 @@ use aws_sdk_ec2::types::{
     DefaultTargetCapacityType, Filter, FleetLaunchTemplateConfigRequest, FleetLaunchTemplateOverridesRequest,
     FleetLaunchTemplateSpecificationRequest, FleetType, InstanceType, LaunchTemplateBlockDeviceMappingRequest,
     LaunchTemplateEbsBlockDeviceRequest, LaunchTemplateIamInstanceProfileSpecificationRequest,
-    LaunchTemplateTagSpecificationRequest, RequestLaunchTemplateData, ResourceType, Tag, TagSpecification,
-    TargetCapacitySpecificationRequest,
+    LaunchTemplateTagSpecificationRequest, RequestLaunchTemplateData, ResourceType, SpotAllocationStrategy,
+    SpotOptionsRequest, Tag, TagSpecification, TargetCapacitySpecificationRequest,
 };
 use sha2::{Digest, Sha256};
 
 use super::launch::{LaunchSpec, Launched};
 use crate::error::{Error, Result};
 use crate::provision::instances::Observed;
-use crate::templates::{FleetType as TemplateFleetType, PriceType, Template};
+use crate::templates::{AllocationStrategy, FleetType as TemplateFleetType, PriceType, Template};
 
 /// Launches `count` capacity units of `template` with one instant CreateFleet call. Returns
 /// what started with the fleet id; the fleet's errors explain any shortfall.
@@ -127,9 +127,20 @@ fn fleet_call(
                 .instance_type(InstanceType::from(instance_type.as_str()))
                 .set_subnet_id(subnet)
                 .weighted_capacity(weight as f64)
+                .set_max_price(template.max_spot_price.map(|price| price.to_string()))
                 .build()
         })
         .collect();
+    let spot_options = template.allocation_strategy.map(|strategy| {
+        let strategy = match strategy {
+            AllocationStrategy::CapacityOptimized => SpotAllocationStrategy::CapacityOptimized,
+            AllocationStrategy::CapacityOptimizedPrioritized => SpotAllocationStrategy::CapacityOptimizedPrioritized,
+            AllocationStrategy::PriceCapacityOptimized => SpotAllocationStrategy::PriceCapacityOptimized,
+            AllocationStrategy::Diversified => SpotAllocationStrategy::Diversified,
+            AllocationStrategy::LowestPrice => SpotAllocationStrategy::LowestPrice,
+        };
+        SpotOptionsRequest::builder().allocation_strategy(strategy).build()
+    });
     let (on_demand, spot) = split_capacity(template, count);
     let capacity_type = if spot == 0 { DefaultTargetCapacityType::OnDemand } else { DefaultTargetCapacityType::Spot };
     let as_i32 = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
@@ -159,6 +170,7 @@ fn fleet_call(
                 .default_target_capacity_type(capacity_type)
                 .build(),
         )
+        .set_spot_options(spot_options)
         .set_tag_specifications(Some(spec.tag_specifications(resources)))
 }
 
