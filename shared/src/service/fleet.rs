@@ -13,6 +13,7 @@ use aws_sdk_ec2::types::{
     LaunchTemplateTagSpecificationRequest, RequestLaunchTemplateData, ResourceType, SpotAllocationStrategy,
     SpotOptionsRequest, Tag, TagSpecification, TargetCapacitySpecificationRequest,
 };
+use aws_smithy_types::DateTime;
 use sha2::{Digest, Sha256};
 
 use super::launch::{LaunchSpec, Launched};
@@ -91,10 +92,15 @@ pub async fn create_fleet(
         TemplateFleetType::Request | TemplateFleetType::Instant => FleetType::Request,
     };
     let launch_template_id = launch_template(ec2, spec).await?;
-    let output = fleet_call(ec2, template, spec, &launch_template_id, count, kind.clone())
-        .send()
-        .await
-        .map_err(|err| Error::aws(format!("creating a {kind} EC2 fleet of {count} unit(s)"), err))?;
+    let call = fleet_call(ec2, template, spec, &launch_template_id, count, kind.clone());
+    // A `request` fleet stops trying when the request gives up on it (`spotFleetRequestExpiry`),
+    // so nothing it launches later goes unrecorded; a `maintain` fleet keeps maintaining.
+    let call = match kind {
+        FleetType::Request => call.valid_until(valid_until(template)),
+        _ => call,
+    };
+    let output =
+        call.send().await.map_err(|err| Error::aws(format!("creating a {kind} EC2 fleet of {count} unit(s)"), err))?;
     let fleet_id = output
         .fleet_id()
         .map(str::to_owned)
@@ -172,6 +178,12 @@ fn fleet_call(
         )
         .set_spot_options(spot_options)
         .set_tag_specifications(Some(spec.tag_specifications(resources)))
+}
+
+/// When a fleet stops trying: now + `spotFleetRequestExpiry` minutes.
+pub(super) fn valid_until(template: &Template) -> DateTime {
+    let expiry_secs = template.spot_fleet_request_expiry.max(1).saturating_mul(60);
+    DateTime::from_secs(crate::store::now().saturating_add(expiry_secs))
 }
 
 /// Every (instance type, weight, subnet) the template may launch, subnets in the order written.

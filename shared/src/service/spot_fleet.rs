@@ -7,12 +7,10 @@ use aws_sdk_ec2::types::{
     AllocationStrategy as Ec2AllocationStrategy, FleetType, GroupIdentifier, InstanceType, ResourceType,
     SpotFleetLaunchSpecification, SpotFleetRequestConfigData, SpotFleetTagSpecification,
 };
-use aws_smithy_types::DateTime;
 
-use super::fleet::{split_capacity, weighted_pools};
+use super::fleet::{split_capacity, valid_until, weighted_pools};
 use super::launch::{LaunchSpec, Launched, run_on_demand};
 use crate::error::{Error, Result};
-use crate::store::now;
 use crate::templates::{AllocationStrategy, FleetType as TemplateFleetType, Template};
 
 pub async fn request_spot_fleet(
@@ -58,7 +56,6 @@ pub async fn request_spot_fleet(
     if launched.error.is_some() || spot == 0 {
         return Ok(launched);
     }
-    let expiry_secs = template.spot_fleet_request_expiry.max(1).saturating_mul(60);
     let kind = match fleet_type {
         Some(TemplateFleetType::Maintain) => FleetType::Maintain,
         _ => FleetType::Request,
@@ -71,7 +68,7 @@ pub async fn request_spot_fleet(
             template.allocation_strategy.map_or(Ec2AllocationStrategy::LowestPrice, allocation_strategy),
         )
         .set_spot_price(template.max_spot_price.map(|price| price.to_string()))
-        .valid_until(DateTime::from_secs(now().saturating_add(expiry_secs)))
+        .valid_until(valid_until(template))
         .r#type(kind.clone())
         .set_launch_specifications(Some(launch_specs))
         .set_tag_specifications(Some(spec.tag_specifications(&[ResourceType::SpotFleetRequest])))
