@@ -104,6 +104,8 @@ async fn ec2_fleet_request_and_maintain_full_cycles() {
         assert_tagged(&rig, &req, 2).await;
         let record = rig.state.store.requests.get(&req).await.unwrap().unwrap();
         assert!(record.launch_template_id.is_some(), "{record:?}");
+        let recorded = serde_json::to_value(record.fleet_type).unwrap();
+        assert_eq!(recorded, fleet_type, "the fleet type is recorded: status and returns need no template");
 
         let ret = return_all(&rig, &answer).await;
         assert_eq!(ret["status"], "complete", "{ret}");

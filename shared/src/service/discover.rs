@@ -6,6 +6,7 @@
 //! one DescribeSpotFleetRequests for all of those together (whether AWS gave up on them).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_sdk_ec2::types::{BatchState, FleetStateCode};
@@ -14,7 +15,7 @@ use futures::future::try_join_all;
 use crate::api::AppState;
 use crate::error::{Error, Result};
 use crate::store::RequestRecord;
-use crate::templates::{FleetType, ProviderApi, Template};
+use crate::templates::{FleetType, Loaded, ProviderApi, Template};
 
 /// DescribeAutoScalingGroups takes at most 100 names per call.
 const MAX_GROUPS_PER_CALL: usize = 100;
@@ -41,12 +42,31 @@ pub fn deferred_api(request: &RequestRecord, template: Option<&Template>) -> Opt
         Some("SpotFleet") if request.fleet_id.is_some() => Some(ProviderApi::SpotFleet),
         Some("ASG") if request.asg_name.is_some() => Some(ProviderApi::Asg),
         Some("EC2Fleet")
-            if request.fleet_id.is_some() && template.is_some_and(|t| t.fleet_type() != Some(FleetType::Instant)) =>
+            if request.fleet_id.is_some() && fleet_type(request, template).is_some_and(|t| t != FleetType::Instant) =>
         {
             Some(ProviderApi::Ec2Fleet)
         }
         _ => None,
     }
+}
+
+/// The provider's templates, for weights and expiries. A templates location that does not load
+/// does not stop getRequestStatus or requestReturnMachines (the requests carry their fleet or
+/// group): it is logged, and the spec's defaults apply.
+pub async fn templates(state: &AppState, provider: &str) -> Option<Arc<Loaded>> {
+    match state.catalog.load(provider, false).await {
+        Ok(loaded) => Some(loaded),
+        Err(err) => {
+            tracing::warn!(provider, error = %err, "templates not loaded: fleet defaults apply");
+            None
+        }
+    }
+}
+
+/// The request's fleet type as recorded; records from before it was (and ORB imports) ask the
+/// template (with neither, an EC2 Fleet is taken for the instant kind: its machines are recorded).
+pub fn fleet_type(request: &RequestRecord, template: Option<&Template>) -> Option<FleetType> {
+    request.fleet_type.or_else(|| template.and_then(Template::fleet_type))
 }
 
 /// What each deferred request's fleet or group holds, by request id.

@@ -15,7 +15,7 @@ use crate::provision::tags;
 use crate::store::{Lifecycle, MachineRecord, RequestKind, RequestRecord, RequestStatus, now};
 use crate::templates::{PriceType, ProviderApi, Template};
 
-use super::discover::{Found, deferred_api, discover};
+use super::discover::{Found, deferred_api, discover, templates};
 use super::fleet::split_capacity;
 use super::launch::{LaunchSpec, run_on_demand};
 use super::request::machine_record;
@@ -64,11 +64,11 @@ pub async fn refresh_fleets(
     if candidates.is_empty() {
         return Ok(HashMap::new());
     }
-    let loaded = state.catalog.load(provider, false).await?;
+    let loaded = templates(state, provider).await;
     let deferred: Vec<(&RequestRecord, ProviderApi, Option<&Template>)> = candidates
         .into_iter()
         .filter_map(|r| {
-            let template = loaded.template(&r.template_id);
+            let template = loaded.as_ref().and_then(|l| l.template(&r.template_id));
             Some((r, deferred_api(r, template)?, template))
         })
         .collect();

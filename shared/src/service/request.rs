@@ -37,6 +37,7 @@ pub async fn request_machines(
 
     let mut request = RequestRecord::new(RequestKind::Provision, template_id, provider, count, now());
     request.provider_api = Some(api.to_string());
+    request.fleet_type = template.fleet_type();
     if let Err(err) = state.store.requests.put_if_absent(&request).await {
         release(state, &key, count).await;
         return Err(err);

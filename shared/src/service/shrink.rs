@@ -20,7 +20,7 @@ use crate::hostfactory::MachineResult;
 use crate::store::{MachineRecord, RequestRecord};
 use crate::templates::{FleetType, ProviderApi, Template};
 
-use super::discover::{deferred_api, fleet_instances};
+use super::discover::{deferred_api, fleet_instances, fleet_type, templates};
 
 /// DetachInstances takes at most 20 instance ids per call.
 const MAX_DETACH_PER_CALL: usize = 20;
@@ -44,10 +44,10 @@ pub async fn release_from_owners(state: &AppState, provider: &str, returned: &[M
     if owners.is_empty() {
         return Ok(());
     }
-    let loaded = state.catalog.load(provider, false).await?;
+    let loaded = templates(state, provider).await;
     for request in owners {
         let Some(giving_up) = by_request.get(request.request_id.as_str()) else { continue };
-        let template = loaded.template(&request.template_id);
+        let template = loaded.as_ref().and_then(|l| l.template(&request.template_id));
         let Some(api) = deferred_api(&request, template) else { continue };
         let leaving: HashSet<&str> = giving_up.iter().map(|m| m.machine_id.as_str()).collect();
         let kept = state
@@ -130,7 +130,7 @@ async fn shrink_fleet(
                 .await
                 .map_err(|err| Error::aws(format!("deleting EC2 fleet {fleet_id}"), err))?;
         }
-        (_, false) if template.and_then(Template::fleet_type) != Some(FleetType::Maintain) => return Ok(()),
+        (_, false) if fleet_type(request, template) != Some(FleetType::Maintain) => return Ok(()),
         (_, false) => {
             let held = fleet_instances(ec2, api, fleet_id, template).await?;
             let target: u32 =

@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::hostfactory::{MachineResult, RequestState};
+use crate::templates::FleetType;
 
 /// Prefix of provisioning request ids (`req-<uuid>`).
 pub const PROVISION_PREFIX: &str = "req-";
@@ -84,6 +85,9 @@ pub struct RequestRecord {
     /// EC2 API the request used: `RunInstances`, `EC2Fleet`, `SpotFleet`, `ASG`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider_api: Option<String>,
+    /// Type of the request's EC2 Fleet or Spot Fleet: `instant`, `request`, `maintain`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet_type: Option<FleetType>,
     /// TTL (epoch seconds), set when the request finishes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<i64>,
@@ -107,6 +111,7 @@ impl RequestRecord {
             asg_name: None,
             launch_template_id: None,
             provider_api: None,
+            fleet_type: None,
             expires_at: None,
         }
     }

@@ -218,6 +218,7 @@ fn convert_request(orb: OrbRequest, provider: &str, retention: Duration) -> Resu
         asg_name,
         launch_template_id,
         provider_api: api,
+        fleet_type: None,
         expires_at: status.is_finished().then(|| imported_expiry(updated_at, retention)),
         request_id: orb.request_id,
     })
