@@ -381,3 +381,21 @@ async fn concurrent_status_calls_launch_the_on_demand_remainder_once() {
     assert_eq!(answer["machines"].as_array().unwrap().len(), 3, "{answer}");
     assert_eq!(rig.in_use().await, 3);
 }
+
+#[tokio::test]
+async fn weighted_fleet_machines_give_back_their_units_when_returned() {
+    let launch = json!({"providerApi": "SpotFleet", "priceType": "spot", "fleetRole": FLEET_ROLE,
+        "vmTypes": {"t3.small": 2}});
+    let rig = rig_with(20, false, launch).await;
+    let (answer, _) = provision(&rig, 5).await;
+    assert_eq!(answer["status"], "complete", "{answer}");
+    let machines = rig.state.store.machines.list_by_request(answer["requestId"].as_str().unwrap()).await.unwrap();
+    let units: u32 = machines.iter().map(|m| m.units).sum();
+    assert!(units >= 5, "{machines:?}");
+    assert!(machines.iter().all(|m| m.units == 2), "weights are recorded per machine: {machines:?}");
+    assert_eq!(rig.in_use().await, u64::from(units), "what runs is counted, overshoot included");
+
+    let ret = return_all(&rig, &answer).await;
+    assert_eq!(ret["status"], "complete", "{ret}");
+    assert_eq!(rig.in_use().await, 0, "each machine gave back its own units");
+}

@@ -6,6 +6,8 @@
 //! its hash (`hostfactory-<hash>`), so requests of an unchanged template reuse it and an
 //! edited template gets a new one without ever rewriting one that running fleets point at.
 
+use std::collections::HashMap;
+
 use aws_sdk_ec2::types::{
     DefaultTargetCapacityType, Filter, FleetLaunchTemplateConfigRequest, FleetLaunchTemplateOverridesRequest,
     FleetLaunchTemplateSpecificationRequest, FleetType, InstanceType, LaunchTemplateBlockDeviceMappingRequest,
@@ -34,25 +36,20 @@ pub async fn create_instant_fleet(
         .send()
         .await
         .map_err(|err| Error::aws(format!("creating an instant EC2 fleet of {count} unit(s)"), err))?;
-    let instances: Vec<Observed> = output
-        .instances()
-        .iter()
-        .flat_map(|launched| launched.instance_ids().iter())
-        .map(|id| Observed::launching(id))
-        .collect();
-    let units: f64 = output
-        .instances()
-        .iter()
-        .map(|launched| {
-            let weight = launched
-                .launch_template_and_overrides()
-                .and_then(|l| l.overrides())
-                .and_then(|o| o.weighted_capacity());
-            launched.instance_ids().len() as f64 * weight.unwrap_or(1.0)
-        })
-        .sum();
+    let mut unit_of = HashMap::new();
+    for launched in output.instances() {
+        let weight = launched
+            .launch_template_and_overrides()
+            .and_then(|l| l.overrides())
+            .and_then(|o| o.weighted_capacity())
+            .unwrap_or(1.0);
+        for id in launched.instance_ids() {
+            unit_of.insert(id.clone(), (weight.ceil() as u32).max(1));
+        }
+    }
+    let instances: Vec<Observed> = unit_of.keys().map(|id| Observed::launching(id)).collect();
     // Weighted fleets may overshoot the target (spec §3.1: maxNumber counts units).
-    let units = (units.ceil() as u32).min(count);
+    let units: u32 = unit_of.values().sum();
     let error = (units < count).then(|| {
         let message = match output.errors().first() {
             Some(first) => {
@@ -71,6 +68,7 @@ pub async fn create_instant_fleet(
     Ok(Launched {
         instances,
         units,
+        unit_of,
         error,
         fleet_id: output.fleet_id().map(str::to_owned),
         launch_template_id: Some(launch_template_id),

@@ -43,8 +43,9 @@ impl FleetProgress {
             .filter(|m| {
                 m.return_request_id.is_some() || (m.lifecycle == Lifecycle::Ondemand && m.result != MachineResult::Fail)
             })
-            .count();
-        self.found.units() + u32::try_from(outside).unwrap_or(u32::MAX)
+            .map(|m| m.units)
+            .sum::<u32>();
+        self.found.units() + outside
     }
 }
 
@@ -90,8 +91,9 @@ pub async fn refresh_fleets(
             .instances
             .iter()
             .filter(|(id, _)| !list.iter().any(|m| m.machine_id == *id))
-            .map(|(id, _)| {
+            .map(|(id, units)| {
                 let mut machine = machine_record(&Observed::launching(id), request);
+                machine.units = *units;
                 if api == ProviderApi::SpotFleet {
                     machine.lifecycle = Lifecycle::Spot;
                 }

@@ -1,6 +1,8 @@
 //! Launching a template's instances with RunInstances, every instance and volume tagged at
 //! launch so nothing we start is ever anonymous.
 
+use std::collections::HashMap;
+
 use aws_sdk_ec2::types::{
     BlockDeviceMapping, EbsBlockDevice, IamInstanceProfileSpecification, InstanceType, ResourceType, Tag,
     TagSpecification, VolumeType as Ec2VolumeType,
@@ -18,6 +20,8 @@ pub struct Launched {
     pub instances: Vec<Observed>,
     /// Capacity units the instances fill (their `vmTypes` weights; one each for RunInstances).
     pub units: u32,
+    /// Units of each instance that fills more than one (weighted fleets).
+    pub unit_of: HashMap<String, u32>,
     pub error: Option<Error>,
     /// The EC2 Fleet or Spot Fleet holding the instances.
     pub fleet_id: Option<String>,

@@ -58,13 +58,20 @@ pub async fn request_machines(
         // so it ends complete_with_error, as a short RunInstances launch does.)
         request.machine_count = started;
     }
-    let machines: Vec<MachineRecord> =
-        launched.instances.iter().map(|instance| machine_record(instance, &request)).collect();
+    let machines: Vec<MachineRecord> = launched
+        .instances
+        .iter()
+        .map(|instance| MachineRecord {
+            units: launched.unit_of.get(&instance.instance_id).copied().unwrap_or(1),
+            ..machine_record(instance, &request)
+        })
+        .collect();
     state.store.machines.upsert_batch(&machines).await?;
     // A fleet or group that fills later keeps its reservation until getRequestStatus settles it.
     if launched.units < count && !(launched.deferred && launched.error.is_none()) {
         release(state, &key, count - launched.units).await;
     }
+    overshoot(state, &key, launched.units.saturating_sub(count)).await;
 
     match launched.error {
         Some(err) if started == 0 => {
@@ -108,10 +115,22 @@ pub(super) fn machine_record(instance: &Observed, request: &RequestRecord) -> Ma
         launchtime: instance.launch_time,
         lifecycle: if instance.lifecycle == "spot" { Lifecycle::Spot } else { Lifecycle::Ondemand },
         interrupted_at: None,
+        units: 1,
         message: String::new(),
         version: 1,
         updated_at: now(),
         expires_at: None,
+    }
+}
+
+/// Counts the units a weighted fleet launched beyond its target (they are running, so they hold
+/// `maxNumber` capacity until returned, when each machine gives back its own units).
+pub(super) async fn overshoot(state: &AppState, key: &str, extra: u32) {
+    if extra == 0 {
+        return;
+    }
+    if let Err(err) = state.store.capacity.reserve(key, extra, -1).await {
+        tracing::error!(key, extra, error = %err, "counting a fleet's overshoot failed");
     }
 }
 

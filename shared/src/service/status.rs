@@ -22,7 +22,7 @@ use crate::provision::status::{provisioning_result, request_state, return_result
 use crate::store::{Lifecycle, MachineRecord, RequestKind, RequestRecord, RequestStatus, capacity_key, now};
 
 use super::fleets;
-use super::request::release;
+use super::request::{overshoot, release};
 
 /// How long a just-launched instance may be missing from DescribeInstances (EC2 is eventually
 /// consistent) before it counts as failed.
@@ -145,17 +145,21 @@ async fn refresh(
 
     let results: Vec<MachineResult> =
         machines.iter().map(|m| if handed_back(&request, m) { MachineResult::Succeed } else { m.result }).collect();
-    let (target_reached, given_up, shortfall) = match fleet {
+    let (target_reached, given_up, shortfall, extra) = match fleet {
         // A fleet or group: its target is in units, and it may still fill until it gives up.
         Some(progress) => {
             let units = progress.units(&machines);
             // Failed machines give their own capacity back in `finish`: not part of the shortfall.
-            let failed =
-                machines.iter().filter(|m| m.result == MachineResult::Fail && !handed_back(&request, m)).count();
-            let covered = units.saturating_add(u32::try_from(failed).unwrap_or(u32::MAX));
-            (units >= request.machine_count, progress.given_up, request.machine_count.saturating_sub(covered))
+            let failed: u32 = machines
+                .iter()
+                .filter(|m| m.result == MachineResult::Fail && !handed_back(&request, m))
+                .map(|m| m.units)
+                .sum();
+            let covered = units.saturating_add(failed);
+            let extra = units.saturating_sub(request.machine_count);
+            (units >= request.machine_count, progress.given_up, request.machine_count.saturating_sub(covered), extra)
         }
-        None => (request.kind == RequestKind::Return || machines.len() >= request.machine_count as usize, true, 0),
+        None => (request.kind == RequestKind::Return || machines.len() >= request.machine_count as usize, true, 0, 0),
     };
     let status = request_state(results.iter().copied(), target_reached, given_up);
     if status != RequestState::Running {
@@ -163,7 +167,7 @@ async fn refresh(
             // As for instant fleets: a filled weighted fleet holds fewer machines than units.
             request.machine_count = u32::try_from(machines.len()).unwrap_or(u32::MAX);
         }
-        finish(state, &mut request, &machines, status, now, shortfall).await?;
+        finish(state, &mut request, &machines, status, now, (shortfall, extra)).await?;
     }
     Ok(HfRequestStatus {
         request_id: request.request_id.clone(),
@@ -174,15 +178,16 @@ async fn refresh(
 }
 
 /// Records the final state and gives back the capacity of machines that are gone: failed ones
-/// of a provisioning request, returned ones of a return request. Only the caller whose update
-/// wins releases, so capacity is given back once.
+/// of a provisioning request, returned ones of a return request, plus the `shortfall` units a
+/// fleet never filled; and counts the `extra` units a fleet filled beyond its target. Only the
+/// caller whose update wins does either, so each happens once.
 async fn finish(
     state: &AppState,
     request: &mut RequestRecord,
     machines: &[MachineRecord],
     status: RequestState,
     now: i64,
-    shortfall: u32,
+    (shortfall, extra): (u32, u32),
 ) -> Result<()> {
     let failed = machines.iter().filter(|m| m.result == MachineResult::Fail && !handed_back(request, m)).count();
     let (final_status, message) = match (request.kind, status) {
@@ -219,7 +224,7 @@ async fn finish(
     };
     let mut per_template: BTreeMap<String, u32> = BTreeMap::new();
     for machine in machines.iter().filter(gone) {
-        *per_template.entry(capacity_key(&machine.provider, &machine.template_id)).or_default() += 1;
+        *per_template.entry(capacity_key(&machine.provider, &machine.template_id)).or_default() += machine.units;
     }
     if shortfall > 0 {
         // Units a fleet or group never filled (its reservation was kept while it could).
@@ -228,6 +233,7 @@ async fn finish(
     for (key, count) in per_template {
         release(state, &key, count).await;
     }
+    overshoot(state, &capacity_key(&request.provider, &request.template_id), extra).await;
     tracing::info!(request_id = %request.request_id, status = ?final_status, failed, "request finished");
     Ok(())
 }

@@ -167,12 +167,24 @@ pub struct MachineRecord {
     /// Epoch seconds of the spot interruption warning, when one arrived.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interrupted_at: Option<i64>,
+    /// Capacity units the machine fills: its `vmTypes` weight when a fleet or group launched
+    /// it, else 1. What it gives back to `maxNumber` when it is gone.
+    #[serde(default = "one_unit", skip_serializing_if = "is_one_unit")]
+    pub units: u32,
     pub message: String,
     pub version: u64,
     /// Epoch seconds.
     pub updated_at: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<i64>,
+}
+
+fn one_unit() -> u32 {
+    1
+}
+
+fn is_one_unit(units: &u32) -> bool {
+    *units == 1
 }
 
 /// The TTL value for something that finished at `now`.
