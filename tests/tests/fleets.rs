@@ -134,7 +134,9 @@ async fn a_fleet_aws_deleted_short_of_target_ends_with_error() {
 
 #[tokio::test]
 async fn asg_full_cycle() {
-    let rig = rig_with(10, false, json!({"providerApi": "ASG", "vmType": "t3.micro"})).await;
+    let launch = json!({"providerApi": "ASG", "priceType": "spot", "percentOnDemand": 50, "vmType": "t3.micro",
+        "allocationStrategy": "priceCapacityOptimized", "maxSpotPrice": 0.1});
+    let rig = rig_with(10, false, launch).await;
 
     let req = request_id(&rig.request(2).await);
     assert_eq!(rig.log.actions("CreateAutoScalingGroup"), 1);

@@ -12,7 +12,7 @@ use super::fleet::{launch_template, split_capacity};
 use super::launch::{LaunchSpec, Launched};
 use crate::api::AppState;
 use crate::error::{Error, Result};
-use crate::templates::Template;
+use crate::templates::{AllocationStrategy, Template};
 
 /// The group name of a request.
 pub fn group_name(request_id: &str) -> String {
@@ -58,6 +58,7 @@ pub async fn create_group(
                 .on_demand_base_capacity(0)
                 .on_demand_percentage_above_base_capacity(percent)
                 .set_spot_max_price(template.max_spot_price.map(|price| price.to_string()))
+                .set_spot_allocation_strategy(template.allocation_strategy.and_then(spot_allocation_strategy))
                 .build(),
         )
         .build();
@@ -95,4 +96,17 @@ pub async fn create_group(
         deferred: true,
         ..Launched::default()
     })
+}
+
+/// Auto Scaling's name of a Spot allocation strategy; it has no `diversified` (AWS's default
+/// then applies).
+fn spot_allocation_strategy(strategy: AllocationStrategy) -> Option<String> {
+    let name = match strategy {
+        AllocationStrategy::CapacityOptimized => "capacity-optimized",
+        AllocationStrategy::CapacityOptimizedPrioritized => "capacity-optimized-prioritized",
+        AllocationStrategy::PriceCapacityOptimized => "price-capacity-optimized",
+        AllocationStrategy::LowestPrice => "lowest-price",
+        AllocationStrategy::Diversified => return None,
+    };
+    Some(name.to_owned())
 }
