@@ -401,3 +401,32 @@ async fn weighted_fleet_machines_give_back_their_units_when_returned() {
     assert_eq!(ret["status"], "complete", "{ret}");
     assert_eq!(rig.in_use().await, 0, "each machine gave back its own units");
 }
+
+#[tokio::test]
+async fn a_group_short_at_expiry_is_stopped_at_what_it_filled() {
+    let rig =
+        rig_with(10, false, json!({"providerApi": "ASG", "vmType": "t3.micro", "spotFleetRequestExpiry": 5})).await;
+    let req = request_id(&rig.request(3).await);
+    let mut record = rig.state.store.requests.get(&req).await.unwrap().unwrap();
+    let group = record.asg_name.clone().unwrap();
+    // The group filled one of three (moto fills at once: it is shrunk behind our back).
+    rig.state
+        .autoscaling
+        .set_desired_capacity()
+        .auto_scaling_group_name(&group)
+        .desired_capacity(1)
+        .send()
+        .await
+        .unwrap();
+    record.created_at -= 5 * 60 + 61;
+    rig.state.store.requests.update(&record).await.unwrap();
+
+    rig.log.clear();
+    let answer = rig.settled(&req).await;
+
+    assert_eq!(answer["status"], "complete_with_error", "{answer}");
+    assert_eq!(rig.log.actions("UpdateAutoScalingGroup"), 1, "{:?}", rig.log.calls());
+    let described = rig.asg_describe(&group).await.unwrap();
+    assert_eq!((described.max_size(), described.desired_capacity()), (Some(1), Some(1)));
+    assert_eq!(rig.in_use().await, 1, "the two units never filled are given back");
+}

@@ -19,6 +19,7 @@ use super::discover::{Found, deferred_api, discover, templates};
 use super::fleet::split_capacity;
 use super::launch::{LaunchSpec, run_on_demand};
 use super::request::machine_record;
+use super::shrink::stop_filling;
 
 /// Minutes a fleet may take to fill when its template is gone (the spec's default expiry).
 const DEFAULT_EXPIRY_MINUTES: i64 = 30;
@@ -119,6 +120,15 @@ pub async fn refresh_fleets(
                 list.extend(launched);
                 fleet.claimed = Some(claimed);
             }
+        }
+        let filled = fleet.units(list);
+        if fleet.given_up
+            && !fleet.found.gone
+            && filled < request.machine_count
+            && let Err(err) = stop_filling(state, request, api, template, filled).await
+        {
+            // The request still ends; the reconciler finds what the owner launches later by its tags.
+            tracing::warn!(request_id = %request.request_id, error = %err, "owner not stopped short of target");
         }
         progress.insert(request.request_id.clone(), fleet);
     }

@@ -12,7 +12,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use aws_sdk_ec2::types::FleetExcessCapacityTerminationPolicy;
+use aws_sdk_ec2::types::{
+    ExcessCapacityTerminationPolicy, FleetExcessCapacityTerminationPolicy, TargetCapacitySpecificationRequest,
+};
 
 use crate::api::AppState;
 use crate::error::{Error, Result};
@@ -135,34 +137,68 @@ async fn shrink_fleet(
             let held = fleet_instances(ec2, api, fleet_id, template).await?;
             let target: u32 =
                 held.instances.iter().filter(|(id, _)| !leaving.contains(id)).map(|(_, units)| units).sum();
-            let target = i32::try_from(target).unwrap_or(i32::MAX);
-            if api == ProviderApi::SpotFleet {
-                ec2.modify_spot_fleet_request()
-                    .spot_fleet_request_id(fleet_id)
-                    .target_capacity(target)
-                    .excess_capacity_termination_policy(
-                        aws_sdk_ec2::types::ExcessCapacityTerminationPolicy::NoTermination,
-                    )
-                    .send()
-                    .await
-                    .map_err(|err| Error::aws(format!("shrinking Spot Fleet {fleet_id} to {target} unit(s)"), err))?;
-            } else {
-                ec2.modify_fleet()
-                    .fleet_id(fleet_id)
-                    .target_capacity_specification(
-                        aws_sdk_ec2::types::TargetCapacitySpecificationRequest::builder()
-                            .total_target_capacity(target)
-                            .build(),
-                    )
-                    .excess_capacity_termination_policy(FleetExcessCapacityTerminationPolicy::NoTermination)
-                    .send()
-                    .await
-                    .map_err(|err| Error::aws(format!("shrinking EC2 fleet {fleet_id} to {target} unit(s)"), err))?;
-            }
-            tracing::info!(fleet = fleet_id, target, "fleet shrunk");
-            return Ok(());
+            return set_fleet_target(ec2, api, fleet_id, target).await;
         }
     }
     tracing::info!(fleet = fleet_id, "empty fleet deleted");
     Ok(())
+}
+
+/// Sets a `maintain` fleet's target to `target` units without terminating anything.
+async fn set_fleet_target(ec2: &aws_sdk_ec2::Client, api: ProviderApi, fleet_id: &str, target: u32) -> Result<()> {
+    let target = i32::try_from(target).unwrap_or(i32::MAX);
+    if api == ProviderApi::SpotFleet {
+        ec2.modify_spot_fleet_request()
+            .spot_fleet_request_id(fleet_id)
+            .target_capacity(target)
+            .excess_capacity_termination_policy(ExcessCapacityTerminationPolicy::NoTermination)
+            .send()
+            .await
+            .map_err(|err| Error::aws(format!("shrinking Spot Fleet {fleet_id} to {target} unit(s)"), err))?;
+    } else {
+        ec2.modify_fleet()
+            .fleet_id(fleet_id)
+            .target_capacity_specification(
+                TargetCapacitySpecificationRequest::builder().total_target_capacity(target).build(),
+            )
+            .excess_capacity_termination_policy(FleetExcessCapacityTerminationPolicy::NoTermination)
+            .send()
+            .await
+            .map_err(|err| Error::aws(format!("shrinking EC2 fleet {fleet_id} to {target} unit(s)"), err))?;
+    }
+    tracing::info!(fleet = fleet_id, target, "fleet shrunk");
+    Ok(())
+}
+
+/// A group or `maintain` fleet whose request gave up short of target stops at what it filled,
+/// so it launches nothing the request would no longer record. (`request` fleets and Spot
+/// Fleets stop by themselves at their ValidUntil.)
+pub async fn stop_filling(
+    state: &AppState,
+    request: &RequestRecord,
+    api: ProviderApi,
+    template: Option<&Template>,
+    filled: u32,
+) -> Result<()> {
+    match api {
+        ProviderApi::Asg => {
+            let name = request.asg_name.as_deref().unwrap_or_default();
+            let size = i32::try_from(filled).unwrap_or(i32::MAX);
+            state
+                .autoscaling
+                .update_auto_scaling_group()
+                .auto_scaling_group_name(name)
+                .max_size(size)
+                .desired_capacity(size)
+                .send()
+                .await
+                .map_err(|err| Error::aws(format!("stopping Auto Scaling group {name} at {size} unit(s)"), err))?;
+            tracing::info!(group = name, size, "Auto Scaling group stopped short of target");
+            Ok(())
+        }
+        ProviderApi::Ec2Fleet if fleet_type(request, template) == Some(FleetType::Maintain) => {
+            set_fleet_target(&state.ec2, api, request.fleet_id.as_deref().unwrap_or_default(), filled).await
+        }
+        _ => Ok(()),
+    }
 }
