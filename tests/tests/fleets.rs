@@ -14,7 +14,7 @@ const FLEET_ROLE: &str = "arn:aws:iam::123456789012:role/aws-ec2-spot-fleet-tagg
 async fn provision(rig: &Rig, count: i64) -> (Value, RequestRecord) {
     let req = request_id(&rig.request(count).await);
     let answer = rig.settled(&req).await;
-    let record = rig.state.store.requests.get(&req).await.unwrap().unwrap();
+    let record = record_of(&rig, &req).await;
     (answer, record)
 }
 
@@ -36,6 +36,19 @@ async fn assert_tagged(rig: &Rig, req: &str, machines: usize) {
         assert_eq!(instance.tags[tags::MANAGED], "true");
         assert_eq!(instance.tags["team"], "grid");
     }
+}
+
+/// Moves the request's creation back past a 5-minute `spotFleetRequestExpiry` and the default
+/// fallback margin, as if that much time had passed.
+async fn past_expiry(rig: &Rig, req: &str) {
+    let mut record = record_of(rig, req).await;
+    record.created_at -= 5 * 60 + 61;
+    rig.state.store.requests.update(&record).await.unwrap();
+}
+
+/// The request's stored record.
+async fn record_of(rig: &Rig, req: &str) -> RequestRecord {
+    rig.state.store.requests.get(req).await.unwrap().unwrap()
 }
 
 fn succeeded(answer: &Value) -> usize {
@@ -60,7 +73,7 @@ async fn spot_fleet_full_cycle() {
     assert_eq!(succeeded(&answer), 3, "{answer}");
     assert_eq!(rig.log.actions("DescribeSpotFleetInstances"), 1, "{:?}", rig.log.calls());
     assert_eq!(rig.log.actions("DescribeInstances"), 1, "{:?}", rig.log.calls());
-    let record = rig.state.store.requests.get(&req).await.unwrap().unwrap();
+    let record = record_of(&rig, &req).await;
     assert!(record.fleet_id.as_deref().is_some_and(|id| id.starts_with("sfr-")), "{record:?}");
     assert_tagged(&rig, &req, 3).await;
     assert!(rig.tagged().await.iter().all(|i| i.lifecycle == "spot"));
@@ -102,7 +115,7 @@ async fn ec2_fleet_request_and_maintain_full_cycles() {
         assert_eq!(rig.log.actions("DescribeInstances"), 1);
         assert_eq!(rig.log.actions("CreateTags"), 1, "the request id is added to the fleet's instances");
         assert_tagged(&rig, &req, 2).await;
-        let record = rig.state.store.requests.get(&req).await.unwrap().unwrap();
+        let record = record_of(&rig, &req).await;
         assert!(record.launch_template_id.is_some(), "{record:?}");
         let recorded = serde_json::to_value(record.fleet_type).unwrap();
         assert_eq!(recorded, fleet_type, "the fleet type is recorded: status and returns need no template");
@@ -123,7 +136,7 @@ async fn a_fleet_aws_deleted_short_of_target_ends_with_error() {
     let launch = json!({"providerApi": "EC2Fleet", "fleetType": "request", "vmTypes": {"t3.micro": 1}});
     let rig = rig_with(10, false, launch).await;
     let req = request_id(&rig.request(2).await);
-    let record = rig.state.store.requests.get(&req).await.unwrap().unwrap();
+    let record = record_of(&rig, &req).await;
     let fleet_id = record.fleet_id.clone().unwrap();
     rig.ec2.delete_fleets().fleet_ids(&fleet_id).terminate_instances(true).send().await.unwrap();
 
@@ -147,7 +160,7 @@ async fn asg_full_cycle() {
     assert_eq!(rig.log.actions("DescribeAutoScalingGroups"), 1, "{:?}", rig.log.calls());
     assert_eq!(rig.log.actions("DescribeInstances"), 1);
     assert_tagged(&rig, &req, 2).await;
-    let record = rig.state.store.requests.get(&req).await.unwrap().unwrap();
+    let record = record_of(&rig, &req).await;
     assert_eq!(record.asg_name.as_deref(), Some(format!("hostfactory-{req}").as_str()));
 
     let ret = return_all(&rig, &answer).await;
@@ -239,7 +252,7 @@ async fn heterogeneous_launches_the_on_demand_remainder_once_spot_falls_short_pa
     let rig = rig_with(10, false, launch).await;
     let req = request_id(&rig.request(3).await);
     assert_eq!(rig.log.actions("RequestSpotFleet"), 1, "heterogeneous starts with a Spot Fleet");
-    let mut record = rig.state.store.requests.get(&req).await.unwrap().unwrap();
+    let record = record_of(&rig, &req).await;
     // Spot fills one of three (moto fills at once: the fleet is shrunk behind our back) ...
     let fleet = record.fleet_id.clone().unwrap();
     rig.ec2.modify_spot_fleet_request().spot_fleet_request_id(&fleet).target_capacity(1).send().await.unwrap();
@@ -250,9 +263,7 @@ async fn heterogeneous_launches_the_on_demand_remainder_once_spot_falls_short_pa
     assert_eq!(rig.log.actions("RunInstances"), 0);
 
     // Once spotFleetRequestExpiry (plus the margin) has passed, status launches the remainder.
-    record = rig.state.store.requests.get(&req).await.unwrap().unwrap();
-    record.created_at -= 5 * 60 + 61;
-    rig.state.store.requests.update(&record).await.unwrap();
+    past_expiry(&rig, &req).await;
     rig.log.clear();
     let answer = rig.settled(&req).await;
     assert_eq!(answer["status"], "complete", "{answer}");
@@ -292,11 +303,10 @@ async fn a_spot_fleet_short_at_expiry_ends_with_error_and_releases_the_unfilled_
         "vmTypes": {"t3.micro": 1}, "spotFleetRequestExpiry": 5});
     let rig = rig_with(10, false, launch).await;
     let req = request_id(&rig.request(3).await);
-    let mut record = rig.state.store.requests.get(&req).await.unwrap().unwrap();
+    let record = record_of(&rig, &req).await;
     let fleet = record.fleet_id.clone().unwrap();
     rig.ec2.modify_spot_fleet_request().spot_fleet_request_id(&fleet).target_capacity(1).send().await.unwrap();
-    record.created_at -= 5 * 60 + 61;
-    rig.state.store.requests.update(&record).await.unwrap();
+    past_expiry(&rig, &req).await;
 
     rig.log.clear();
     let answer = rig.settled(&req).await;
@@ -365,11 +375,10 @@ async fn concurrent_status_calls_launch_the_on_demand_remainder_once() {
         "spotFleetRequestExpiry": 5});
     let rig = rig_with(10, true, launch).await;
     let req = request_id(&rig.request(3).await);
-    let mut record = rig.state.store.requests.get(&req).await.unwrap().unwrap();
+    let record = record_of(&rig, &req).await;
     let fleet = record.fleet_id.clone().unwrap();
     rig.ec2.modify_spot_fleet_request().spot_fleet_request_id(&fleet).target_capacity(1).send().await.unwrap();
-    record.created_at -= 5 * 60 + 61;
-    rig.state.store.requests.update(&record).await.unwrap();
+    past_expiry(&rig, &req).await;
 
     rig.log.clear();
     let ids = [req.as_str()];
@@ -407,7 +416,7 @@ async fn a_group_short_at_expiry_is_stopped_at_what_it_filled() {
     let rig =
         rig_with(10, false, json!({"providerApi": "ASG", "vmType": "t3.micro", "spotFleetRequestExpiry": 5})).await;
     let req = request_id(&rig.request(3).await);
-    let mut record = rig.state.store.requests.get(&req).await.unwrap().unwrap();
+    let record = record_of(&rig, &req).await;
     let group = record.asg_name.clone().unwrap();
     // The group filled one of three (moto fills at once: it is shrunk behind our back).
     rig.state
@@ -418,8 +427,7 @@ async fn a_group_short_at_expiry_is_stopped_at_what_it_filled() {
         .send()
         .await
         .unwrap();
-    record.created_at -= 5 * 60 + 61;
-    rig.state.store.requests.update(&record).await.unwrap();
+    past_expiry(&rig, &req).await;
 
     rig.log.clear();
     let answer = rig.settled(&req).await;
