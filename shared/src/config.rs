@@ -53,6 +53,9 @@ pub struct Config {
     /// How long finished requests and machines are kept (`HOSTFACTORY_RETENTION_DAYS`): the
     /// DynamoDB TTL attribute `expiresAt`, and the SQLite store's purge on open.
     pub retention: Duration,
+    /// How long after a Spot Fleet's `spotFleetRequestExpiry` a `heterogeneous` request waits
+    /// before launching its On-Demand remainder (`HOSTFACTORY_SPOT_FALLBACK_MARGIN_SECS`).
+    pub spot_fallback_margin: Duration,
 }
 
 /// The repository root (parent of `shared/`), for local defaults that point into the checkout.
@@ -112,7 +115,19 @@ impl Config {
         };
         let retention = Duration::from_secs(retention_days * 24 * 3600);
 
-        Ok(Config { runtime, templates, store, table_prefix, listen, default_provider, templates_cache_ttl, retention })
+        let spot_fallback_margin =
+            Duration::from_secs(parse_seconds(&get, "HOSTFACTORY_SPOT_FALLBACK_MARGIN_SECS", 60)?);
+        Ok(Config {
+            runtime,
+            templates,
+            store,
+            table_prefix,
+            listen,
+            default_provider,
+            templates_cache_ttl,
+            retention,
+            spot_fallback_margin,
+        })
     }
 }
 

@@ -91,6 +91,12 @@ impl Rig {
         self.state.store.capacity.in_use(&capacity_key("awsinst", &self.template_id)).await.unwrap()
     }
 
+    /// The Auto Scaling group `name`, `None` once it is gone.
+    pub async fn asg_describe(&self, name: &str) -> Option<aws_sdk_autoscaling::types::AutoScalingGroup> {
+        let out = self.state.autoscaling.describe_auto_scaling_groups().auto_scaling_group_names(name).send().await;
+        out.unwrap().auto_scaling_groups().first().cloned()
+    }
+
     pub async fn tagged(&self) -> Vec<instances::Observed> {
         instances::find_tagged(&self.ec2, tags::TEMPLATE_ID, &self.template_id).await.unwrap()
     }

@@ -29,6 +29,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub catalog: Arc<Catalog>,
     pub ec2: aws_sdk_ec2::Client,
+    /// Auto Scaling, for templates whose `providerApi` is `ASG`.
+    pub autoscaling: aws_sdk_autoscaling::Client,
     pub store: Store,
 }
 
@@ -38,7 +40,8 @@ impl AppState {
         let source = TemplateSource::new(&config.templates, sdk);
         let catalog = Catalog::new(source, ec2.clone(), config.templates_cache_ttl);
         let store = Store::new(&config, sdk);
-        AppState { config: Arc::new(config), catalog: Arc::new(catalog), ec2, store }
+        let autoscaling = aws_sdk_autoscaling::Client::new(sdk);
+        AppState { config: Arc::new(config), catalog: Arc::new(catalog), ec2, autoscaling, store }
     }
 
     /// Configuration and AWS clients from the environment.

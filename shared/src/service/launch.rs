@@ -1,55 +1,79 @@
 //! Launching a template's instances with RunInstances, every instance and volume tagged at
 //! launch so nothing we start is ever anonymous.
 
+use std::collections::HashMap;
+
 use aws_sdk_ec2::types::{
     BlockDeviceMapping, EbsBlockDevice, IamInstanceProfileSpecification, InstanceType, ResourceType, Tag,
     TagSpecification, VolumeType as Ec2VolumeType,
 };
 
+use crate::api::AppState;
 use crate::error::{Error, Result};
 use crate::provision::instances::Observed;
 use crate::provision::tags;
 use crate::templates::{FleetType, ProviderApi, Template, VolumeType};
 
 /// What one launch produced: the instances EC2 started, and the error that stopped it short.
+#[derive(Default)]
 pub struct Launched {
     pub instances: Vec<Observed>,
     /// Capacity units the instances fill (their `vmTypes` weights; one each for RunInstances).
     pub units: u32,
+    /// Units of each instance that fills more than one (weighted fleets).
+    pub unit_of: HashMap<String, u32>,
     pub error: Option<Error>,
+    /// The EC2 Fleet or Spot Fleet holding the instances.
+    pub fleet_id: Option<String>,
+    /// The Auto Scaling group holding the instances.
+    pub asg_name: Option<String>,
+    pub launch_template_id: Option<String>,
+    /// The fleet or group fills its target after the call: getRequestStatus discovers its
+    /// instances, so nothing launched yet is not a shortfall.
+    pub deferred: bool,
 }
 
-/// Whether this version can launch `template`: RunInstances, and EC2 Fleet of type `instant`.
-pub fn supported(template: &Template) -> Result<()> {
-    match (template.provider_api(), template.fleet_type()) {
-        (ProviderApi::RunInstances, _) | (ProviderApi::Ec2Fleet, Some(FleetType::Instant)) => Ok(()),
-        (api, _) => Err(Error::Unprocessable(format!(
-            "template '{}' uses {api}, which this version does not launch yet; use RunInstances or an instant EC2Fleet",
-            template.template_id
-        ))),
+impl Launched {
+    /// A launch that failed before anything started.
+    pub fn failed(error: Error) -> Self {
+        Launched { error: Some(error), ..Launched::default() }
     }
 }
 
-/// Launches `count` units of `template` with the API it names; the fleet id when a fleet did.
+/// Launches `count` units of `template` with the API it names.
 pub async fn launch(
-    ec2: &aws_sdk_ec2::Client,
+    state: &AppState,
     template: &Template,
     provider: &str,
     request_id: &str,
     count: u32,
-) -> Result<(Option<String>, Launched)> {
-    supported(template)?;
-    let spec = LaunchSpec::new(ec2, template, provider, request_id).await?;
-    match template.provider_api() {
-        ProviderApi::Ec2Fleet => super::fleet::create_instant_fleet(ec2, template, &spec, count).await,
-        _ => Ok((None, run_instances(ec2, &spec, request_id, count).await)),
+) -> Result<Launched> {
+    let spec = LaunchSpec::new(&state.ec2, template, provider, request_id).await?;
+    match (template.provider_api(), template.fleet_type()) {
+        (ProviderApi::RunInstances, _) => Ok(run_instances(&state.ec2, &spec, request_id, count).await),
+        (ProviderApi::Ec2Fleet, Some(FleetType::Instant)) => {
+            super::fleet::create_instant_fleet(&state.ec2, template, &spec, count).await
+        }
+        (ProviderApi::Ec2Fleet, fleet_type) => {
+            super::fleet::create_fleet(&state.ec2, template, &spec, count, fleet_type.unwrap_or(FleetType::Request))
+                .await
+        }
+        (ProviderApi::SpotFleet, fleet_type) => {
+            super::spot_fleet::request_spot_fleet(&state.ec2, template, &spec, request_id, count, fleet_type).await
+        }
+        (ProviderApi::Asg, _) => super::asg::create_group(state, template, &spec, request_id, count).await,
     }
 }
 
 /// Launches up to `count` instances with RunInstances (MinCount=1, MaxCount=remaining). EC2
 /// may fill less than MaxCount (and moto fills exactly MinCount), so the remainder is asked
 /// for again, at most `count` calls in all, until filled or until EC2 refuses.
-async fn run_instances(ec2: &aws_sdk_ec2::Client, spec: &LaunchSpec, request_id: &str, count: u32) -> Launched {
+pub(super) async fn run_instances(
+    ec2: &aws_sdk_ec2::Client,
+    spec: &LaunchSpec,
+    request_id: &str,
+    count: u32,
+) -> Launched {
     let mut instances: Vec<Observed> = Vec::new();
     let mut error = None;
     for _ in 0..count {
@@ -74,24 +98,50 @@ async fn run_instances(ec2: &aws_sdk_ec2::Client, spec: &LaunchSpec, request_id:
         "RunInstances done"
     );
     let units = u32::try_from(instances.len()).unwrap_or(u32::MAX);
-    Launched { instances, units, error }
+    Launched { instances, units, error, ..Launched::default() }
+}
+
+/// The On-Demand part of a Spot template with RunInstances: the first `vmTypesOnDemand`, else
+/// the template's type.
+pub(super) async fn run_on_demand(
+    ec2: &aws_sdk_ec2::Client,
+    template: &Template,
+    spec: &LaunchSpec,
+    request_id: &str,
+    count: u32,
+) -> Launched {
+    let mut spec = spec.clone();
+    if let Some(instance_type) = template.vm_types_on_demand.keys().next() {
+        spec.instance_type = instance_type.clone();
+    }
+    run_instances(ec2, &spec, request_id, count).await
 }
 
 /// Everything of one RunInstances call but the count.
+#[derive(Clone)]
 pub struct LaunchSpec {
     pub(super) image_id: String,
     instance_type: String,
-    subnet_id: Option<String>,
+    pub(super) subnet_id: Option<String>,
     pub(super) security_group_ids: Vec<String>,
     pub(super) key_name: Option<String>,
     pub(super) instance_profile: Option<IamInstanceProfileSpecification>,
     pub(super) root_volume: Option<BlockDeviceMapping>,
     pub(super) user_data: Option<String>,
     pub(super) tags: Vec<TagSpecification>,
+    /// The request's tags (ownership tags first, then the template's `instanceTags`).
+    pub(super) request_tags: Vec<Tag>,
+    /// The same without the request id: what the shared launch template gives its instances.
+    pub(super) template_tags: Vec<Tag>,
 }
 
 impl LaunchSpec {
-    async fn new(ec2: &aws_sdk_ec2::Client, template: &Template, provider: &str, request_id: &str) -> Result<Self> {
+    pub(super) async fn new(
+        ec2: &aws_sdk_ec2::Client,
+        template: &Template,
+        provider: &str,
+        request_id: &str,
+    ) -> Result<Self> {
         let id = &template.template_id;
         let image_id =
             template.image_id.clone().ok_or_else(|| Error::Config(format!("template '{id}' has no imageId")))?;
@@ -105,14 +155,12 @@ impl LaunchSpec {
             let spec = IamInstanceProfileSpecification::builder();
             if profile.starts_with("arn:") { spec.arn(profile) } else { spec.name(profile) }.build()
         });
+        let request_tags = launch_tags(template, provider, request_id);
+        let template_tags: Vec<Tag> =
+            request_tags.iter().filter(|t| t.key() != Some(tags::REQUEST_ID)).cloned().collect();
         let tags = [ResourceType::Instance, ResourceType::Volume]
             .into_iter()
-            .map(|kind| {
-                TagSpecification::builder()
-                    .resource_type(kind)
-                    .set_tags(Some(launch_tags(template, provider, request_id)))
-                    .build()
-            })
+            .map(|kind| TagSpecification::builder().resource_type(kind).set_tags(Some(request_tags.clone())).build())
             .collect();
         Ok(LaunchSpec {
             image_id,
@@ -124,10 +172,12 @@ impl LaunchSpec {
             root_volume,
             user_data: template.user_data.clone(),
             tags,
+            request_tags,
+            template_tags,
         })
     }
 
-    async fn send(&self, ec2: &aws_sdk_ec2::Client, count: u32) -> Result<Vec<Observed>> {
+    pub(super) async fn send(&self, ec2: &aws_sdk_ec2::Client, count: u32) -> Result<Vec<Observed>> {
         let max = i32::try_from(count).unwrap_or(i32::MAX);
         let output = ec2
             .run_instances()

@@ -1,10 +1,15 @@
 //! The use cases behind the requests and machines routes (spec §2.2–2.5), independent of HTTP:
 //! each takes the application state, the caller's provider instance and the parsed input.
 
+mod asg;
+mod discover;
 mod fleet;
+mod fleets;
 mod launch;
 mod request;
 mod returns;
+mod shrink;
+mod spot_fleet;
 mod status;
 
 pub use request::request_machines;

@@ -25,7 +25,6 @@ pub async fn request_machines(
         .map_err(|_| Error::invalid("template.machineCount", "is too large"))?;
     let loaded = state.catalog.load(provider, false).await?;
     let template = loaded.template(template_id).ok_or_else(|| Error::not_found("template", template_id))?;
-    launch::supported(template)?;
     let api = template.provider_api();
 
     let key = capacity_key(provider, template_id);
@@ -38,19 +37,20 @@ pub async fn request_machines(
 
     let mut request = RequestRecord::new(RequestKind::Provision, template_id, provider, count, now());
     request.provider_api = Some(api.to_string());
+    request.fleet_type = template.fleet_type();
     if let Err(err) = state.store.requests.put_if_absent(&request).await {
         release(state, &key, count).await;
         return Err(err);
     }
     let request_id = request.request_id.clone();
 
-    let launched = match launch::launch(&state.ec2, template, provider, &request_id, count).await {
-        Ok((fleet_id, launched)) => {
-            request.fleet_id = fleet_id;
-            launched
-        }
-        Err(err) => launch::Launched { instances: Vec::new(), units: 0, error: Some(err) },
+    let launched = match launch::launch(state, template, provider, &request_id, count).await {
+        Ok(launched) => launched,
+        Err(err) => launch::Launched::failed(err),
     };
+    request.fleet_id = launched.fleet_id.clone();
+    request.asg_name = launched.asg_name.clone();
+    request.launch_template_id = launched.launch_template_id.clone();
     let started = u32::try_from(launched.instances.len()).unwrap_or(count);
     if request.fleet_id.is_some() && launched.units >= count {
         // A filled weighted fleet may hold fewer machines than units: from here on the request
@@ -58,12 +58,20 @@ pub async fn request_machines(
         // so it ends complete_with_error, as a short RunInstances launch does.)
         request.machine_count = started;
     }
-    let machines: Vec<MachineRecord> =
-        launched.instances.iter().map(|instance| machine_record(instance, &request)).collect();
+    let machines: Vec<MachineRecord> = launched
+        .instances
+        .iter()
+        .map(|instance| MachineRecord {
+            units: launched.unit_of.get(&instance.instance_id).copied().unwrap_or(1),
+            ..machine_record(instance, &request)
+        })
+        .collect();
     state.store.machines.upsert_batch(&machines).await?;
-    if launched.units < count {
+    // A fleet or group that fills later keeps its reservation until getRequestStatus settles it.
+    if launched.units < count && !(launched.deferred && launched.error.is_none()) {
         release(state, &key, count - launched.units).await;
     }
+    overshoot(state, &key, launched.units.saturating_sub(count)).await;
 
     match launched.error {
         Some(err) if started == 0 => {
@@ -72,9 +80,15 @@ pub async fn request_machines(
             Err(err)
         }
         error => {
-            let message = match error {
-                Some(err) => format!("Launched {started} of {count} machine(s); {err}"),
-                None => format!("Request VM from AWS successful: {started} machine(s) launching."),
+            let message = match (error, &request.fleet_id, &request.asg_name) {
+                (Some(err), _, _) => format!("Launched {started} of {count} machine(s); {err}"),
+                (None, _, Some(group)) if launched.deferred => {
+                    format!("Request VM from AWS successful: Auto Scaling group {group} launching {count} unit(s).")
+                }
+                (None, Some(fleet), _) if launched.deferred => {
+                    format!("Request VM from AWS successful: fleet {fleet} launching {count} unit(s).")
+                }
+                (None, _, _) => format!("Request VM from AWS successful: {started} machine(s) launching."),
             };
             request.status = RequestStatus::InProgress;
             request.message = message.clone();
@@ -101,10 +115,22 @@ pub(super) fn machine_record(instance: &Observed, request: &RequestRecord) -> Ma
         launchtime: instance.launch_time,
         lifecycle: if instance.lifecycle == "spot" { Lifecycle::Spot } else { Lifecycle::Ondemand },
         interrupted_at: None,
+        units: 1,
         message: String::new(),
         version: 1,
         updated_at: now(),
         expires_at: None,
+    }
+}
+
+/// Counts the units a weighted fleet launched beyond its target (they are running, so they hold
+/// `maxNumber` capacity until returned, when each machine gives back its own units).
+pub(super) async fn overshoot(state: &AppState, key: &str, extra: u32) {
+    if extra == 0 {
+        return;
+    }
+    if let Err(err) = state.store.capacity.reserve(key, extra, -1).await {
+        tracing::error!(key, extra, error = %err, "counting a fleet's overshoot failed");
     }
 }
 

@@ -9,6 +9,8 @@ use crate::hostfactory::{
     ReturnRequestsResponse,
 };
 use crate::provision::instances;
+
+use super::shrink;
 use crate::store::{
     Lifecycle, MAX_TRANSACTION_MACHINES, MachineRecord, RequestKind, RequestRecord, RequestStatus, now,
 };
@@ -60,7 +62,13 @@ pub async fn request_return_machines(
     }
 
     let ids: Vec<String> = marked.iter().map(|m| m.machine_id.clone()).collect();
-    if let Err(err) = instances::terminate(&state.ec2, &ids).await {
+    // Fleets and groups give the machines up first (or nothing is terminated), so AWS does not
+    // replace them.
+    let outcome = match shrink::release_from_owners(state, provider, &marked).await {
+        Ok(()) => instances::terminate(&state.ec2, &ids).await,
+        failed => failed,
+    };
+    if let Err(err) = outcome {
         request.finish(RequestStatus::CompleteWithError, err.to_string(), now, state.config.retention);
         state.store.requests.update(&request).await?;
         return Err(err);

@@ -1,8 +1,9 @@
 //! getRequestStatus (spec §2.4) for any mix of provisioning (`req-`) and return (`ret-`) ids.
 //!
-//! Cost per call: one batch read of the requests, one machine listing per request, and one
+//! Cost per call: one batch read of the requests, one machine listing per request, one
 //! DescribeInstances per 1,000 instances of the whole call (only unfinished requests are
-//! described; finished ones answer from their records). Machines whose state changed are
+//! described; finished ones answer from their records), and for fleets and Auto Scaling
+//! groups what [`super::discover`] costs. Machines whose state changed are
 //! written back, and a request that reaches a final state is finished and gives its capacity
 //! back, so the outcome survives EC2 forgetting terminated instances.
 
@@ -18,9 +19,10 @@ use crate::hostfactory::{
 };
 use crate::provision::instances::{self, Observed};
 use crate::provision::status::{provisioning_result, request_state, return_result};
-use crate::store::{MachineRecord, RequestKind, RequestRecord, RequestStatus, capacity_key, now};
+use crate::store::{Lifecycle, MachineRecord, RequestKind, RequestRecord, RequestStatus, capacity_key, now};
 
-use super::request::release;
+use super::fleets;
+use super::request::{overshoot, release};
 
 /// How long a just-launched instance may be missing from DescribeInstances (EC2 is eventually
 /// consistent) before it counts as failed.
@@ -52,6 +54,10 @@ pub async fn get_request_status(
     }))
     .await?;
     let mut machines: HashMap<String, Vec<MachineRecord>> = listings.into_iter().collect();
+    let fleets = fleets::refresh_fleets(state, provider, &records, &mut machines).await?;
+    for claimed in fleets.values().filter_map(|f| f.claimed.clone()) {
+        records.insert(claimed.request_id.clone(), claimed);
+    }
 
     let live: Vec<String> = records
         .values()
@@ -61,6 +67,7 @@ pub async fn get_request_status(
         .into_iter()
         .collect();
     let observed = if live.is_empty() { HashMap::new() } else { instances::describe(&state.ec2, &live).await? };
+    fleets::tag_adopted(state, &fleets, &machines, &observed).await;
 
     let mut answers = Vec::with_capacity(ids.len());
     for id in &ids {
@@ -74,7 +81,8 @@ pub async fn get_request_status(
             Some(record) => {
                 let list = machines.remove(id).unwrap_or_default();
                 if record.status == RequestStatus::InProgress {
-                    refresh(state, record, list, &observed).await?
+                    let fleet = fleets.get(id);
+                    refresh(state, record, list, &observed, fleet).await?
                 } else {
                     answer_from_records(&record, &list)
                 }
@@ -91,6 +99,7 @@ async fn refresh(
     mut request: RequestRecord,
     mut machines: Vec<MachineRecord>,
     observed: &HashMap<String, Observed>,
+    fleet: Option<&fleets::FleetProgress>,
 ) -> Result<HfRequestStatus> {
     let now = now();
     let mut changed = Vec::new();
@@ -115,6 +124,7 @@ async fn refresh(
                 machine.private_ip_address = instance.private_ip_address.clone();
                 machine.public_ip_address = instance.public_ip_address.clone();
                 machine.launchtime = instance.launch_time;
+                machine.lifecycle = if instance.lifecycle == "spot" { Lifecycle::Spot } else { Lifecycle::Ondemand };
             }
             None if result != MachineResult::Executing => machine.state = "terminated".to_owned(),
             None => {}
@@ -135,10 +145,29 @@ async fn refresh(
 
     let results: Vec<MachineResult> =
         machines.iter().map(|m| if handed_back(&request, m) { MachineResult::Succeed } else { m.result }).collect();
-    let target_reached = request.kind == RequestKind::Return || machines.len() >= request.machine_count as usize;
-    let status = request_state(results.iter().copied(), target_reached, true);
+    let (target_reached, given_up, shortfall, extra) = match fleet {
+        // A fleet or group: its target is in units, and it may still fill until it gives up.
+        Some(progress) => {
+            let units = progress.units(&machines);
+            // Failed machines give their own capacity back in `finish`: not part of the shortfall.
+            let failed: u32 = machines
+                .iter()
+                .filter(|m| m.result == MachineResult::Fail && !handed_back(&request, m))
+                .map(|m| m.units)
+                .sum();
+            let covered = units.saturating_add(failed);
+            let extra = units.saturating_sub(request.machine_count);
+            (units >= request.machine_count, progress.given_up, request.machine_count.saturating_sub(covered), extra)
+        }
+        None => (request.kind == RequestKind::Return || machines.len() >= request.machine_count as usize, true, 0, 0),
+    };
+    let status = request_state(results.iter().copied(), target_reached, given_up);
     if status != RequestState::Running {
-        finish(state, &mut request, &machines, status, now).await?;
+        if fleet.is_some() && target_reached {
+            // As for instant fleets: a filled weighted fleet holds fewer machines than units.
+            request.machine_count = u32::try_from(machines.len()).unwrap_or(u32::MAX);
+        }
+        finish(state, &mut request, &machines, status, now, (shortfall, extra)).await?;
     }
     Ok(HfRequestStatus {
         request_id: request.request_id.clone(),
@@ -149,14 +178,16 @@ async fn refresh(
 }
 
 /// Records the final state and gives back the capacity of machines that are gone: failed ones
-/// of a provisioning request, returned ones of a return request. Only the caller whose update
-/// wins releases, so capacity is given back once.
+/// of a provisioning request, returned ones of a return request, plus the `shortfall` units a
+/// fleet never filled; and counts the `extra` units a fleet filled beyond its target. Only the
+/// caller whose update wins does either, so each happens once.
 async fn finish(
     state: &AppState,
     request: &mut RequestRecord,
     machines: &[MachineRecord],
     status: RequestState,
     now: i64,
+    (shortfall, extra): (u32, u32),
 ) -> Result<()> {
     let failed = machines.iter().filter(|m| m.result == MachineResult::Fail && !handed_back(request, m)).count();
     let (final_status, message) = match (request.kind, status) {
@@ -193,11 +224,16 @@ async fn finish(
     };
     let mut per_template: BTreeMap<String, u32> = BTreeMap::new();
     for machine in machines.iter().filter(gone) {
-        *per_template.entry(capacity_key(&machine.provider, &machine.template_id)).or_default() += 1;
+        *per_template.entry(capacity_key(&machine.provider, &machine.template_id)).or_default() += machine.units;
+    }
+    if shortfall > 0 {
+        // Units a fleet or group never filled (its reservation was kept while it could).
+        *per_template.entry(capacity_key(&request.provider, &request.template_id)).or_default() += shortfall;
     }
     for (key, count) in per_template {
         release(state, &key, count).await;
     }
+    overshoot(state, &capacity_key(&request.provider, &request.template_id), extra).await;
     tracing::info!(request_id = %request.request_id, status = ?final_status, failed, "request finished");
     Ok(())
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::hostfactory::{MachineResult, RequestState};
+use crate::templates::FleetType;
 
 /// Prefix of provisioning request ids (`req-<uuid>`).
 pub const PROVISION_PREFIX: &str = "req-";
@@ -84,6 +85,9 @@ pub struct RequestRecord {
     /// EC2 API the request used: `RunInstances`, `EC2Fleet`, `SpotFleet`, `ASG`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider_api: Option<String>,
+    /// Type of the request's EC2 Fleet or Spot Fleet: `instant`, `request`, `maintain`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet_type: Option<FleetType>,
     /// TTL (epoch seconds), set when the request finishes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<i64>,
@@ -107,6 +111,7 @@ impl RequestRecord {
             asg_name: None,
             launch_template_id: None,
             provider_api: None,
+            fleet_type: None,
             expires_at: None,
         }
     }
@@ -162,12 +167,24 @@ pub struct MachineRecord {
     /// Epoch seconds of the spot interruption warning, when one arrived.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interrupted_at: Option<i64>,
+    /// Capacity units the machine fills: its `vmTypes` weight when a fleet or group launched
+    /// it, else 1. What it gives back to `maxNumber` when it is gone.
+    #[serde(default = "one_unit", skip_serializing_if = "is_one_unit")]
+    pub units: u32,
     pub message: String,
     pub version: u64,
     /// Epoch seconds.
     pub updated_at: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<i64>,
+}
+
+fn one_unit() -> u32 {
+    1
+}
+
+fn is_one_unit(units: &u32) -> bool {
+    *units == 1
 }
 
 /// The TTL value for something that finished at `now`.

@@ -218,6 +218,7 @@ fn convert_request(orb: OrbRequest, provider: &str, retention: Duration) -> Resu
         asg_name,
         launch_template_id,
         provider_api: api,
+        fleet_type: None,
         expires_at: status.is_finished().then(|| imported_expiry(updated_at, retention)),
         request_id: orb.request_id,
     })
@@ -255,6 +256,7 @@ fn convert_machine(orb: OrbMachine, provider: &str, retention: Duration) -> Resu
         launchtime,
         lifecycle: if price_type.as_deref() == Some("spot") { Lifecycle::Spot } else { Lifecycle::Ondemand },
         interrupted_at: None,
+        units: 1,
         message: orb.status_reason.unwrap_or_default(),
         version: orb.version,
         updated_at,
