@@ -86,7 +86,7 @@ pub async fn request_machines(
     }
 }
 
-pub(super) fn machine_record(instance: &Observed, request: &RequestRecord) -> MachineRecord {
+pub(crate) fn machine_record(instance: &Observed, request: &RequestRecord) -> MachineRecord {
     MachineRecord {
         machine_id: instance.instance_id.clone(),
         request_id: request.request_id.clone(),
@@ -110,7 +110,7 @@ pub(super) fn machine_record(instance: &Observed, request: &RequestRecord) -> Ma
 
 /// Gives capacity back; a failure here only over-counts (the reconciler recounts), so it is
 /// logged rather than failing a call whose real outcome is already decided.
-pub(super) async fn release(state: &AppState, key: &str, count: u32) {
+pub(crate) async fn release(state: &AppState, key: &str, count: u32) {
     if count == 0 {
         return;
     }

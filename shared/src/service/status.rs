@@ -229,3 +229,14 @@ pub(super) fn machine_status(machine: &MachineRecord) -> MachineStatus {
         message: machine.message.clone(),
     }
 }
+
+/// Finishes a provisioning request the reconciler gave up on (its stragglers marked `fail`),
+/// with the same message and capacity release as a request that failed on its own.
+pub(crate) async fn finish_with_error(
+    state: &AppState,
+    request: &mut RequestRecord,
+    machines: &[MachineRecord],
+    now: i64,
+) -> Result<()> {
+    finish(state, request, machines, RequestState::CompleteWithError, now).await
+}
