@@ -92,7 +92,15 @@ async fn an_idle_pass_makes_two_ec2_calls() {
 
 #[tokio::test]
 async fn pending_requests_adopt_their_instances_or_fail() {
-    let rig = rig("ap-south-1", 10).await;
+    pending_requests_are_healed(rig("ap-south-1", 10).await).await;
+}
+
+#[tokio::test]
+async fn pending_requests_adopt_their_instances_or_fail_on_dynamodb() {
+    pending_requests_are_healed(rig_in("us-west-1", 10, true, json!({"vmType": "t3.micro"})).await).await;
+}
+
+async fn pending_requests_are_healed(rig: Rig) {
     // Crashed after EC2 launched 2 of 3, before anything was recorded.
     let crashed = pending_request(&rig, 3, 400).await;
     let launched = [
