@@ -286,7 +286,11 @@ async fn every_reconciler_event_file_is_dispatched() {
     // EC2 reports a host terminated: the machine records it.
     let outcome = dispatch(&rig.state, event("ec2-state-change-terminated.json", &doomed.machine_id)).await.unwrap();
     assert_eq!(outcome, Outcome::StateRecorded { machine_id: doomed.machine_id.clone(), state: "terminated".into() });
-    assert_eq!(rig.state.store.machines.get(&doomed.machine_id).await.unwrap().unwrap().state, "terminated");
+    let recorded = rig.state.store.machines.get(&doomed.machine_id).await.unwrap().unwrap();
+    assert_eq!((recorded.state.as_str(), recorded.result), ("terminated", MachineResult::Fail));
+    assert_eq!(rig.in_use().await, 1, "the host EC2 took back gave its capacity back");
+    dispatch(&rig.state, event("ec2-state-change-terminated.json", &doomed.machine_id)).await.unwrap();
+    assert_eq!(rig.in_use().await, 1, "a repeated event releases nothing more");
 
     // Instances we do not know and events we do not handle are ignored.
     for ignored in [

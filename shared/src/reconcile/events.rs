@@ -6,9 +6,12 @@
 //! - `EC2 Spot Instance Interruption Warning` → the machine's `interruptedAt` (the event's
 //!   time), which getReturnRequests turns into gracePeriod 120 − seconds since;
 //! - `EC2 Instance State-change Notification` (`stopped`, `shutting-down`, `terminated`) → the
-//!   machine's `state`.
+//!   machine's `state`; a host of a finished request that EC2 terminated on its own is marked
+//!   failed and gives its capacity back.
 //!
 //! Anything else, and instances we have no record of, are logged and ignored.
+
+use std::cell::Cell;
 
 use serde::Serialize;
 use serde_json::Value;
@@ -17,7 +20,9 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::api::AppState;
 use crate::error::{Error, Result};
-use crate::store::{MachineRecord, now};
+use crate::hostfactory::MachineResult;
+use crate::service::release;
+use crate::store::{MachineRecord, capacity_key, now};
 
 use super::{Report, run_once};
 
@@ -72,16 +77,39 @@ async fn interrupted(state: &AppState, machine_id: &str, at: i64) -> Result<Outc
 }
 
 async fn state_changed(state: &AppState, machine_id: &str, ec2_state: &str) -> Result<Outcome> {
+    let Some(machine) = state.store.machines.get(machine_id).await? else {
+        return Ok(ignored(&format!("instance {machine_id} is not a machine we know")));
+    };
+    // A host of a finished request that EC2 terminated on its own no longer uses capacity, and
+    // no one else gives it back: getRequestStatus no longer looks at the request, and
+    // requestReturnMachines skips terminated hosts. (Hosts of unfinished requests are failed
+    // and released by getRequestStatus; returned hosts by their return request.)
+    let request_finished = machine.request_id.is_empty()
+        || state.store.requests.get(&machine.request_id).await?.is_none_or(|request| request.is_finished());
+    let released = Cell::new(false);
     let recorded = change_machine(state, machine_id, |m| {
-        let changed = m.state != ec2_state;
+        let reclaimed = ec2_state == "terminated"
+            && request_finished
+            && m.return_request_id.is_none()
+            && m.result == MachineResult::Succeed;
+        released.set(reclaimed);
+        if reclaimed {
+            m.result = MachineResult::Fail;
+            m.message = "instance terminated by EC2".to_owned();
+        }
+        let changed = m.state != ec2_state || reclaimed;
         m.state = ec2_state.to_owned();
         changed
     })
     .await?;
-    Ok(match recorded {
-        Some(m) => Outcome::StateRecorded { machine_id: m.machine_id, state: m.state },
-        None => ignored(&format!("instance {machine_id} is not a machine we know")),
-    })
+    let Some(machine) = recorded else {
+        return Ok(ignored(&format!("instance {machine_id} is not a machine we know")));
+    };
+    if released.get() {
+        release(state, &capacity_key(&machine.provider, &machine.template_id), 1).await;
+        tracing::warn!(machine_id, request_id = %machine.request_id, "host terminated by EC2; capacity released");
+    }
+    Ok(Outcome::StateRecorded { machine_id: machine.machine_id, state: machine.state })
 }
 
 /// Applies `change` (which says whether it changed anything) to the stored machine, re-reading
