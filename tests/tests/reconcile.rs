@@ -165,12 +165,23 @@ async fn unrecorded_tagged_instances_are_adopted_or_terminated_after_the_grace()
     let req = request_id(&rig.request(1).await);
     // Launched for the unfinished request but never recorded.
     let stray = launch_tagged(&rig, &ours(&rig, &req)).await;
-    // Launched for a request no store knows; and a host that is not ours at all.
-    let orphan = launch_tagged(&rig, &ours(&rig, "req-00000000-0000-0000-0000-000000000000")).await;
-    let foreign = launch_tagged(&rig, &[("team", "grid")]).await;
+    // Seen only after its request had given up (finished with nothing launched).
+    let mut gave_up = RequestRecord::new(RequestKind::Provision, &rig.template_id, "awsinst", 1, now() - 900);
+    gave_up.finish(
+        RequestStatus::CompleteWithError,
+        "nothing launched",
+        now() - 600,
+        std::time::Duration::from_secs(60),
+    );
+    rig.state.store.requests.put_if_absent(&gave_up).await.unwrap();
+    let orphan = launch_tagged(&rig, &ours(&rig, &gave_up.request_id)).await;
+    // Launched by another deployment (a request this store never had); and an untagged host.
+    let foreign = launch_tagged(&rig, &ours(&rig, "req-00000000-0000-0000-0000-000000000000")).await;
+    let untagged = launch_tagged(&rig, &[("team", "grid")]).await;
 
     let report = run_once(&rig.state).await.unwrap();
     assert_eq!((report.orphans_adopted, report.orphans_terminated), (1, 0), "orphan still in its grace: {report:?}");
+    assert_eq!(report.foreign_instances, 1, "{report:?}");
     let machines = rig.state.store.machines.list_by_request(&req).await.unwrap();
     assert!(machines.iter().any(|m| m.machine_id == stray), "{machines:?}");
 
@@ -178,7 +189,8 @@ async fn unrecorded_tagged_instances_are_adopted_or_terminated_after_the_grace()
     let report = run_once(&no_grace).await.unwrap();
     assert_eq!((report.orphans_adopted, report.orphans_terminated), (0, 1), "{report:?}");
     assert_eq!(state_of(&rig, &orphan).await, "terminated");
-    assert_eq!(state_of(&rig, &foreign).await, "running", "untagged instances are never touched");
+    assert_eq!(state_of(&rig, &foreign).await, "running", "another deployment's instances are never touched");
+    assert_eq!(state_of(&rig, &untagged).await, "running", "untagged instances are never touched");
     assert_eq!(state_of(&rig, &stray).await, "running", "adopted machines are kept");
     let again = run_once(&no_grace).await.unwrap();
     assert_eq!(again.orphans_terminated, 0, "terminated instances are not listed again: {again:?}");

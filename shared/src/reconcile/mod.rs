@@ -44,8 +44,10 @@ pub struct Report {
     pub timed_out: usize,
     /// Tagged instances no machine record knew, recorded under their unfinished request.
     pub orphans_adopted: usize,
-    /// Tagged instances no record or unfinished request claims, terminated after the grace.
+    /// Unrecorded tagged instances of finished requests, terminated after the grace.
     pub orphans_terminated: usize,
+    /// Tagged instances of requests this store never had (another deployment's): left alone.
+    pub foreign_instances: usize,
     pub launch_templates_deleted: usize,
     /// One line per failed step; the pass goes on after a failure.
     #[serde(skip_serializing_if = "Vec::is_empty")]

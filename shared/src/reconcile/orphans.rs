@@ -1,8 +1,13 @@
 //! Instances tagged `hostfactory:managed=true` that no machine record knows: launched by a
-//! call that died before recording them, or left behind by a lost record. One whose request
-//! is still unfinished is adopted by it; any other is terminated once older than the grace
-//! period (a launch being recorded right now must not lose its instances). Untagged instances
-//! are never looked at.
+//! call that died before recording them, or seen by EC2 only after their request gave up on
+//! them. One whose request is still unfinished is adopted by it; one whose request is finished
+//! is terminated once older than the grace period (a launch being recorded right now must not
+//! lose its instances).
+//!
+//! Every request is written before EC2 is called, so an instance whose request this store has
+//! never heard of was not launched through it: another deployment in the same account and
+//! region (or a copy of the store, as `hostfactory reconcile` run with a local store against
+//! real AWS). Those are logged and left alone, as are untagged instances.
 
 use std::collections::{HashMap, HashSet};
 
@@ -34,25 +39,26 @@ pub(super) async fn sweep(state: &AppState, now: i64, report: &mut Report) -> Re
         .collect::<HashSet<_>>()
         .into_iter()
         .collect();
-    let claimants: HashMap<String, RequestRecord> = state
-        .store
-        .requests
-        .batch_get(&request_ids)
-        .await?
-        .into_iter()
-        .filter(|r| r.kind == RequestKind::Provision && !r.is_finished())
-        .map(|r| (r.request_id.clone(), r))
-        .collect();
+    let requests: HashMap<String, RequestRecord> =
+        state.store.requests.batch_get(&request_ids).await?.into_iter().map(|r| (r.request_id.clone(), r)).collect();
 
     let grace = seconds(state.config.reconcile.orphan_grace);
     let mut adopted: Vec<MachineRecord> = Vec::new();
     let mut doomed: Vec<String> = Vec::new();
+    let mut foreign: Vec<&str> = Vec::new();
     for instance in unknown {
-        match instance.tags.get(tags::REQUEST_ID).and_then(|id| claimants.get(id)) {
-            Some(request) => adopted.push(machine_record(instance, request)),
-            None if now.saturating_sub(instance.launch_time) >= grace => doomed.push(instance.instance_id.clone()),
-            None => {}
+        match instance.tags.get(tags::REQUEST_ID).and_then(|id| requests.get(id)) {
+            Some(request) if request.kind == RequestKind::Provision && !request.is_finished() => {
+                adopted.push(machine_record(instance, request))
+            }
+            Some(_) if now.saturating_sub(instance.launch_time) >= grace => doomed.push(instance.instance_id.clone()),
+            Some(_) => {}
+            None => foreign.push(&instance.instance_id),
         }
+    }
+    if !foreign.is_empty() {
+        report.foreign_instances += foreign.len();
+        tracing::warn!(?foreign, "tagged instances of requests this store does not know; left alone");
     }
     if !adopted.is_empty() {
         state.store.machines.upsert_batch(&adopted).await?;
