@@ -69,6 +69,7 @@ fn machine(i: usize, run: &str) -> MachineRecord {
         launchtime: shared::store::now(),
         lifecycle: Lifecycle::Ondemand,
         interrupted_at: None,
+        reclaimed_at: None,
         message: String::new(),
         version: 1,
         updated_at: shared::store::now(),

@@ -53,6 +53,7 @@ fn dataset() -> (Vec<RequestRecord>, Vec<MachineRecord>) {
                 launchtime: T0 + n as i64,
                 lifecycle: if n.is_multiple_of(2) { Lifecycle::Spot } else { Lifecycle::Ondemand },
                 interrupted_at: n.is_multiple_of(17).then_some(T0 + 900),
+                reclaimed_at: n.is_multiple_of(17).then_some(T0 + 900),
                 message: String::new(),
                 version: 1 + (n % 3) as u64,
                 updated_at: T0 + n as i64,

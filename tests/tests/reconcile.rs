@@ -16,10 +16,25 @@ use shared::hostfactory::MachineResult;
 use shared::provision::tags;
 use shared::reconcile::events::{Outcome, dispatch};
 use shared::reconcile::{Report, run_once};
-use shared::store::{Lifecycle, RequestKind, RequestRecord, RequestStatus, capacity_key, now};
+use shared::store::{Lifecycle, MachineRecord, RequestKind, RequestRecord, RequestStatus, capacity_key, now};
 
 async fn rig(region: &'static str, max_number: i64) -> Rig {
     rig_in(region, max_number, false, json!({"vmType": "t3.micro"})).await
+}
+
+async fn dynamo_rig(region: &'static str, max_number: i64) -> Rig {
+    rig_in(region, max_number, true, json!({"vmType": "t3.micro"})).await
+}
+
+/// Requests `count` machines, waits for them, and makes the first a Spot instance: the
+/// machines, as recorded.
+async fn ready_with_a_spot(rig: &Rig, count: i64) -> Vec<MachineRecord> {
+    let req = request_id(&rig.request(count).await);
+    assert_eq!(rig.settled(&req).await["status"], "complete");
+    let mut machines = rig.state.store.machines.list_by_request(&req).await.unwrap();
+    machines[0].lifecycle = Lifecycle::Spot;
+    machines[0] = rig.state.store.machines.update(&machines[0]).await.unwrap();
+    machines
 }
 
 /// The rig's state with other reconciler timings.
@@ -97,7 +112,7 @@ async fn pending_requests_adopt_their_instances_or_fail() {
 
 #[tokio::test]
 async fn pending_requests_adopt_their_instances_or_fail_on_dynamodb() {
-    pending_requests_are_healed(rig_in("us-west-1", 10, true, json!({"vmType": "t3.micro"})).await).await;
+    pending_requests_are_healed(dynamo_rig("us-west-1", 10).await).await;
 }
 
 async fn pending_requests_are_healed(rig: Rig) {
@@ -270,13 +285,8 @@ fn event(file: &str, instance_id: &str) -> Value {
 #[tokio::test]
 async fn every_reconciler_event_file_is_dispatched() {
     let rig = rig("ca-central-1", 5).await;
-    let req = request_id(&rig.request(2).await);
-    assert_eq!(rig.settled(&req).await["status"], "complete");
-    let machines = rig.state.store.machines.list_by_request(&req).await.unwrap();
+    let machines = ready_with_a_spot(&rig, 2).await;
     let (spot, doomed) = (&machines[0], &machines[1]);
-    let mut as_spot = spot.clone();
-    as_spot.lifecycle = Lifecycle::Spot;
-    rig.state.store.machines.update(&as_spot).await.unwrap();
 
     // The schedule runs a pass.
     let outcome = dispatch(&rig.state, event("reconcile-schedule.json", "")).await.unwrap();
@@ -324,4 +334,54 @@ async fn every_reconciler_event_file_is_dispatched() {
 fn rfc3339(epoch: i64) -> String {
     let time = time::OffsetDateTime::from_unix_timestamp(epoch).unwrap();
     time.format(&time::format_description::well_known::Rfc3339).unwrap()
+}
+
+#[tokio::test]
+async fn hosts_the_cloud_takes_back_are_reported_to_an_empty_get_return_requests() {
+    reclaimed_hosts_are_reported(rig("eu-west-2", 5).await).await;
+}
+
+#[tokio::test]
+async fn hosts_the_cloud_takes_back_are_reported_on_dynamodb() {
+    reclaimed_hosts_are_reported(dynamo_rig("us-east-2", 5).await).await;
+}
+
+async fn reclaimed_hosts_are_reported(rig: Rig) {
+    let machines = ready_with_a_spot(&rig, 3).await;
+    let (spot, doomed) = (&machines[0], &machines[1]);
+    let reported = |body: &Value| -> Vec<(String, i64)> {
+        let mut list: Vec<(String, i64)> = body["requests"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{body}"))
+            .iter()
+            .map(|r| (r["machine"].as_str().unwrap().to_owned(), r["gracePeriod"].as_i64().unwrap()))
+            .collect();
+        list.sort();
+        list
+    };
+    let empty = rig.post("/api/v1/machines/return-requests", json!({})).await;
+    assert_eq!((empty.body["status"].as_str(), reported(&empty.body)), (Some("complete"), vec![]));
+
+    let mut warning = event("ec2-spot-interruption.json", &spot.machine_id);
+    warning["time"] = json!(rfc3339(now() - 30));
+    dispatch(&rig.state, warning).await.unwrap();
+    dispatch(&rig.state, event("ec2-state-change-terminated.json", &doomed.machine_id)).await.unwrap();
+
+    rig.log.clear();
+    let answer = rig.post("/api/v1/machines/return-requests", json!({})).await;
+    assert_eq!(rig.log.calls().len(), 0, "answered from the store alone");
+    let mut expected = vec![(spot.name.clone(), 90), (doomed.name.clone(), 0)];
+    expected.sort();
+    let got = reported(&answer.body);
+    assert_eq!(got.len(), 2, "{}", answer.body);
+    for ((name, grace), (want_name, want_grace)) in got.iter().zip(&expected) {
+        assert_eq!(name, want_name);
+        assert!((want_grace - 5..=*want_grace).contains(grace), "{}", answer.body);
+    }
+
+    // HostFactory returns both: they are no longer reported.
+    let hosts = json!({"machines": [{"name": spot.name, "machineId": spot.machine_id}, {"name": doomed.name, "machineId": doomed.machine_id}]});
+    request_id(&rig.post("/api/v1/machines/return", hosts).await);
+    let after = rig.post("/api/v1/machines/return-requests", json!({})).await;
+    assert_eq!(reported(&after.body), vec![], "{}", after.body);
 }

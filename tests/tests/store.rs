@@ -66,6 +66,7 @@ fn machine(id: &str, request_id: &str) -> MachineRecord {
         launchtime: T0,
         lifecycle: Lifecycle::Ondemand,
         interrupted_at: None,
+        reclaimed_at: None,
         message: String::new(),
         version: 1,
         updated_at: T0,

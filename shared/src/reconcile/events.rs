@@ -9,7 +9,8 @@
 //!   machine's `state`; a host of a finished request that EC2 terminated on its own is marked
 //!   failed and gives its capacity back.
 //!
-//! Anything else, and instances we have no record of, are logged and ignored.
+//! Either marks a host HostFactory still holds `reclaimedAt`, so getReturnRequests `{}` reports
+//! it. Anything else, and instances we have no record of, are logged and ignored.
 
 use std::cell::Cell;
 
@@ -50,7 +51,7 @@ pub async fn dispatch(state: &AppState, event: Value) -> Result<Outcome> {
         "EC2 Instance State-change Notification" => {
             match (instance_id(&event), event.pointer("/detail/state").and_then(Value::as_str)) {
                 (Some(id), Some(ec2_state)) if RECORDED_STATES.contains(&ec2_state) => {
-                    state_changed(state, id, ec2_state).await?
+                    state_changed(state, id, ec2_state, event_time(&event)).await?
                 }
                 (Some(_), Some(other)) => ignored(&format!("state '{other}' is not recorded")),
                 _ => ignored("state-change notification without detail.instance-id and detail.state"),
@@ -67,7 +68,7 @@ async fn interrupted(state: &AppState, machine_id: &str, at: i64) -> Result<Outc
         // The first warning starts the two minutes; a repeat does not extend them.
         let first = m.interrupted_at.is_none();
         m.interrupted_at.get_or_insert(at);
-        first
+        mark_reclaimed(m, at) || first
     })
     .await?;
     Ok(match recorded {
@@ -76,7 +77,7 @@ async fn interrupted(state: &AppState, machine_id: &str, at: i64) -> Result<Outc
     })
 }
 
-async fn state_changed(state: &AppState, machine_id: &str, ec2_state: &str) -> Result<Outcome> {
+async fn state_changed(state: &AppState, machine_id: &str, ec2_state: &str, at: i64) -> Result<Outcome> {
     let Some(machine) = state.store.machines.get(machine_id).await? else {
         return Ok(ignored(&format!("instance {machine_id} is not a machine we know")));
     };
@@ -88,6 +89,7 @@ async fn state_changed(state: &AppState, machine_id: &str, ec2_state: &str) -> R
         || state.store.requests.get(&machine.request_id).await?.is_none_or(|request| request.is_finished());
     let released = Cell::new(false);
     let recorded = change_machine(state, machine_id, |m| {
+        let marked = mark_reclaimed(m, at);
         let reclaimed = ec2_state == "terminated"
             && request_finished
             && m.return_request_id.is_none()
@@ -97,7 +99,7 @@ async fn state_changed(state: &AppState, machine_id: &str, ec2_state: &str) -> R
             m.result = MachineResult::Fail;
             m.message = "instance terminated by EC2".to_owned();
         }
-        let changed = m.state != ec2_state || reclaimed;
+        let changed = m.state != ec2_state || reclaimed || marked;
         m.state = ec2_state.to_owned();
         changed
     })
@@ -110,6 +112,17 @@ async fn state_changed(state: &AppState, machine_id: &str, ec2_state: &str) -> R
         tracing::warn!(machine_id, request_id = %machine.request_id, "host terminated by EC2; capacity released");
     }
     Ok(Outcome::StateRecorded { machine_id: machine.machine_id, state: machine.state })
+}
+
+/// Records that the cloud is taking back a host HostFactory holds (one it was given, not one
+/// it returned), for getReturnRequests `{}`; whether that changed anything.
+fn mark_reclaimed(machine: &mut MachineRecord, at: i64) -> bool {
+    let held = machine.result == MachineResult::Succeed && machine.return_request_id.is_none();
+    if !held || machine.reclaimed_at.is_some() {
+        return false;
+    }
+    machine.reclaimed_at = Some(at);
+    true
 }
 
 /// Applies `change` (which says whether it changed anything) to the stored machine, re-reading

@@ -101,6 +101,7 @@ pub(crate) fn machine_record(instance: &Observed, request: &RequestRecord) -> Ma
         launchtime: instance.launch_time,
         lifecycle: if instance.lifecycle == "spot" { Lifecycle::Spot } else { Lifecycle::Ondemand },
         interrupted_at: None,
+        reclaimed_at: None,
         message: String::new(),
         version: 1,
         updated_at: now(),

@@ -162,6 +162,11 @@ pub struct MachineRecord {
     /// Epoch seconds of the spot interruption warning, when one arrived.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interrupted_at: Option<i64>,
+    /// Epoch seconds since the cloud is taking the machine back (a Spot interruption warning,
+    /// or EC2 stopping or terminating it unasked), while HostFactory still holds it: the sparse
+    /// index `reclaim-index` that getReturnRequests `{}` reads. Cleared when it is returned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reclaimed_at: Option<i64>,
     pub message: String,
     pub version: u64,
     /// Epoch seconds.
