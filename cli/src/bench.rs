@@ -70,6 +70,7 @@ fn machine(i: usize, run: &str) -> MachineRecord {
         lifecycle: Lifecycle::Ondemand,
         interrupted_at: None,
         units: 1,
+        reclaimed_at: None,
         message: String::new(),
         version: 1,
         updated_at: shared::store::now(),

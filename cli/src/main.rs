@@ -36,6 +36,9 @@ enum Command {
         #[arg(long)]
         prefix: Option<String>,
     },
+    /// Run one reconciliation pass (pending and stuck requests, unrecorded tagged instances,
+    /// unused launch templates) against the configured store and AWS; prints its report as JSON.
+    Reconcile,
     /// Measure put, conditional update and batch get (ops/s) on scratch stores: a temp SQLite
     /// file and fresh DynamoDB tables (deleted afterwards) at the configured AWS endpoint.
     /// infra/scripts/bench runs it against moto.
@@ -59,6 +62,7 @@ async fn main() -> std::process::ExitCode {
         Command::Serve => serve().await,
         Command::Migrate { from, to } => migrate_command(&from, &to).await,
         Command::CreateTables { prefix } => create_tables(prefix).await,
+        Command::Reconcile => reconcile().await,
         Command::BenchStore { backends, ops, concurrency } => {
             bench::run(bench::Options { backends, ops: ops.max(1), concurrency: concurrency.max(1) }).await
         }
@@ -140,6 +144,13 @@ async fn create_tables(prefix: Option<String>) -> Result<(), Box<dyn std::error:
     } else {
         println!("created {}", created.join(", "));
     }
+    Ok(())
+}
+
+async fn reconcile() -> Result<(), Box<dyn std::error::Error>> {
+    let state = AppState::from_env(Runtime::Local).await?;
+    let report = shared::reconcile::run_once(&state).await?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
 }
 

@@ -56,6 +56,25 @@ pub struct Config {
     /// How long after a Spot Fleet's `spotFleetRequestExpiry` a `heterogeneous` request waits
     /// before launching its On-Demand remainder (`HOSTFACTORY_SPOT_FALLBACK_MARGIN_SECS`).
     pub spot_fallback_margin: Duration,
+    /// The reconciler's timings.
+    pub reconcile: ReconcileTimings,
+}
+
+/// How long the reconciler waits before it heals something (all from `HOSTFACTORY_*_SECS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReconcileTimings {
+    /// A request still `pending` this long after it was written lost its launch (a crash
+    /// between the store write and EC2's answer): `HOSTFACTORY_PENDING_TIMEOUT_SECS`.
+    pub pending_timeout: Duration,
+    /// A provisioning request whose machines are not all running this long after it was
+    /// written is finished with an error: `HOSTFACTORY_LAUNCH_TIMEOUT_SECS`.
+    pub launch_timeout: Duration,
+    /// A tagged instance no record knows is terminated once it is this old (it may belong to
+    /// a launch whose answer is still being recorded): `HOSTFACTORY_ORPHAN_GRACE_SECS`.
+    pub orphan_grace: Duration,
+    /// An unused `hostfactory-*` launch template is deleted once it is this old:
+    /// `HOSTFACTORY_LAUNCH_TEMPLATE_GRACE_SECS`.
+    pub launch_template_grace: Duration,
 }
 
 /// The repository root (parent of `shared/`), for local defaults that point into the checkout.
@@ -117,6 +136,14 @@ impl Config {
 
         let spot_fallback_margin =
             Duration::from_secs(parse_seconds(&get, "HOSTFACTORY_SPOT_FALLBACK_MARGIN_SECS", 60)?);
+        let seconds = |name: &str, default: u64| parse_seconds(&get, name, default).map(Duration::from_secs);
+        let reconcile = ReconcileTimings {
+            pending_timeout: seconds("HOSTFACTORY_PENDING_TIMEOUT_SECS", 300)?,
+            launch_timeout: seconds("HOSTFACTORY_LAUNCH_TIMEOUT_SECS", 900)?,
+            orphan_grace: seconds("HOSTFACTORY_ORPHAN_GRACE_SECS", 600)?,
+            launch_template_grace: seconds("HOSTFACTORY_LAUNCH_TEMPLATE_GRACE_SECS", 3600)?,
+        };
+
         Ok(Config {
             runtime,
             templates,
@@ -127,6 +154,7 @@ impl Config {
             templates_cache_ttl,
             retention,
             spot_fallback_margin,
+            reconcile,
         })
     }
 }
@@ -197,6 +225,15 @@ mod tests {
         assert_eq!(config.table_prefix, "hostfactory");
         assert_eq!(config.templates_cache_ttl, Duration::from_secs(60));
         assert_eq!(config.retention, Duration::from_secs(30 * 24 * 3600));
+        assert_eq!(
+            config.reconcile,
+            ReconcileTimings {
+                pending_timeout: Duration::from_secs(300),
+                launch_timeout: Duration::from_secs(900),
+                orphan_grace: Duration::from_secs(600),
+                launch_template_grace: Duration::from_secs(3600),
+            }
+        );
     }
 
     #[test]
@@ -243,6 +280,10 @@ mod tests {
             ("HOSTFACTORY_TABLE_PREFIX", "a b"),
             ("HOSTFACTORY_TEMPLATES_CACHE_TTL_SECS", "soon"),
             ("HOSTFACTORY_RETENTION_DAYS", "forever"),
+            ("HOSTFACTORY_PENDING_TIMEOUT_SECS", "5m"),
+            ("HOSTFACTORY_LAUNCH_TIMEOUT_SECS", "-1"),
+            ("HOSTFACTORY_ORPHAN_GRACE_SECS", "ten"),
+            ("HOSTFACTORY_LAUNCH_TEMPLATE_GRACE_SECS", "1h"),
         ] {
             let err = parse(Runtime::Local, &[(name, value)]).unwrap_err();
             assert!(err.to_string().contains(name), "{name}: {err}");

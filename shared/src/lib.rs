@@ -6,6 +6,7 @@ pub mod config;
 pub mod error;
 pub mod hostfactory;
 pub mod provision;
+pub mod reconcile;
 pub mod service;
 pub mod store;
 pub mod telemetry;

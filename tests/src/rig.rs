@@ -34,8 +34,15 @@ pub async fn rig_on(max_number: i64, dynamo: bool) -> Rig {
 
 /// [`rig_on`] with `launch` (the template's launch keys) instead of `vmType` t3.micro.
 pub async fn rig_with(max_number: i64, dynamo: bool, launch: Value) -> Rig {
+    rig_in("us-east-1", max_number, dynamo, launch).await
+}
+
+/// [`rig_with`] with EC2 in `region`: moto keeps each region apart, so a test that sweeps
+/// every tagged instance or launch template (the reconciler) sees only its own.
+pub async fn rig_in(region: &'static str, max_number: i64, dynamo: bool, launch: Value) -> Rig {
     let wire = Wire::default();
-    let sdk = wire.sdk_config(&sdk_config().await);
+    let base = sdk_config().await.to_builder().region(aws_config::Region::from_static(region)).build();
+    let sdk = wire.sdk_config(&base);
     let ec2 = aws_sdk_ec2::Client::new(&sdk);
     let (subnet, sg) = crate::new_network(&ec2).await;
     let template_id = unique("T");

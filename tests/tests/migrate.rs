@@ -54,6 +54,7 @@ fn dataset() -> (Vec<RequestRecord>, Vec<MachineRecord>) {
                 lifecycle: if n.is_multiple_of(2) { Lifecycle::Spot } else { Lifecycle::Ondemand },
                 interrupted_at: n.is_multiple_of(17).then_some(T0 + 900),
                 units: 1,
+                reclaimed_at: n.is_multiple_of(17).then_some(T0 + 900),
                 message: String::new(),
                 version: 1 + (n % 3) as u64,
                 updated_at: T0 + n as i64,

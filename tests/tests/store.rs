@@ -67,6 +67,7 @@ fn machine(id: &str, request_id: &str) -> MachineRecord {
         lifecycle: Lifecycle::Ondemand,
         interrupted_at: None,
         units: 1,
+        reclaimed_at: None,
         message: String::new(),
         version: 1,
         updated_at: T0,

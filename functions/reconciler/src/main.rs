@@ -1,22 +1,22 @@
-//! Lambda function run by the EventBridge schedule. It starts and answers each scheduled
-//! event; reconciliation work (pending timeouts, fleet expiry, orphan adoption) lands with
-//! the provisioning issue and will live in `shared`.
+//! Lambda function of the reconciler: builds state once, then hands every event (the
+//! EventBridge schedule, EC2 Spot interruption warnings and state changes) to
+//! [`shared::reconcile::events::dispatch`].
 
 use lambda_runtime::{LambdaEvent, service_fn};
-use serde_json::{Value, json};
-use shared::config::{Config, Runtime};
+use serde_json::Value;
+use shared::api::AppState;
+use shared::config::Runtime;
+use shared::reconcile::events::dispatch;
+use tracing::Instrument;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     shared::telemetry::init(Runtime::Lambda);
-    let config = Config::from_env(Runtime::Lambda)?;
-    lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
-        let prefix = config.table_prefix.clone();
-        async move {
-            let source = event.payload.get("source").cloned().unwrap_or(Value::Null);
-            tracing::info!(request_id = %event.context.request_id, %source, table_prefix = %prefix, "reconciler invoked; no reconciliation steps are defined yet");
-            Ok::<_, lambda_runtime::Error>(json!({ "reconciled": 0 }))
-        }
+    let state = AppState::from_env(Runtime::Lambda).await?;
+    let state = &state;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+        let span = tracing::info_span!("reconciler", request_id = %event.context.request_id);
+        async move { Ok::<_, lambda_runtime::Error>(dispatch(state, event.payload).await?) }.instrument(span)
     }))
     .await
 }

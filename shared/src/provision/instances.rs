@@ -94,10 +94,27 @@ pub async fn describe(ec2: &aws_sdk_ec2::Client, ids: &[String]) -> Result<HashM
 /// Every instance carrying `tag=value`, e.g. all instances of one request, for adoption.
 pub async fn find_tagged(ec2: &aws_sdk_ec2::Client, tag: &str, value: &str) -> Result<Vec<Observed>> {
     let filter = Filter::builder().name(format!("tag:{tag}")).values(value).build();
-    let mut pages = ec2.describe_instances().filters(filter).max_results(1000).into_paginator().send();
+    find(ec2, vec![filter], &format!("finding instances tagged {tag}={value}")).await
+}
+
+/// Every instance tagged `hostfactory:managed=true` that is not terminated or terminating:
+/// what the reconciler checks against its records, in one paginated call.
+pub async fn find_managed(ec2: &aws_sdk_ec2::Client) -> Result<Vec<Observed>> {
+    let filters = vec![
+        Filter::builder().name(format!("tag:{}", super::tags::MANAGED)).values("true").build(),
+        Filter::builder()
+            .name("instance-state-name")
+            .set_values(Some(["pending", "running", "stopping", "stopped"].map(String::from).to_vec()))
+            .build(),
+    ];
+    find(ec2, filters, "finding instances tagged hostfactory:managed=true").await
+}
+
+async fn find(ec2: &aws_sdk_ec2::Client, filters: Vec<Filter>, context: &str) -> Result<Vec<Observed>> {
+    let mut pages = ec2.describe_instances().set_filters(Some(filters)).max_results(1000).into_paginator().send();
     let mut found = Vec::new();
     while let Some(page) = pages.next().await {
-        let page = page.map_err(|err| Error::aws(format!("finding instances tagged {tag}={value}"), err))?;
+        let page = page.map_err(|err| Error::aws(context, err))?;
         found.extend(page.reservations().iter().flat_map(|r| r.instances()).filter_map(Observed::from_instance));
     }
     Ok(found)

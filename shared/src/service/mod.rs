@@ -15,3 +15,6 @@ mod status;
 pub use request::request_machines;
 pub use returns::{get_return_requests, request_return_machines};
 pub use status::get_request_status;
+
+pub(crate) use request::{machine_record, release};
+pub(crate) use status::finish_with_error;

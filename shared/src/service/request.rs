@@ -100,7 +100,7 @@ pub async fn request_machines(
     }
 }
 
-pub(super) fn machine_record(instance: &Observed, request: &RequestRecord) -> MachineRecord {
+pub(crate) fn machine_record(instance: &Observed, request: &RequestRecord) -> MachineRecord {
     MachineRecord {
         machine_id: instance.instance_id.clone(),
         request_id: request.request_id.clone(),
@@ -116,6 +116,7 @@ pub(super) fn machine_record(instance: &Observed, request: &RequestRecord) -> Ma
         lifecycle: if instance.lifecycle == "spot" { Lifecycle::Spot } else { Lifecycle::Ondemand },
         interrupted_at: None,
         units: 1,
+        reclaimed_at: None,
         message: String::new(),
         version: 1,
         updated_at: now(),
@@ -136,7 +137,7 @@ pub(super) async fn overshoot(state: &AppState, key: &str, extra: u32) {
 
 /// Gives capacity back; a failure here only over-counts (the reconciler recounts), so it is
 /// logged rather than failing a call whose real outcome is already decided.
-pub(super) async fn release(state: &AppState, key: &str, count: u32) {
+pub(crate) async fn release(state: &AppState, key: &str, count: u32) {
     if count == 0 {
         return;
     }

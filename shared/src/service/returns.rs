@@ -27,12 +27,13 @@ pub async fn request_return_machines(
     input: ReturnMachinesInput,
 ) -> Result<RequestAccepted> {
     input.validate()?;
-    let known: Vec<MachineRecord> = find_machines(state, &input.machines)
+    let (known, gone): (Vec<MachineRecord>, Vec<MachineRecord>) = find_machines(state, &input.machines)
         .await?
         .into_iter()
-        .filter(|m| m.provider == provider && m.state != "terminated")
-        .collect();
+        .filter(|m| m.provider == provider)
+        .partition(|m| m.state != "terminated");
     let now = now();
+    forget_reclaimed(state, gone, now).await;
     let count = u32::try_from(known.len()).unwrap_or(u32::MAX);
     let mut request = RequestRecord::new(RequestKind::Return, "", provider, count, now);
     let request_id = request.request_id.clone();
@@ -47,6 +48,7 @@ pub async fn request_return_machines(
         .into_iter()
         .map(|mut m| {
             m.return_request_id = Some(request_id.clone());
+            m.reclaimed_at = None;
             m.result = MachineResult::Executing;
             m.message = String::new();
             m.updated_at = now;
@@ -81,16 +83,32 @@ pub async fn request_return_machines(
     Ok(RequestAccepted { message, request_id })
 }
 
+/// HostFactory returned hosts that were already terminated: nothing to terminate, but the
+/// cloud no longer takes them back, so getReturnRequests `{}` stops reporting them. Best
+/// effort: a concurrent change only means one more report.
+async fn forget_reclaimed(state: &AppState, gone: Vec<MachineRecord>, now: i64) {
+    for mut machine in gone.into_iter().filter(|m| m.reclaimed_at.is_some()) {
+        machine.reclaimed_at = None;
+        machine.updated_at = now;
+        if let Err(err) = state.store.machines.update(&machine).await {
+            tracing::warn!(machine_id = %machine.machine_id, error = %err, "reclaimed mark not cleared");
+        }
+    }
+}
+
 /// Hosts the cloud is taking back among those HostFactory holds: terminated, stopped or not
 /// found (grace 0), and Spot instances under an interruption warning (what is left of 120 s).
-/// With `{}` there is no listing to check (the store has no cheap per-provider query), so
-/// nothing is reported.
+/// With `{}`, the hosts the reconciler recorded as taken back (EC2 events) that HostFactory
+/// has not returned yet, from the store alone.
 pub async fn get_return_requests(
     state: &AppState,
     provider: &str,
     input: ReturnRequestsInput,
 ) -> Result<ReturnRequestsResponse> {
     input.validate()?;
+    if input.machines.is_empty() {
+        return reclaimed(state, provider).await;
+    }
     let known: HashMap<String, MachineRecord> = find_machines(state, &input.machines)
         .await?
         .into_iter()
@@ -132,11 +150,7 @@ pub async fn get_return_requests(
         })
         .collect();
     tracing::info!(provider, listed = input.machines.len(), reported = requests.len(), "return requests checked");
-    Ok(ReturnRequestsResponse {
-        status: "complete".to_owned(),
-        message: "Instances marked for termination retrieved successfully.".to_owned(),
-        requests,
-    })
+    Ok(answer(requests))
 }
 
 /// The stored machines HostFactory names: by `machineId` when given, else by host name.
@@ -152,4 +166,37 @@ async fn find_machines(state: &AppState, refs: &[MachineRef]) -> Result<Vec<Mach
         found.extend(by_name.into_iter().filter(|m| !seen.contains(&m.machine_id)));
     }
     Ok(found)
+}
+
+/// getReturnRequests `{}`: one query of the sparse reclaim index, no EC2 call. A Spot host under
+/// its warning keeps what is left of 120 s; a host already stopped or gone has none.
+async fn reclaimed(state: &AppState, provider: &str) -> Result<ReturnRequestsResponse> {
+    let now = now();
+    let requests: Vec<ReturnRequest> = state
+        .store
+        .machines
+        .list_reclaimed(provider)
+        .await?
+        .into_iter()
+        .filter(|m| m.return_request_id.is_none())
+        .map(|m| {
+            let running = !matches!(m.state.as_str(), "shutting-down" | "stopped" | "terminated");
+            let grace = match (m.lifecycle, m.interrupted_at) {
+                (Lifecycle::Spot, Some(at)) if running => (SPOT_WARNING_SECS - (now - at)).max(0),
+                _ => 0,
+            };
+            let machine = if m.name.is_empty() { m.machine_id } else { m.name };
+            ReturnRequest { machine, grace_period: grace }
+        })
+        .collect();
+    tracing::info!(provider, reported = requests.len(), "reclaimed hosts reported");
+    Ok(answer(requests))
+}
+
+fn answer(requests: Vec<ReturnRequest>) -> ReturnRequestsResponse {
+    ReturnRequestsResponse {
+        status: "complete".to_owned(),
+        message: "Instances marked for termination retrieved successfully.".to_owned(),
+        requests,
+    }
 }

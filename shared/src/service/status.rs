@@ -265,3 +265,22 @@ pub(super) fn machine_status(machine: &MachineRecord) -> MachineStatus {
         message: machine.message.clone(),
     }
 }
+
+/// Finishes a provisioning request the reconciler gave up on (its stragglers marked `fail`),
+/// with the same message and capacity release as a request that failed on its own. A fleet or
+/// group still filling is stopped at what it filled, and the units it never filled are given
+/// back (RunInstances and instant fleets gave theirs back at launch).
+pub(crate) async fn finish_with_error(
+    state: &AppState,
+    request: &mut RequestRecord,
+    machines: &[MachineRecord],
+    now: i64,
+) -> Result<()> {
+    let mut shortfall = 0;
+    if let Some(api) = super::discover::deferred_api(request, None) {
+        let filled: u32 = machines.iter().filter(|m| m.result != MachineResult::Fail).map(|m| m.units).sum();
+        super::shrink::stop_filling(state, request, api, None, filled).await?;
+        shortfall = request.machine_count.saturating_sub(machines.iter().map(|m| m.units).sum());
+    }
+    finish(state, request, machines, RequestState::CompleteWithError, now, (shortfall, 0)).await
+}

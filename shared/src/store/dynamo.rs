@@ -23,7 +23,9 @@ use super::{
     RequestRecord, RequestRepository, Reservation, exists, limit, stale, too_many_machines,
 };
 use crate::error::{Error, Result};
-use tables::{ACTIVE, ACTIVE_INDEX, MACHINES, NAME_INDEX, REQUEST_INDEX, REQUESTS, RETURN_INDEX, TEMPLATES};
+use tables::{
+    ACTIVE, ACTIVE_INDEX, MACHINES, NAME_INDEX, RECLAIM_INDEX, REQUEST_INDEX, REQUESTS, RETURN_INDEX, TEMPLATES,
+};
 
 pub use tables::create_tables;
 
@@ -479,6 +481,10 @@ impl MachineRepository for DynamoStore {
             .try_collect()
             .await?;
         Ok(found.into_iter().flatten().collect())
+    }
+
+    async fn list_reclaimed(&self, provider: &str) -> Result<Vec<MachineRecord>> {
+        self.query_index(&self.machines, RECLAIM_INDEX, "provider", provider).await
     }
 
     async fn upsert_batch(&self, machines: &[MachineRecord]) -> Result<()> {

@@ -83,6 +83,10 @@ pub trait MachineRepository: Send + Sync {
     /// Machines whose host name (PrivateDnsName) is among `names`.
     async fn find_by_names(&self, names: &[String]) -> Result<Vec<MachineRecord>>;
 
+    /// Machines of `provider` the cloud is taking back (`reclaimedAt` set), from a sparse
+    /// index: never a scan.
+    async fn list_reclaimed(&self, provider: &str) -> Result<Vec<MachineRecord>>;
+
     /// Writes machines as they are, replacing any with the same id: recording a launch's
     /// instances and migration. Batched (25 per DynamoDB call), safe to repeat.
     async fn upsert_batch(&self, machines: &[MachineRecord]) -> Result<()>;

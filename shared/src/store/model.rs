@@ -171,6 +171,11 @@ pub struct MachineRecord {
     /// it, else 1. What it gives back to `maxNumber` when it is gone.
     #[serde(default = "one_unit", skip_serializing_if = "is_one_unit")]
     pub units: u32,
+    /// Epoch seconds since the cloud is taking the machine back (a Spot interruption warning,
+    /// or EC2 stopping or terminating it unasked), while HostFactory still holds it: the sparse
+    /// index `reclaim-index` that getReturnRequests `{}` reads. Cleared when it is returned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reclaimed_at: Option<i64>,
     pub message: String,
     pub version: u64,
     /// Epoch seconds.

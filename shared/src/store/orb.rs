@@ -257,6 +257,7 @@ fn convert_machine(orb: OrbMachine, provider: &str, retention: Duration) -> Resu
         lifecycle: if price_type.as_deref() == Some("spot") { Lifecycle::Spot } else { Lifecycle::Ondemand },
         interrupted_at: None,
         units: 1,
+        reclaimed_at: None,
         message: orb.status_reason.unwrap_or_default(),
         version: orb.version,
         updated_at,

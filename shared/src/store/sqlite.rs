@@ -46,6 +46,9 @@ CREATE TABLE capacity (
     template_key TEXT PRIMARY KEY,
     in_use       INTEGER NOT NULL CHECK (in_use >= 0)
 );
+"#, r#"
+CREATE INDEX machines_reclaimed ON machines (json_extract(body, '$.provider'))
+    WHERE json_extract(body, '$.reclaimedAt') IS NOT NULL;
 "#];
 
 /// Ids per `IN (...)` query, well under SQLite's bound-parameter limit.
@@ -431,6 +434,20 @@ impl MachineRepository for SqliteStore {
         // An empty name means "not known yet", never a match (as in DynamoDB, where it is absent).
         let names: Vec<String> = names.iter().filter(|n| !n.is_empty()).cloned().collect();
         self.run(move |c| bodies_in(c, "machines", "name", &names, "finding machines by name")).await
+    }
+
+    async fn list_reclaimed(&self, provider: &str) -> Result<Vec<MachineRecord>> {
+        let provider = provider.to_owned();
+        self.run(move |c| {
+            bodies(
+                c,
+                "SELECT body FROM machines WHERE json_extract(body, '$.reclaimedAt') IS NOT NULL
+                 AND json_extract(body, '$.provider') = ?1",
+                [provider],
+                "listing reclaimed machines",
+            )
+        })
+        .await
     }
 
     async fn upsert_batch(&self, machines: &[MachineRecord]) -> Result<()> {

@@ -46,6 +46,8 @@ pub const ACTIVE: &str = "1";
 pub const REQUEST_INDEX: &str = "request-index";
 pub const RETURN_INDEX: &str = "return-index";
 pub const NAME_INDEX: &str = "name-index";
+/// Sparse: only machines with `reclaimedAt` (the cloud is taking them back) are in it.
+pub const RECLAIM_INDEX: &str = "reclaim-index";
 
 pub const REQUESTS: TableDef = TableDef {
     suffix: "_requests",
@@ -58,11 +60,19 @@ pub const REQUESTS: TableDef = TableDef {
 pub const MACHINES: TableDef = TableDef {
     suffix: "_machines",
     key: "machineId",
-    attributes: &[("machineId", "S"), ("requestId", "S"), ("returnRequestId", "S"), ("name", "S")],
+    attributes: &[
+        ("machineId", "S"),
+        ("requestId", "S"),
+        ("returnRequestId", "S"),
+        ("name", "S"),
+        ("provider", "S"),
+        ("reclaimedAt", "N"),
+    ],
     indexes: &[
         IndexDef { name: REQUEST_INDEX, hash: "requestId", range: None },
         IndexDef { name: RETURN_INDEX, hash: "returnRequestId", range: None },
         IndexDef { name: NAME_INDEX, hash: "name", range: None },
+        IndexDef { name: RECLAIM_INDEX, hash: "provider", range: Some("reclaimedAt") },
     ],
     ttl: Some("expiresAt"),
 };

@@ -1,0 +1,143 @@
+//! The reconciler: one pass ([`run_once`]) drives every unfinished request to a final state and
+//! clears up what no record accounts for. It runs on an EventBridge schedule (see [`events`])
+//! or as `hostfactory reconcile`.
+//!
+//! Each step re-reads a request by key before acting on it and writes on the version it read,
+//! so a pass racing HostFactory calls (or another pass) never overwrites their outcome. A step
+//! that fails is logged and listed in [`Report::errors`]; the other steps still run.
+//!
+//! An idle pass (no unfinished request) costs one store query, one DescribeInstances and one
+//! DescribeLaunchTemplates.
+
+pub mod events;
+mod launch_templates;
+mod orphans;
+mod pending;
+mod timeouts;
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::api::AppState;
+use crate::error::{Error, Result};
+use crate::hostfactory::{RequestRef, RequestState, RequestStatusInput};
+use crate::store::{RequestRecord, RequestStatus, now};
+
+/// What one pass did, in counts (and the errors it met).
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    /// Unfinished requests listed.
+    pub active: usize,
+    /// Pending provisioning requests healed by adopting the instances tagged with their id.
+    pub pending_adopted: usize,
+    /// Pending provisioning requests with nothing launched: finished with an error.
+    pub pending_failed: usize,
+    /// Pending return requests whose machines were sent to termination again.
+    pub returns_resent: usize,
+    /// Requests whose status was refreshed from EC2, and how many of them finished.
+    pub refreshed: usize,
+    pub finished: usize,
+    /// Provisioning requests finished with an error after the launch timeout.
+    pub timed_out: usize,
+    /// Tagged instances no machine record knew, recorded under their unfinished request.
+    pub orphans_adopted: usize,
+    /// Unrecorded tagged instances of finished requests, terminated after the grace.
+    pub orphans_terminated: usize,
+    /// Tagged instances of requests this store never had (another deployment's): left alone.
+    pub foreign_instances: usize,
+    pub launch_templates_deleted: usize,
+    /// One line per failed step; the pass goes on after a failure.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+}
+
+impl Report {
+    fn failed(&mut self, step: &str, err: Error) {
+        tracing::error!(step, error = %err, "reconcile step failed");
+        self.errors.push(format!("{step}: {err}"));
+    }
+}
+
+/// One reconciliation pass. Fails only when the unfinished requests cannot be listed.
+pub async fn run_once(state: &AppState) -> Result<Report> {
+    let timings = state.config.reconcile;
+    let mut report = Report::default();
+    let listed = state.store.requests.list_active().await?;
+    report.active = listed.len();
+
+    let now = now();
+    // Requests EC2 is working on: getRequestStatus observes them.
+    let mut launching: Vec<&RequestRecord> = listed.iter().filter(|r| r.status == RequestStatus::InProgress).collect();
+    for request in
+        listed.iter().filter(|r| r.status == RequestStatus::Pending && older(r, now, timings.pending_timeout))
+    {
+        match pending::heal(state, &request.request_id, now, &mut report).await {
+            Ok(true) => launching.push(request),
+            Ok(false) => {}
+            Err(err) => report.failed(&format!("healing pending request {}", request.request_id), err),
+        }
+    }
+    if let Err(err) = orphans::sweep(state, now, &mut report).await {
+        report.failed("checking tagged instances", err);
+    }
+    if let Err(err) = refresh(state, &launching, &mut report).await {
+        report.failed("refreshing request status", err);
+    }
+    let now = crate::store::now();
+    for request in launching.iter().filter(|r| older(r, now, timings.launch_timeout)) {
+        if let Err(err) = timeouts::expire(state, &request.request_id, now, &mut report).await {
+            report.failed(&format!("timing out request {}", request.request_id), err);
+        }
+    }
+    let referenced: HashSet<&str> = listed.iter().filter_map(|r| r.launch_template_id.as_deref()).collect();
+    if let Err(err) = launch_templates::clean(state, &referenced, now, &mut report).await {
+        report.failed("cleaning up launch templates", err);
+    }
+    tracing::info!(report = %serde_json::to_string(&report).unwrap_or_default(), "reconcile pass done");
+    Ok(report)
+}
+
+/// Asks for the status of every listed request, per provider instance, through getRequestStatus,
+/// which observes EC2, records what changed and finishes what is final (releasing capacity).
+async fn refresh(state: &AppState, launching: &[&RequestRecord], report: &mut Report) -> Result<()> {
+    let mut by_provider: BTreeMap<&str, Vec<RequestRef>> = BTreeMap::new();
+    for request in launching {
+        by_provider.entry(&request.provider).or_default().push(RequestRef { request_id: request.request_id.clone() });
+    }
+    for (provider, requests) in by_provider {
+        let asked = requests.len();
+        let answer = crate::service::get_request_status(state, provider, RequestStatusInput { requests }).await?;
+        report.refreshed += asked;
+        report.finished += answer.requests.iter().filter(|r| r.status != RequestState::Running).count();
+    }
+    Ok(())
+}
+
+/// Whether `request` was written at least `age` before `now`.
+fn older(request: &RequestRecord, now: i64, age: Duration) -> bool {
+    now.saturating_sub(request.created_at) >= seconds(age)
+}
+
+fn seconds(duration: Duration) -> i64 {
+    i64::try_from(duration.as_secs()).unwrap_or(i64::MAX)
+}
+
+/// The request as stored now, if it is still in `status` (the active listing may be stale).
+async fn reread(state: &AppState, request_id: &str, status: &[RequestStatus]) -> Result<Option<RequestRecord>> {
+    Ok(state.store.requests.get(request_id).await?.filter(|r| status.contains(&r.status)))
+}
+
+/// Writes `request` on the version it was read at; `false` when someone else moved it first.
+async fn write(state: &AppState, request: &RequestRecord) -> Result<bool> {
+    match state.store.requests.update(request).await {
+        Ok(_) => Ok(true),
+        Err(Error::Stale { .. }) => {
+            tracing::info!(request_id = %request.request_id, "request changed concurrently; left to the other writer");
+            Ok(false)
+        }
+        Err(err) => Err(err),
+    }
+}
