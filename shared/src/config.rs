@@ -53,6 +53,10 @@ pub struct Config {
     /// How long finished requests and machines are kept (`HOSTFACTORY_RETENTION_DAYS`): the
     /// DynamoDB TTL attribute `expiresAt`, and the SQLite store's purge on open.
     pub retention: Duration,
+    /// `HOSTFACTORY_METRICS`: write CloudWatch EMF lines to stdout (on in Lambda, off locally).
+    pub metrics: bool,
+    /// `HOSTFACTORY_METRICS_NAMESPACE`: their CloudWatch namespace.
+    pub metrics_namespace: String,
 }
 
 /// The repository root (parent of `shared/`), for local defaults that point into the checkout.
@@ -112,7 +116,26 @@ impl Config {
         };
         let retention = Duration::from_secs(retention_days * 24 * 3600);
 
-        Ok(Config { runtime, templates, store, table_prefix, listen, default_provider, templates_cache_ttl, retention })
+        let metrics = match get("HOSTFACTORY_METRICS").map(|v| v.to_ascii_lowercase()) {
+            None => runtime == Runtime::Lambda,
+            Some(v) if ["1", "true", "on", "yes"].contains(&v.as_str()) => true,
+            Some(v) if ["0", "false", "off", "no"].contains(&v.as_str()) => false,
+            Some(v) => return Err(Error::Config(format!("HOSTFACTORY_METRICS '{v}' must be true or false"))),
+        };
+        let metrics_namespace = get("HOSTFACTORY_METRICS_NAMESPACE").unwrap_or_else(|| "HostFactory".into());
+
+        Ok(Config {
+            runtime,
+            templates,
+            store,
+            table_prefix,
+            listen,
+            default_provider,
+            templates_cache_ttl,
+            retention,
+            metrics,
+            metrics_namespace,
+        })
     }
 }
 
@@ -182,6 +205,18 @@ mod tests {
         assert_eq!(config.table_prefix, "hostfactory");
         assert_eq!(config.templates_cache_ttl, Duration::from_secs(60));
         assert_eq!(config.retention, Duration::from_secs(30 * 24 * 3600));
+        assert!(!config.metrics, "metrics are off locally unless asked for");
+        assert_eq!(config.metrics_namespace, "HostFactory");
+    }
+
+    #[test]
+    fn metrics_switch() {
+        let lambda = parse(Runtime::Lambda, &[("HOSTFACTORY_TEMPLATES", "s3://b/")]).unwrap();
+        assert!(lambda.metrics, "on in Lambda by default");
+        let on = parse(Runtime::Local, &[("HOSTFACTORY_METRICS", "on"), ("HOSTFACTORY_METRICS_NAMESPACE", "Grid")]).unwrap();
+        assert_eq!((on.metrics, on.metrics_namespace.as_str()), (true, "Grid"));
+        let err = parse(Runtime::Local, &[("HOSTFACTORY_METRICS", "maybe")]).unwrap_err();
+        assert!(err.to_string().contains("HOSTFACTORY_METRICS"), "{err}");
     }
 
     #[test]

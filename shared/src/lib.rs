@@ -5,6 +5,7 @@ pub mod aws;
 pub mod config;
 pub mod error;
 pub mod hostfactory;
+pub mod metrics;
 pub mod provision;
 pub mod service;
 pub mod store;
