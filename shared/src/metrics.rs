@@ -85,34 +85,39 @@ impl Metrics {
 
     /// One line for a HostFactory (HTTP) call.
     pub fn emit_call(&self, call: &Call<'_>) {
-        let mut values = vec![
-            ("Calls", Unit::Count, 1.0),
-            ("Errors", Unit::Count, if call.status >= 500 { 1.0 } else { 0.0 }),
-            ("Latency", Unit::Milliseconds, call.latency.as_secs_f64() * 1000.0),
-            ("AwsCalls", Unit::Count, call.aws_calls as f64),
-        ];
-        let m = call.machines;
-        for (name, value) in [
-            ("MachinesRequested", m.requested),
-            ("MachinesLaunched", m.launched),
-            ("MachinesReturned", m.returned),
-            ("MachinesFailed", m.failed),
-        ] {
-            values.push((name, Unit::Count, value as f64));
+        if self.enabled() {
+            self.write(call_line(&self.namespace, call));
         }
-        let properties = [("Status", json!(call.status)), ("RequestId", json!(call.request_id))];
-        self.emit(call.operation, &values, &properties);
     }
 
-    fn emit(&self, operation: &str, values: &[(&str, Unit, f64)], properties: &[(&str, Value)]) {
+    fn write(&self, line: Value) {
         let Some(sink) = &self.sink else { return };
-        let line = emf_line(&self.namespace, operation, values, properties);
         let mut out = sink.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         // A lost metric line must never fail the call it describes.
         if let Err(err) = writeln!(out, "{line}").and_then(|()| out.flush()) {
             tracing::warn!(error = %err, "could not write a metrics line");
         }
     }
+}
+
+fn call_line(namespace: &str, call: &Call<'_>) -> Value {
+    let mut values = vec![
+        ("Calls", Unit::Count, 1.0),
+        ("Errors", Unit::Count, if call.status >= 500 { 1.0 } else { 0.0 }),
+        ("Latency", Unit::Milliseconds, call.latency.as_secs_f64() * 1000.0),
+        ("AwsCalls", Unit::Count, call.aws_calls as f64),
+    ];
+    let m = call.machines;
+    for (name, value) in [
+        ("MachinesRequested", m.requested),
+        ("MachinesLaunched", m.launched),
+        ("MachinesReturned", m.returned),
+        ("MachinesFailed", m.failed),
+    ] {
+        values.push((name, Unit::Count, value as f64));
+    }
+    let properties = [("Status", json!(call.status)), ("RequestId", json!(call.request_id))];
+    emf_line(namespace, call.operation, &values, &properties)
 }
 
 /// What [`Metrics::emit_call`] records of one call.
@@ -128,6 +133,12 @@ pub struct Call<'a> {
 
 /// One line for a reconciler pass, dimension `Operation=reconcile`.
 pub fn emit_reconcile(metrics: &Metrics, figures: &ReconcileFigures) {
+    if metrics.enabled() {
+        metrics.write(reconcile_line(&metrics.namespace, figures));
+    }
+}
+
+fn reconcile_line(namespace: &str, figures: &ReconcileFigures) -> Value {
     let f = figures;
     let counts = [
         ("RequestsChecked", f.requests_checked),
@@ -142,7 +153,7 @@ pub fn emit_reconcile(metrics: &Metrics, figures: &ReconcileFigures) {
     ];
     let mut values: Vec<(&str, Unit, f64)> = counts.iter().map(|(name, v)| (*name, Unit::Count, *v as f64)).collect();
     values.push(("Duration", Unit::Milliseconds, f.duration_ms as f64));
-    metrics.emit("reconcile", &values, &[]);
+    emf_line(namespace, "reconcile", &values, &[])
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -187,70 +198,33 @@ fn emf_line(namespace: &str, operation: &str, values: &[(&str, Unit, f64)], prop
 mod tests {
     use super::*;
 
-    /// A writer the test reads back.
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Captured {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl Captured {
-        fn lines(&self) -> Vec<Value> {
-            let text = String::from_utf8(self.0.lock().unwrap().clone()).unwrap();
-            text.lines().map(|l| serde_json::from_str(l).expect("every line is one JSON document")).collect()
-        }
-    }
-
     #[test]
     fn a_call_line_is_emf_with_every_figure() {
-        let out = Captured::default();
-        let metrics = Metrics::to_writer("HF-Test", out.clone());
         let machines = MachineFigures { requested: 3, launched: 0, returned: 0, failed: 0 };
-        metrics.emit_call(&Call {
+        let call = Call {
             operation: "requestMachines",
             status: 502,
             latency: Duration::from_millis(1500),
             aws_calls: 4,
             machines,
             request_id: "r-1",
-        });
-        let lines = out.lines();
-        assert_eq!(lines.len(), 1);
-        let line = &lines[0];
+        };
+        let line = call_line("HF-Test", &call);
         let directive = &line["_aws"]["CloudWatchMetrics"][0];
         assert_eq!(directive["Namespace"], "HF-Test");
         assert_eq!(directive["Dimensions"], json!([["Operation"]]));
         let names: Vec<&str> =
             directive["Metrics"].as_array().unwrap().iter().map(|m| m["Name"].as_str().unwrap()).collect();
-        assert_eq!(
-            names,
-            [
-                "Calls",
-                "Errors",
-                "Latency",
-                "AwsCalls",
-                "MachinesRequested",
-                "MachinesLaunched",
-                "MachinesReturned",
-                "MachinesFailed"
-            ]
-        );
+        let expected = ["Calls", "Errors", "Latency", "AwsCalls"];
+        assert_eq!(names[..4], expected);
+        assert_eq!(names[4..], ["MachinesRequested", "MachinesLaunched", "MachinesReturned", "MachinesFailed"]);
         // Every declared metric has its value at the top level, as EMF requires.
         for name in names {
             assert!(line[name].is_number(), "{name} in {line}");
         }
         assert!(line["_aws"]["Timestamp"].as_u64().unwrap() > 1_700_000_000_000);
-        assert_eq!(
-            (&line["Operation"], &line["Calls"], &line["Errors"], &line["Latency"], &line["AwsCalls"]),
-            (&json!("requestMachines"), &json!(1.0), &json!(1.0), &json!(1500.0), &json!(4.0))
-        );
+        assert_eq!(line["Operation"], "requestMachines");
+        assert_eq!([&line["Calls"], &line["Errors"], &line["Latency"], &line["AwsCalls"]], [1.0, 1.0, 1500.0, 4.0]);
         assert_eq!(
             (&line["MachinesRequested"], &line["Status"], &line["RequestId"]),
             (&json!(3.0), &json!(502), &json!("r-1"))
@@ -259,8 +233,6 @@ mod tests {
 
     #[test]
     fn a_reconcile_line_carries_the_pass_figures() {
-        let out = Captured::default();
-        let metrics = Metrics::to_writer("HF-Test", out.clone());
         let figures = ReconcileFigures {
             requests_checked: 7,
             requests_stuck: 2,
@@ -268,21 +240,10 @@ mod tests {
             aws_calls: 9,
             ..Default::default()
         };
-        emit_reconcile(&metrics, &figures);
-        let line = &out.lines()[0];
+        let line = reconcile_line("HF-Test", &figures);
         assert_eq!(line["Operation"], "reconcile");
-        assert_eq!((&line["RequestsChecked"], &line["RequestsStuck"]), (&json!(7.0), &json!(2.0)));
-        assert_eq!(
-            (&line["MachinesTerminated"], &line["AwsCalls"], &line["RequestsTimedOut"]),
-            (&json!(5.0), &json!(9.0), &json!(0.0))
-        );
+        assert_eq!([&line["RequestsChecked"], &line["RequestsStuck"], &line["MachinesTerminated"]], [7.0, 2.0, 5.0]);
+        assert_eq!([&line["AwsCalls"], &line["RequestsTimedOut"]], [9.0, 0.0]);
         assert_eq!(line["_aws"]["CloudWatchMetrics"][0]["Metrics"].as_array().unwrap().len(), 10);
-    }
-
-    #[test]
-    fn metrics_off_writes_nothing() {
-        let metrics = Metrics::default();
-        assert!(!metrics.enabled());
-        emit_reconcile(&metrics, &ReconcileFigures::default());
     }
 }

@@ -14,10 +14,10 @@ pub(super) async fn request_return_machines(
     State(state): State<AppState>,
     Provider(provider): Provider,
     HfJson(input): HfJson<ReturnMachinesInput>,
-) -> Result<(Extension<MachineFigures>, Json<RequestAccepted>)> {
+) -> (Extension<MachineFigures>, Result<Json<RequestAccepted>>) {
     let returned = input.machines.len() as u64;
-    let accepted = service::request_return_machines(&state, &provider, input).await?;
-    Ok((Extension(MachineFigures { returned, ..Default::default() }), Json(accepted)))
+    let accepted = service::request_return_machines(&state, &provider, input).await.map(Json);
+    (Extension(MachineFigures { returned, ..Default::default() }), accepted)
 }
 
 pub(super) async fn get_return_requests(

@@ -16,10 +16,11 @@ pub(super) async fn request_machines(
     State(state): State<AppState>,
     Provider(provider): Provider,
     HfJson(input): HfJson<RequestMachinesInput>,
-) -> Result<(Extension<MachineFigures>, Json<RequestAccepted>)> {
+) -> (Extension<MachineFigures>, Result<Json<RequestAccepted>>) {
+    // Counted whether or not the launch succeeds: it is what HostFactory asked for.
     let requested = u64::try_from(input.template.machine_count).unwrap_or_default();
-    let accepted = service::request_machines(&state, &provider, input).await?;
-    Ok((Extension(MachineFigures { requested, ..Default::default() }), Json(accepted)))
+    let accepted = service::request_machines(&state, &provider, input).await.map(Json);
+    (Extension(MachineFigures { requested, ..Default::default() }), accepted)
 }
 
 pub(super) async fn get_request_status(
