@@ -1,0 +1,129 @@
+//! Every API Gateway event in `events/` (what `sam local invoke -e events/<file>` sends) goes
+//! through the router of the function that serves its route, in-process against moto, with
+//! templates in S3 and the store in DynamoDB as deployed. Files named `reconcile-*` and `ec2-*`
+//! are reconciler events, tested with the reconciler.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use http::Method;
+use serde_json::{Value, json};
+use shared::api::routes;
+use shared::api::{AppState, Group, function_router};
+use shared::config::{Config, Runtime};
+use shared::metrics::Metrics;
+
+use hostfactory_tests::{Response, invoke_event, new_bucket, new_dynamo_store, new_network, put_object, sdk_config};
+
+type Check = fn(&Response);
+
+/// The API events in the order a session sends them, with the status and what the body must say.
+const EXPECTED: &[(&str, u16, Check)] = &[
+    ("health.json", 200, |r| assert_eq!(r.body["status"], "ok")),
+    ("openapi.json", 200, |r| assert!(r.body["openapi"].as_str().unwrap().starts_with("3."))),
+    ("get-available-templates.json", 200, |r| {
+        let ids: Vec<&str> =
+            r.body["templates"].as_array().unwrap().iter().map(|t| t["templateId"].as_str().unwrap()).collect();
+        assert_eq!(ids, ["Spot-Template-VM", "OnDemand-Minimal-Template-VM"]);
+        assert_eq!(r.body["templates"][0]["availableNumber"], 20);
+    }),
+    ("validate-templates.json", 200, |r| assert_eq!(r.body["ok"], true)),
+    ("get-template.json", 200, |r| {
+        assert_eq!(r.body["template"]["templateId"], "Spot-Template-VM");
+        assert!(r.headers.contains_key("etag"));
+    }),
+    ("put-template.json", 201, |r| assert_eq!(r.body["created"], true)),
+    ("delete-template.json", 200, |r| assert!(r.body["message"].as_str().unwrap().contains("deleted"), "{}", r.body)),
+    ("template-cache.json", 200, |r| assert!(r.body["source"].as_str().unwrap().starts_with("s3://"), "{}", r.body)),
+    ("request-machines.json", 200, |r| {
+        assert!(r.body["requestId"].as_str().unwrap().starts_with("req-"), "{}", r.body)
+    }),
+    ("get-request-status.json", 200, |r| {
+        let statuses: Vec<&Value> = r.body["requests"].as_array().unwrap().iter().map(|q| &q["status"]).collect();
+        assert_eq!(statuses, [&json!("complete_with_error"); 2], "unknown ids: {}", r.body);
+    }),
+    ("request-return-machines.json", 200, |r| {
+        assert!(r.body["requestId"].as_str().unwrap().starts_with("ret-"));
+        assert_eq!(r.body["message"], "No active VM.");
+    }),
+    ("get-return-requests.json", 200, |r| {
+        assert_eq!(
+            r.body["requests"],
+            json!([{"machine": "ip-10-0-57-7.ec2.internal", "gracePeriod": 0}]),
+            "EC2 does not know it"
+        );
+    }),
+];
+
+fn events_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../events")
+}
+
+/// Every API event file: reconciler events (`reconcile-*`, `ec2-*`) are not API events.
+fn api_event_files() -> BTreeSet<String> {
+    std::fs::read_dir(events_dir())
+        .expect("events/")
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .filter(|name| name.ends_with(".json") && !name.starts_with("reconcile-") && !name.starts_with("ec2-"))
+        .collect()
+}
+
+/// The function that serves an event's `routeKey` (`POST /api/v1/requests`).
+fn group_of(event: &Value) -> Group {
+    let route_key = event["routeKey"].as_str().expect("routeKey");
+    let (method, path) = route_key.split_once(' ').expect("METHOD path");
+    let route = routes::find(&Method::from_bytes(method.as_bytes()).unwrap(), path)
+        .unwrap_or_else(|| panic!("{route_key} is no route of the API"));
+    route.group.unwrap_or(Group::Templates)
+}
+
+/// Lambda configuration (templates in S3, DynamoDB store) over the spec's two sample templates.
+async fn deployed_state() -> AppState {
+    let sdk = sdk_config().await;
+    let (s3, bucket) = new_bucket(&sdk).await;
+    let (subnet, sg) = new_network(&aws_sdk_ec2::Client::new(&sdk)).await;
+    let attributes = json!({"type": ["String", "X86_64"], "ncpus": ["Numeric", "1"], "ncores": ["Numeric", "1"], "nram": ["Numeric", "1024"]});
+    let templates = json!({"templates": [
+        {"templateId": "Spot-Template-VM", "maxNumber": 20, "priceType": "spot", "imageId": "ami-12c6146b",
+         "vmType": "t3.micro", "subnetId": subnet, "securityGroupIds": [sg], "attributes": attributes},
+        {"templateId": "OnDemand-Minimal-Template-VM", "maxNumber": 10, "imageId": "ami-12c6146b",
+         "vmType": "t3.micro", "subnetId": subnet, "securityGroupIds": [sg], "attributes": attributes},
+    ]});
+    put_object(&s3, &bucket, "hf/awsprov_templates.json", templates.to_string()).await;
+    let location = format!("s3://{bucket}/hf/");
+    let config =
+        Config::from_lookup(Runtime::Lambda, |name| (name == "HOSTFACTORY_TEMPLATES").then(|| location.clone()))
+            .expect("Lambda configuration");
+    let mut state = AppState::new(config, &sdk);
+    state.store = new_dynamo_store(&sdk).await;
+    // Lambda writes EMF lines to stdout, which the test harness does not capture (tests/tests/metrics.rs reads them).
+    state.metrics = Metrics::default();
+    state
+}
+
+#[tokio::test]
+async fn every_api_event_is_answered_by_its_function() {
+    let expected: BTreeSet<String> = EXPECTED.iter().map(|(name, _, _)| (*name).to_owned()).collect();
+    assert_eq!(api_event_files(), expected, "every API event file has an expected answer here, and no more");
+
+    let state = deployed_state().await;
+    for (name, status, check) in EXPECTED {
+        let text = std::fs::read_to_string(events_dir().join(name)).unwrap();
+        let event: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let router = function_router(group_of(&event), state.clone());
+        let response = invoke_event(&router, &text).await;
+        assert_eq!(response.status.as_u16(), *status, "{name}: {}", response.body);
+        assert!(response.headers.contains_key("x-request-id"), "{name}");
+        check(&response);
+    }
+}
+
+#[test]
+fn each_event_names_a_route_served_by_one_function() {
+    for name in api_event_files() {
+        let event: Value = serde_json::from_str(&std::fs::read_to_string(events_dir().join(&name)).unwrap()).unwrap();
+        assert_eq!(event["version"], "2.0", "{name}: HTTP API payload 2.0");
+        assert_eq!(event["routeKey"], event["requestContext"]["routeKey"], "{name}");
+        group_of(&event);
+    }
+}
