@@ -4,7 +4,8 @@ use aws_config::meta::region::RegionProviderChain;
 use std::cell::Cell;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_smithy_http_client::tls;
+use aws_smithy_http_client::proxy::ProxyConfig;
+use aws_smithy_http_client::{ConnectorBuilder, tls};
 use aws_smithy_runtime_api::client::http::{
     HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient, SharedHttpConnector,
 };
@@ -57,13 +58,23 @@ pub async fn count_aws_calls<F: Future>(future: F) -> (F::Output, u64) {
 /// `sdk` with its HTTP client wrapped so that every client built from it counts its calls in
 /// [`count_aws_calls`]: one place, so clients added later are counted too.
 pub fn counting(sdk: &SdkConfig) -> SdkConfig {
-    let inner = sdk.http_client().unwrap_or_else(|| {
-        // What the SDK would use when none is set: hyper 1 with rustls and aws-lc.
-        aws_smithy_http_client::Builder::new()
-            .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::AwsLc))
-            .build_https()
-    });
+    let inner = sdk.http_client().unwrap_or_else(default_https_client);
     sdk.to_builder().http_client(SharedHttpClient::new(CountingClient { inner })).build()
+}
+
+/// What the SDK uses when no client is set (`default-https-client`): hyper 1 with rustls and
+/// aws-lc, proxies from the environment (`HTTPS_PROXY`, `NO_PROXY`).
+fn default_https_client() -> SharedHttpClient {
+    aws_smithy_http_client::Builder::new().build_with_connector_fn(|settings, components| {
+        let mut connector =
+            ConnectorBuilder::default().tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::AwsLc));
+        connector.set_connector_settings(settings.cloned());
+        if let Some(components) = components {
+            connector.set_sleep_impl(components.sleep_impl());
+        }
+        connector.set_proxy_config(Some(ProxyConfig::from_env()));
+        connector.build()
+    })
 }
 
 #[derive(Debug)]
