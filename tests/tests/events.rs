@@ -68,12 +68,19 @@ fn api_event_files() -> BTreeSet<String> {
         .collect()
 }
 
+fn method_of(event: &Value) -> Method {
+    let route_key = event["routeKey"].as_str().expect("routeKey");
+    Method::from_bytes(route_key.split_once(' ').expect("METHOD path").0.as_bytes()).unwrap()
+}
+
+fn path_of(event: &Value) -> &str {
+    event["routeKey"].as_str().and_then(|key| key.split_once(' ')).expect("METHOD path").1
+}
+
 /// The function that serves an event's `routeKey` (`POST /api/v1/requests`).
 fn group_of(event: &Value) -> Group {
-    let route_key = event["routeKey"].as_str().expect("routeKey");
-    let (method, path) = route_key.split_once(' ').expect("METHOD path");
-    let route = routes::find(&Method::from_bytes(method.as_bytes()).unwrap(), path)
-        .unwrap_or_else(|| panic!("{route_key} is no route of the API"));
+    let route = routes::find(&method_of(event), path_of(event))
+        .unwrap_or_else(|| panic!("{} is no route of the API", event["routeKey"]));
     route.group.unwrap_or(Group::Templates)
 }
 
@@ -110,11 +117,18 @@ async fn every_api_event_is_answered_by_its_function() {
     for (name, status, check) in EXPECTED {
         let text = std::fs::read_to_string(events_dir().join(name)).unwrap();
         let event: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
-        let router = function_router(group_of(&event), state.clone());
-        let response = invoke_event(&router, &text).await;
+        let group = group_of(&event);
+        let response = invoke_event(&function_router(group, state.clone()), &text).await;
         assert_eq!(response.status.as_u16(), *status, "{name}: {}", response.body);
         assert!(response.headers.contains_key("x-request-id"), "{name}");
         check(&response);
+        // Each function serves its own group (and the routes of every function) only.
+        if routes::find(&method_of(&event), path_of(&event)).is_some_and(|r| r.group.is_some()) {
+            for other in Group::ALL.into_iter().filter(|g| *g != group) {
+                let response = invoke_event(&function_router(other, state.clone()), &text).await;
+                assert!([404, 405].contains(&response.status.as_u16()), "{name} on {other:?}: {}", response.status);
+            }
+        }
     }
 }
 
