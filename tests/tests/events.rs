@@ -13,7 +13,7 @@ use shared::api::{AppState, Group, function_router};
 use shared::config::{Config, Runtime};
 use shared::metrics::Metrics;
 
-use hostfactory_tests::{Response, invoke_event, new_bucket, new_dynamo_store, new_network, put_object, sdk_config};
+use hostfactory_tests::{Response, invoke_event, new_bucket, new_network, put_object, sdk_config, unique};
 
 type Check = fn(&Response);
 
@@ -84,7 +84,8 @@ fn group_of(event: &Value) -> Group {
     route.group.unwrap_or(Group::Templates)
 }
 
-/// Lambda configuration (templates in S3, DynamoDB store) over the spec's two sample templates.
+/// Lambda configuration (templates in S3, DynamoDB tables as `create-tables` makes them) over the
+/// spec's two sample templates.
 async fn deployed_state() -> AppState {
     let sdk = sdk_config().await;
     let (s3, bucket) = new_bucket(&sdk).await;
@@ -97,12 +98,13 @@ async fn deployed_state() -> AppState {
          "vmType": "t3.micro", "subnetId": subnet, "securityGroupIds": [sg], "attributes": attributes},
     ]});
     put_object(&s3, &bucket, "hf/awsprov_templates.json", templates.to_string()).await;
-    let location = format!("s3://{bucket}/hf/");
+    let prefix = unique("hfe");
+    shared::store::dynamo::create_tables(&aws_sdk_dynamodb::Client::new(&sdk), &prefix).await.expect("tables");
+    let env = [("HOSTFACTORY_TEMPLATES", format!("s3://{bucket}/hf/")), ("HOSTFACTORY_TABLE_PREFIX", prefix)];
     let config =
-        Config::from_lookup(Runtime::Lambda, |name| (name == "HOSTFACTORY_TEMPLATES").then(|| location.clone()))
+        Config::from_lookup(Runtime::Lambda, |name| env.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone()))
             .expect("Lambda configuration");
     let mut state = AppState::new(config, &sdk);
-    state.store = new_dynamo_store(&sdk).await;
     // Lambda writes EMF lines to stdout, which the test harness does not capture (tests/tests/metrics.rs reads them).
     state.metrics = Metrics::default();
     state
