@@ -5,15 +5,17 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 VENV="$ROOT/.venv"
 DATA="$ROOT/.data"
 
-# Creates (or refreshes, when infra/requirements-dev.txt changed) the project-local venv.
+# Creates (or refreshes, when its requirements file changed) a project-local venv:
+# `ensure_venv` is the moto venv (.venv/ from infra/requirements-dev.txt);
+# `ensure_venv DIR FILE` another one (the linters, see infra/scripts/lint).
 ensure_venv() {
-    local requirements="$ROOT/infra/requirements-dev.txt"
-    local want stamp="$VENV/.requirements.sha256"
+    local venv="${1:-$VENV}" requirements="${2:-$ROOT/infra/requirements-dev.txt}"
+    local want stamp="$venv/.requirements.sha256"
     want=$(sha256sum "$requirements" | cut -d' ' -f1)
-    if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-        echo "Setting up $VENV from infra/requirements-dev.txt ..." >&2
-        python3 -m venv "$VENV"
-        "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$requirements"
+    if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+        echo "Setting up $venv from ${requirements#"$ROOT"/} ..." >&2
+        python3 -m venv "$venv"
+        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$requirements"
         echo "$want" >"$stamp"
     fi
 }

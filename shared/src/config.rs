@@ -21,7 +21,10 @@ pub enum Runtime {
 pub enum TemplatesLocation {
     Folder(PathBuf),
     /// `s3://bucket/prefix`; `prefix` is empty or ends with `/`.
-    S3 { bucket: String, prefix: String },
+    S3 {
+        bucket: String,
+        prefix: String,
+    },
 }
 
 impl std::fmt::Display for TemplatesLocation {
@@ -56,6 +59,10 @@ pub struct Config {
     /// How long after a Spot Fleet's `spotFleetRequestExpiry` a `heterogeneous` request waits
     /// before launching its On-Demand remainder (`HOSTFACTORY_SPOT_FALLBACK_MARGIN_SECS`).
     pub spot_fallback_margin: Duration,
+    /// `HOSTFACTORY_METRICS`: write CloudWatch EMF lines to stdout (on in Lambda, off locally).
+    pub metrics: bool,
+    /// `HOSTFACTORY_METRICS_NAMESPACE`: their CloudWatch namespace.
+    pub metrics_namespace: String,
     /// The reconciler's timings.
     pub reconcile: ReconcileTimings,
 }
@@ -94,9 +101,7 @@ impl Config {
 
         let templates = match get("HOSTFACTORY_TEMPLATES") {
             Some(value) => parse_templates_location(&value)?,
-            None if runtime == Runtime::Local => {
-                TemplatesLocation::Folder(repo_root().join("infra/templates"))
-            }
+            None if runtime == Runtime::Local => TemplatesLocation::Folder(repo_root().join("infra/templates")),
             None => {
                 return Err(Error::Config(
                     "HOSTFACTORY_TEMPLATES must be set to s3://bucket/prefix or a folder".into(),
@@ -105,9 +110,7 @@ impl Config {
         };
         let store = match get("HOSTFACTORY_STORE") {
             Some(value) => parse_store_location(&value)?,
-            None if runtime == Runtime::Local => {
-                StoreLocation::Sqlite(repo_root().join(".data/hostfactory.sqlite"))
-            }
+            None if runtime == Runtime::Local => StoreLocation::Sqlite(repo_root().join(".data/hostfactory.sqlite")),
             None => StoreLocation::DynamoDb,
         };
         let table_prefix = get("HOSTFACTORY_TABLE_PREFIX").unwrap_or_else(|| "hostfactory".into());
@@ -143,6 +146,13 @@ impl Config {
             orphan_grace: seconds("HOSTFACTORY_ORPHAN_GRACE_SECS", 600)?,
             launch_template_grace: seconds("HOSTFACTORY_LAUNCH_TEMPLATE_GRACE_SECS", 3600)?,
         };
+        let metrics = match get("HOSTFACTORY_METRICS").map(|v| v.to_ascii_lowercase()) {
+            None => runtime == Runtime::Lambda,
+            Some(v) if ["1", "true", "on", "yes"].contains(&v.as_str()) => true,
+            Some(v) if ["0", "false", "off", "no"].contains(&v.as_str()) => false,
+            Some(v) => return Err(Error::Config(format!("HOSTFACTORY_METRICS '{v}' must be true or false"))),
+        };
+        let metrics_namespace = get("HOSTFACTORY_METRICS_NAMESPACE").unwrap_or_else(|| "HostFactory".into());
 
         Ok(Config {
             runtime,
@@ -155,6 +165,8 @@ impl Config {
             retention,
             spot_fallback_margin,
             reconcile,
+            metrics,
+            metrics_namespace,
         })
     }
 }
@@ -162,9 +174,9 @@ impl Config {
 fn parse_seconds(get: &impl Fn(&str) -> Option<String>, name: &str, default: u64) -> Result<u64> {
     match get(name) {
         None => Ok(default),
-        Some(value) => value
-            .parse()
-            .map_err(|_| Error::Config(format!("{name} '{value}' is not a whole number of seconds"))),
+        Some(value) => {
+            value.parse().map_err(|_| Error::Config(format!("{name} '{value}' is not a whole number of seconds")))
+        }
     }
 }
 
@@ -234,13 +246,30 @@ mod tests {
                 launch_template_grace: Duration::from_secs(3600),
             }
         );
+        assert!(!config.metrics, "metrics are off locally unless asked for");
+        assert_eq!(config.metrics_namespace, "HostFactory");
+    }
+
+    #[test]
+    fn metrics_switch() {
+        let lambda = parse(Runtime::Lambda, &[("HOSTFACTORY_TEMPLATES", "s3://b/")]).unwrap();
+        assert!(lambda.metrics, "on in Lambda by default");
+        let on =
+            parse(Runtime::Local, &[("HOSTFACTORY_METRICS", "on"), ("HOSTFACTORY_METRICS_NAMESPACE", "Grid")]).unwrap();
+        assert_eq!((on.metrics, on.metrics_namespace.as_str()), (true, "Grid"));
+        let err = parse(Runtime::Local, &[("HOSTFACTORY_METRICS", "maybe")]).unwrap_err();
+        assert!(err.to_string().contains("HOSTFACTORY_METRICS"), "{err}");
     }
 
     #[test]
     fn store_settings() {
         let config = parse(
             Runtime::Local,
-            &[("HOSTFACTORY_STORE", "sqlite:/tmp/x/hf.db"), ("HOSTFACTORY_TABLE_PREFIX", "grid-1"), ("HOSTFACTORY_RETENTION_DAYS", "7")],
+            &[
+                ("HOSTFACTORY_STORE", "sqlite:/tmp/x/hf.db"),
+                ("HOSTFACTORY_TABLE_PREFIX", "grid-1"),
+                ("HOSTFACTORY_RETENTION_DAYS", "7"),
+            ],
         )
         .unwrap();
         assert_eq!(config.store, StoreLocation::Sqlite(PathBuf::from("/tmp/x/hf.db")));

@@ -5,6 +5,7 @@ pub mod aws;
 pub mod config;
 pub mod error;
 pub mod hostfactory;
+pub mod metrics;
 pub mod provision;
 pub mod reconcile;
 pub mod service;

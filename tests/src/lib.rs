@@ -152,3 +152,27 @@ pub fn new_sqlite_store() -> (shared::store::Store, tempfile::TempDir) {
     let store = shared::store::Store::from_backend(std::sync::Arc::new(shared::store::sqlite::SqliteStore::new(&path)));
     (store, folder)
 }
+
+/// A writer for [`shared::metrics::Metrics::to_writer`] whose EMF lines a test reads back.
+#[derive(Clone, Default)]
+pub struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    /// Takes the lines written so far, each parsed as one JSON document.
+    pub fn take(&self) -> Vec<Value> {
+        let bytes = std::mem::take(&mut *self.0.lock().unwrap());
+        let text = String::from_utf8(bytes).expect("UTF-8 metrics");
+        text.lines().map(|line| serde_json::from_str(line).expect("every metrics line is one JSON document")).collect()
+    }
+}

@@ -1,11 +1,9 @@
 //! The machine lifecycle end to end through the routers on moto: requestMachines,
 //! getRequestStatus, requestReturnMachines, getReturnRequests.
 
-use hostfactory_tests::invoke_event;
 use hostfactory_tests::rig::{request_id, rig, rig_on, rig_with};
 use hostfactory_tests::wire::Fault;
 use serde_json::{Value, json};
-use shared::api::{Group, function_router};
 use shared::provision::tags;
 
 #[tokio::test]
@@ -282,33 +280,6 @@ async fn get_return_requests_reports_hosts_the_cloud_took() {
 
     let empty = rig.post("/api/v1/machines/return-requests", json!({})).await;
     assert_eq!(empty.body["requests"], json!([]));
-}
-
-#[tokio::test]
-async fn sample_events_reach_the_function_routers() {
-    let rig = rig(5).await;
-    let requests = function_router(Group::Requests, rig.state.clone());
-    let machines = function_router(Group::Machines, rig.state.clone());
-    let with_template =
-        include_str!("../../events/request-machines.json").replace("Template-OnDemand", &rig.template_id);
-
-    let accepted = invoke_event(&requests, &with_template).await;
-    assert!(request_id(&accepted).starts_with("req-"));
-
-    let status = invoke_event(&requests, include_str!("../../events/get-request-status.json")).await;
-    assert_eq!(status.status, 200, "{}", status.body);
-    assert_eq!(status.body["requests"][0]["status"], "complete_with_error", "an id this store never saw");
-
-    let returned = invoke_event(&machines, include_str!("../../events/request-return-machines.json")).await;
-    assert_eq!(returned.status, 200, "{}", returned.body);
-    assert_eq!(returned.body["message"], "No active VM.");
-
-    let reclaimed = invoke_event(&machines, include_str!("../../events/get-return-requests.json")).await;
-    assert_eq!(reclaimed.status, 200, "{}", reclaimed.body);
-    assert_eq!(reclaimed.body["status"], "complete");
-
-    let wrong_group = invoke_event(&machines, &with_template).await;
-    assert_eq!(wrong_group.status, 404, "each function serves its own group only");
 }
 
 /// 20 requests of 50 machines: one status call for all of them is one DescribeInstances (the

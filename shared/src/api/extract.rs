@@ -39,15 +39,13 @@ impl FromRequestParts<AppState> for Provider {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
-        let query = Query::<ProviderQuery>::try_from_uri(&parts.uri)
-            .map_err(|err| Error::invalid("query", err.body_text()))?;
+        let query =
+            Query::<ProviderQuery>::try_from_uri(&parts.uri).map_err(|err| Error::invalid("query", err.body_text()))?;
         let (field, name) = match (query.0.provider, parts.headers.get(PROVIDER_HEADER)) {
             (Some(name), _) => ("provider", name),
             (None, Some(header)) => {
-                let name = header
-                    .to_str()
-                    .map_err(|_| Error::invalid(PROVIDER_HEADER, "must be visible ASCII"))?
-                    .to_owned();
+                let name =
+                    header.to_str().map_err(|_| Error::invalid(PROVIDER_HEADER, "must be visible ASCII"))?.to_owned();
                 (PROVIDER_HEADER, name)
             }
             (None, None) => return Ok(Provider(state.config.default_provider.clone())),

@@ -41,8 +41,7 @@ pub async fn log_request(request: Request, next: Next) -> Response {
 /// The caller's `X-Request-Id`, else API Gateway's request id, else the Lambda invocation id,
 /// else a fresh UUID (local server).
 fn request_id(request: &Request) -> String {
-    let from_header =
-        request.headers().get(REQUEST_ID_HEADER).and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty());
+    let from_header = request.headers().get(REQUEST_ID_HEADER).and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty());
     if let Some(id) = from_header {
         return id.to_owned();
     }

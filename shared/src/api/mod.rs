@@ -4,7 +4,10 @@
 mod extract;
 mod logging;
 mod machines;
+mod metrics;
+pub mod openapi;
 mod requests;
+pub mod routes;
 mod templates;
 
 use std::sync::Arc;
@@ -13,11 +16,11 @@ use aws_config::SdkConfig;
 use axum::Router;
 use axum::extract::Request;
 use axum::response::{IntoResponse, Json, Response};
-use axum::routing::get;
 use serde_json::json;
 
 use crate::config::{Config, Runtime};
 use crate::error::{Error, Result};
+use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::templates::{Catalog, TemplateSource};
 
@@ -32,16 +35,21 @@ pub struct AppState {
     /// Auto Scaling, for templates whose `providerApi` is `ASG`.
     pub autoscaling: aws_sdk_autoscaling::Client,
     pub store: Store,
+    pub metrics: Metrics,
 }
 
 impl AppState {
+    /// Every AWS client is built from `sdk` wrapped by [`crate::aws::counting`], so the metrics
+    /// count each call a HostFactory call makes.
     pub fn new(config: Config, sdk: &SdkConfig) -> Self {
+        let sdk = &crate::aws::counting(sdk);
         let ec2 = aws_sdk_ec2::Client::new(sdk);
         let source = TemplateSource::new(&config.templates, sdk);
         let catalog = Catalog::new(source, ec2.clone(), config.templates_cache_ttl);
         let store = Store::new(&config, sdk);
         let autoscaling = aws_sdk_autoscaling::Client::new(sdk);
-        AppState { config: Arc::new(config), catalog: Arc::new(catalog), ec2, autoscaling, store }
+        let metrics = Metrics::from_config(&config);
+        AppState { config: Arc::new(config), catalog: Arc::new(catalog), ec2, autoscaling, store, metrics }
     }
 
     /// Configuration and AWS clients from the environment.
@@ -62,33 +70,28 @@ pub enum Group {
 
 impl Group {
     pub const ALL: [Group; 3] = [Group::Templates, Group::Requests, Group::Machines];
-
-    fn routes(self) -> Router<AppState> {
-        match self {
-            Group::Templates => templates::routes(),
-            Group::Requests => requests::routes(),
-            Group::Machines => machines::routes(),
-        }
-    }
 }
 
-/// The router one Lambda function serves: its group's routes plus health.
+/// The router one Lambda function serves: its group's routes plus those of every function.
 pub fn function_router(group: Group, state: AppState) -> Router {
-    finish(group.routes(), state)
+    build(|route| route.group.is_none_or(|g| g == group), state)
 }
 
-/// Every group's routes on one router: the local server.
+/// Every route on one router: the local server.
 pub fn local_router(state: AppState) -> Router {
-    let routes = Group::ALL.into_iter().fold(Router::new(), |router, group| router.merge(group.routes()));
-    finish(routes, state)
+    build(|_| true, state)
 }
 
-fn finish(routes: Router<AppState>, state: AppState) -> Router {
+fn build(serves: impl Fn(&routes::Route) -> bool, state: AppState) -> Router {
+    let routes = routes::ROUTES
+        .iter()
+        .filter(|route| serves(route))
+        .fold(Router::new(), |router, route| router.route(route.path, route.method_router()));
     routes
-        .route("/api/v1/health", get(health))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(logging::log_request))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::record))
         .with_state(state)
 }
 
@@ -132,12 +135,24 @@ mod tests {
     #[tokio::test]
     async fn errors_map_to_status_and_a_message_body() {
         let cases = [
-            (Error::invalid("template.machineCount", "must be at least 1, got 0"), 400, "template.machineCount: must be at least 1, got 0"),
+            (
+                Error::invalid("template.machineCount", "must be at least 1, got 0"),
+                400,
+                "template.machineCount: must be at least 1, got 0",
+            ),
             (Error::not_found("template", "Nope"), 404, "template 'Nope' not found"),
-            (Error::Conflict("template X changed since it was read".into()), 409, "template X changed since it was read"),
+            (
+                Error::Conflict("template X changed since it was read".into()),
+                409,
+                "template X changed since it was read",
+            ),
             (Error::Unprocessable("only 3 machines available".into()), 422, "only 3 machines available"),
             (Error::Config("no templates".into()), 500, "configuration error: no templates"),
-            (Error::store("saving request req-1", std::io::Error::other("disk full")), 500, "saving request req-1: disk full"),
+            (
+                Error::store("saving request req-1", std::io::Error::other("disk full")),
+                500,
+                "saving request req-1: disk full",
+            ),
         ];
         for (error, status, message) in cases {
             assert_eq!(answer(error).await, (status, json!({ "message": message })));
@@ -146,8 +161,10 @@ mod tests {
 
     #[tokio::test]
     async fn bad_input_documents_answer_400_naming_the_field() {
-        let err = crate::hostfactory::parse_input::<crate::hostfactory::RequestMachinesInput>(br#"{"template": {"templateId": "t"}}"#)
-            .unwrap_err();
+        let err = crate::hostfactory::parse_input::<crate::hostfactory::RequestMachinesInput>(
+            br#"{"template": {"templateId": "t"}}"#,
+        )
+        .unwrap_err();
         assert_eq!(answer(err).await, (400, json!({ "message": "template.machineCount: is required" })));
     }
 }

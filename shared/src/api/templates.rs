@@ -3,28 +3,18 @@
 //! `cache` and `validate` are route names, so templates with those ids cannot be read through
 //! `GET /api/v1/templates/{id}` (they still load and list normally).
 
-use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Json, Response};
-use axum::routing::{get, post};
 use http::{HeaderMap, StatusCode, Uri, header};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use crate::store::capacity_key;
 use super::{AppState, HfJson, Provider};
 use crate::error::{Error, Result};
 use crate::hostfactory::GetAvailableTemplatesResponse;
+use crate::store::capacity_key;
 use crate::templates::{Level, Written, check_document, check_template};
-
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/templates", get(get_available_templates))
-        .route("/api/v1/templates/validate", post(validate))
-        .route("/api/v1/templates/cache", get(cache_stats))
-        .route("/api/v1/templates/{id}", get(get_template).put(put_template).delete(delete_template))
-}
 
 #[derive(Deserialize)]
 struct ListQuery {
@@ -45,7 +35,7 @@ fn query<T: DeserializeOwned>(uri: &Uri) -> Result<T> {
 
 /// getAvailableTemplates: the merged templates of the caller's provider instance. Skipped files
 /// and entries are listed under `warnings`; nothing usable at all is an error, never `[]`.
-async fn get_available_templates(
+pub(super) async fn get_available_templates(
     State(state): State<AppState>,
     Provider(provider): Provider,
     uri: Uri,
@@ -74,7 +64,7 @@ async fn get_available_templates(
 
 /// Validates a posted document (`{"templates": [...]}` or one template) without saving it:
 /// 200 when every template is valid, else 400 listing every problem.
-async fn validate(HfJson(document): HfJson<Value>) -> Response {
+pub(super) async fn validate(HfJson(document): HfJson<Value>) -> Response {
     let checked = check_document(document);
     let ids: Vec<&str> = checked.templates.iter().map(|t| t.template_id.as_str()).collect();
     if checked.problems.is_empty() {
@@ -86,7 +76,7 @@ async fn validate(HfJson(document): HfJson<Value>) -> Response {
     (StatusCode::BAD_REQUEST, Json(body)).into_response()
 }
 
-async fn cache_stats(State(state): State<AppState>) -> Json<Value> {
+pub(super) async fn cache_stats(State(state): State<AppState>) -> Json<Value> {
     let stats = state.catalog.stats().await;
     tracing::info!(?stats, "template cache statistics");
     Json(json!({ "source": state.catalog.source().to_string(), "cache": stats }))
@@ -94,7 +84,11 @@ async fn cache_stats(State(state): State<AppState>) -> Json<Value> {
 
 /// One template as written in its file (`template`), what HostFactory sees of it (`effective`,
 /// `null` when it is skipped) and its file; the `ETag` header is the file's version for `If-Match`.
-async fn get_template(State(state): State<AppState>, Provider(provider): Provider, Path(id): Path<String>) -> Result<Response> {
+pub(super) async fn get_template(
+    State(state): State<AppState>,
+    Provider(provider): Provider,
+    Path(id): Path<String>,
+) -> Result<Response> {
     let found = state.catalog.find(&provider, &id).await?;
     let body = json!({
         "template": found.raw,
@@ -107,7 +101,7 @@ async fn get_template(State(state): State<AppState>, Provider(provider): Provide
 
 /// Creates or replaces a template after validating it. `?level=` picks the file level; an
 /// `If-Match` header makes the write conditional on the version the client read.
-async fn put_template(
+pub(super) async fn put_template(
     State(state): State<AppState>,
     Provider(provider): Provider,
     Path(id): Path<String>,
@@ -142,7 +136,7 @@ async fn put_template(
 }
 
 /// Deletes a template from the file it resolves to.
-async fn delete_template(
+pub(super) async fn delete_template(
     State(state): State<AppState>,
     Provider(provider): Provider,
     Path(id): Path<String>,

@@ -22,6 +22,7 @@ use time::format_description::well_known::Rfc3339;
 use crate::api::AppState;
 use crate::error::{Error, Result};
 use crate::hostfactory::MachineResult;
+use crate::metrics::emit_reconcile;
 use crate::service::release;
 use crate::store::{MachineRecord, capacity_key, now};
 
@@ -43,7 +44,7 @@ pub enum Outcome {
 pub async fn dispatch(state: &AppState, event: Value) -> Result<Outcome> {
     let detail_type = event.get("detail-type").and_then(Value::as_str).unwrap_or_default();
     let outcome = match detail_type {
-        "Scheduled Event" => Outcome::Reconciled { report: run_once(state).await? },
+        "Scheduled Event" => Outcome::Reconciled { report: metered_pass(state).await? },
         "EC2 Spot Instance Interruption Warning" => match instance_id(&event) {
             Some(id) => interrupted(state, id, event_time(&event)).await?,
             None => ignored("interruption warning without detail.instance-id"),
@@ -61,6 +62,16 @@ pub async fn dispatch(state: &AppState, event: Value) -> Result<Outcome> {
     };
     tracing::info!(detail_type, outcome = ?outcome, "event handled");
     Ok(outcome)
+}
+
+/// One pass, with its figures, AWS calls and duration written as a metrics line.
+async fn metered_pass(state: &AppState) -> Result<Report> {
+    let started = std::time::Instant::now();
+    let (report, aws_calls) = crate::aws::count_aws_calls(run_once(state)).await;
+    let report = report?;
+    let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    emit_reconcile(&state.metrics, &report.figures(aws_calls, duration_ms));
+    Ok(report)
 }
 
 async fn interrupted(state: &AppState, machine_id: &str, at: i64) -> Result<Outcome> {

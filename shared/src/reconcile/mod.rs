@@ -23,6 +23,7 @@ use serde::Serialize;
 use crate::api::AppState;
 use crate::error::{Error, Result};
 use crate::hostfactory::{RequestRef, RequestState, RequestStatusInput};
+use crate::metrics::ReconcileFigures;
 use crate::store::{RequestRecord, RequestStatus, now};
 
 /// What one pass did, in counts (and the errors it met).
@@ -55,6 +56,23 @@ pub struct Report {
 }
 
 impl Report {
+    /// The pass as metrics figures.
+    pub fn figures(&self, aws_calls: u64, duration_ms: u64) -> ReconcileFigures {
+        let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+        ReconcileFigures {
+            requests_checked: count(self.active),
+            requests_completed: count(self.finished + self.pending_failed + self.timed_out),
+            requests_timed_out: count(self.timed_out),
+            requests_healed: count(self.pending_adopted),
+            orphans_adopted: count(self.orphans_adopted),
+            orphans_terminated: count(self.orphans_terminated),
+            launch_templates_deleted: count(self.launch_templates_deleted),
+            step_errors: count(self.errors.len()),
+            aws_calls,
+            duration_ms,
+        }
+    }
+
     fn failed(&mut self, step: &str, err: Error) {
         tracing::error!(step, error = %err, "reconcile step failed");
         self.errors.push(format!("{step}: {err}"));

@@ -1,0 +1,151 @@
+//! `template.yaml` against the code and the IAM rules of README ("Deploy"): every route of the
+//! code is an API Gateway route of the function serving it, and the policies keep their
+//! conditions (moto does not enforce IAM, so nothing else would notice a loosened policy).
+
+use serde_yaml_ng::Value;
+use shared::api::Group;
+use shared::api::routes::ROUTES;
+
+const TEMPLATE: &str = include_str!("../../template.yaml");
+
+fn template() -> Value {
+    serde_yaml_ng::from_str(TEMPLATE).expect("template.yaml parses")
+}
+
+/// `!Ref X`, `!Sub "..."`, `!If [...]` parse as tagged values.
+fn untag(value: &Value) -> &Value {
+    match value {
+        Value::Tagged(tagged) => &tagged.value,
+        other => other,
+    }
+}
+
+fn strings(value: &Value) -> Vec<String> {
+    match untag(value) {
+        Value::String(s) => vec![s.clone()],
+        Value::Sequence(items) => items.iter().flat_map(strings).collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn function_resource(group: Group) -> &'static str {
+    match group {
+        Group::Templates => "TemplatesFunction",
+        Group::Requests => "RequestsFunction",
+        Group::Machines => "MachinesFunction",
+    }
+}
+
+/// (method, path) of the HttpApi events of a function.
+fn api_events(template: &Value, function: &str) -> Vec<(String, String)> {
+    let events = template["Resources"][function]["Properties"]["Events"].as_mapping().expect("Events");
+    events
+        .values()
+        .filter(|event| event["Type"] == "HttpApi")
+        .map(|event| {
+            let properties = &event["Properties"];
+            (properties["Method"].as_str().unwrap().to_uppercase(), properties["Path"].as_str().unwrap().to_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn every_route_reaches_its_function_through_api_gateway() {
+    let template = template();
+    for route in ROUTES {
+        let groups = route.group.map_or(Group::ALL.to_vec(), |group| vec![group]);
+        let served = groups.iter().any(|group| {
+            api_events(&template, function_resource(*group))
+                .iter()
+                .any(|(method, path)| path == route.path && (method == "ANY" || *method == route.method.as_str()))
+        });
+        assert!(served, "{} {} has no HttpApi event on {groups:?}", route.method, route.path);
+    }
+    assert_eq!(template["Resources"]["HttpApi"]["Properties"]["Auth"]["DefaultAuthorizer"], "AWS_IAM");
+}
+
+/// Every IAM statement of the template: managed policies and the functions' inline ones, with
+/// the resource it belongs to (`!If [cond, statement, !Ref AWS::NoValue]` gives its statement).
+fn statements(template: &Value) -> Vec<(String, Value)> {
+    let mut found = Vec::new();
+    for (name, resource) in template["Resources"].as_mapping().unwrap() {
+        let name = name.as_str().unwrap().to_owned();
+        let documents: Vec<&Value> = match resource["Type"].as_str().unwrap() {
+            "AWS::IAM::ManagedPolicy" | "AWS::IAM::Policy" => vec![&resource["Properties"]["PolicyDocument"]],
+            "AWS::Serverless::Function" => resource["Properties"]["Policies"]
+                .as_sequence()
+                .map(|policies| policies.iter().filter(|p| p.get("Statement").is_some()).collect())
+                .unwrap_or_default(),
+            _ => continue,
+        };
+        for document in documents {
+            for statement in document["Statement"].as_sequence().unwrap() {
+                let statement = match untag(statement) {
+                    Value::Sequence(branches) => branches[1].clone(),
+                    plain => plain.clone(),
+                };
+                found.push((name.clone(), statement));
+            }
+        }
+    }
+    found
+}
+
+fn condition<'a>(statement: &'a Value, operator: &str, key: &str) -> Option<&'a Value> {
+    statement.get("Condition")?.get(operator)?.get(key)
+}
+
+#[test]
+fn policies_act_only_on_managed_resources_and_configured_roles() {
+    let template = template();
+    let statements = statements(&template);
+    assert!(statements.len() > 10, "{statements:?}");
+    let managed_only = [
+        "ec2:TerminateInstances",
+        "ec2:StopInstances",
+        "ec2:StartInstances",
+        "ec2:RebootInstances",
+        "ec2:ModifyInstanceAttribute",
+        "ec2:ModifyFleet",
+        "ec2:DeleteFleets",
+        "ec2:ModifySpotFleetRequest",
+        "ec2:CancelSpotFleetRequests",
+        "ec2:DeleteLaunchTemplate",
+        "autoscaling:UpdateAutoScalingGroup",
+        "autoscaling:DetachInstances",
+        "autoscaling:TerminateInstanceInAutoScalingGroup",
+        "autoscaling:DeleteAutoScalingGroup",
+    ];
+    let mut seen = std::collections::BTreeSet::new();
+    for (owner, statement) in &statements {
+        let actions = strings(&statement["Action"]);
+        assert!(!actions.iter().any(|a| a == "*" || a.ends_with(":*")), "{owner}: wildcard action {actions:?}");
+        for action in &actions {
+            seen.insert(action.clone());
+            if managed_only.contains(&action.as_str()) {
+                let service = action.split(':').next().unwrap();
+                let tag = condition(statement, "StringEquals", &format!("{service}:ResourceTag/hostfactory:managed"));
+                assert_eq!(tag.and_then(Value::as_str), Some("true"), "{owner}: {action} without the managed tag");
+            }
+            if action == "ec2:CreateTags" {
+                assert!(
+                    condition(statement, "StringEquals", "ec2:CreateAction").is_some(),
+                    "{owner}: tags only on create"
+                );
+            }
+            if action == "iam:PassRole" {
+                assert_eq!(strings(&statement["Resource"]), ["PassRoleArns"], "{owner}: PassRole beyond the roles");
+            }
+            if action == "autoscaling:CreateAutoScalingGroup" || action == "ec2:RequestSpotFleet" {
+                let tag = condition(statement, "StringEquals", "aws:RequestTag/hostfactory:managed");
+                assert_eq!(tag.and_then(Value::as_str), Some("true"), "{owner}: {action} untagged");
+            }
+            if action == "s3:PutObject" || action == "s3:DeleteObject" {
+                assert_eq!(owner, "TemplatesFunction", "only the templates function writes template files");
+            }
+        }
+    }
+    for action in managed_only {
+        assert!(seen.contains(action), "{action} is granted somewhere");
+    }
+}
