@@ -230,6 +230,7 @@ async fn an_ec2_failure_is_reported_recorded_and_releases_capacity() {
         response.message()
     );
     assert_eq!(rig.wire.faults.remaining(), 0);
+    assert_eq!(rig.log.actions("RunInstances"), 1, "a refused launch is not retried: {:?}", rig.log.calls());
     assert_eq!(rig.in_use().await, 0);
     assert!(rig.tagged().await.is_empty(), "nothing launched");
     let page = rig.state.store.records.page_requests(None, 10).await.unwrap();
