@@ -14,7 +14,7 @@ const FLEET_ROLE: &str = "arn:aws:iam::123456789012:role/aws-ec2-spot-fleet-tagg
 async fn provision(rig: &Rig, count: i64) -> (Value, RequestRecord) {
     let req = request_id(&rig.request(count).await);
     let answer = rig.settled(&req).await;
-    let record = record_of(&rig, &req).await;
+    let record = record_of(rig, &req).await;
     (answer, record)
 }
 

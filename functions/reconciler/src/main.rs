@@ -16,7 +16,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let state = &state;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let span = tracing::info_span!("reconciler", request_id = %event.context.request_id);
-        async move { Ok::<_, lambda_runtime::Error>(dispatch(state, event.payload).await?) }.instrument(span)
+        // Boxed: a whole pass is a deep future, too deep for the compiler's layout queries inline.
+        async move { Ok::<_, lambda_runtime::Error>(Box::pin(dispatch(state, event.payload)).await?) }.instrument(span)
     }))
     .await
 }
