@@ -135,8 +135,9 @@ pub(super) async fn overshoot(state: &AppState, key: &str, extra: u32) {
     }
 }
 
-/// Gives capacity back; a failure here only over-counts (the reconciler recounts), so it is
-/// logged rather than failing a call whose real outcome is already decided.
+/// Gives capacity back. A failure here only over-counts (the template offers fewer machines than
+/// it could, never more), so it is logged as an error naming the key and count rather than
+/// failing a call whose real outcome is already decided.
 pub(crate) async fn release(state: &AppState, key: &str, count: u32) {
     if count == 0 {
         return;
