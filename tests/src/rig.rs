@@ -94,6 +94,16 @@ impl Rig {
         panic!("request {id} still running");
     }
 
+    /// Requests `count` machines while the launch is refused (a fault injected beforehand): the
+    /// call answers 502 with AWS's `message`, holds no capacity and launches nothing.
+    pub async fn assert_launch_refused(&self, count: i64, message: &str) {
+        let response = self.request(count).await;
+        assert_eq!(response.status, 502, "{}", response.body);
+        assert!(response.message().contains(message), "{}", response.message());
+        assert_eq!(self.in_use().await, 0);
+        assert!(self.tagged().await.is_empty());
+    }
+
     pub async fn in_use(&self) -> u64 {
         self.state.store.capacity.in_use(&capacity_key("awsinst", &self.template_id)).await.unwrap()
     }

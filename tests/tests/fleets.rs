@@ -91,11 +91,7 @@ async fn a_refused_spot_fleet_releases_its_capacity() {
         json!({"providerApi": "SpotFleet", "priceType": "spot", "fleetRole": FLEET_ROLE, "vmType": "t3.micro"});
     let rig = rig_with(10, false, launch).await;
     rig.wire.faults.inject(Fault::once("RequestSpotFleet", "InvalidSpotFleetRequestConfig", "Bad role."));
-    let response = rig.request(2).await;
-    assert_eq!(response.status, 502, "{}", response.body);
-    assert!(response.message().contains("Bad role."), "{}", response.message());
-    assert_eq!(rig.in_use().await, 0);
-    assert!(rig.tagged().await.is_empty());
+    rig.assert_launch_refused(2, "Bad role.").await;
 }
 
 #[tokio::test]

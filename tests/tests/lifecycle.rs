@@ -151,13 +151,7 @@ async fn a_refused_fleet_releases_its_capacity() {
     let launch = json!({"providerApi": "EC2Fleet", "vmTypes": {"t3.micro": 1, "t3.small": 2}});
     let rig = rig_with(10, false, launch).await;
     rig.wire.faults.inject(Fault::once("CreateFleet", "InsufficientInstanceCapacity", "No capacity in any pool."));
-
-    let response = rig.request(4).await;
-
-    assert_eq!(response.status, 502, "{}", response.body);
-    assert!(response.message().contains("No capacity in any pool."), "{}", response.message());
-    assert_eq!(rig.in_use().await, 0);
-    assert!(rig.tagged().await.is_empty());
+    rig.assert_launch_refused(4, "No capacity in any pool.").await;
 }
 
 #[tokio::test]

@@ -4,6 +4,10 @@
 pub mod instances;
 pub mod status;
 
+/// Name prefix of the launch templates we create (`hostfactory-<content hash>`): the reconciler
+/// deletes only templates so named and tagged `hostfactory:managed=true`.
+pub const LAUNCH_TEMPLATE_PREFIX: &str = "hostfactory-";
+
 /// Tags every launched instance, volume and fleet carries, so the reconciler can find them.
 pub mod tags {
     pub const REQUEST_ID: &str = "hostfactory:request-id";

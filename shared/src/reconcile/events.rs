@@ -24,7 +24,7 @@ use crate::error::{Error, Result};
 use crate::hostfactory::MachineResult;
 use crate::metrics::emit_reconcile;
 use crate::service::release;
-use crate::store::{MachineRecord, capacity_key, now};
+use crate::store::{MachineRecord, capacity_key, now, unless_stale};
 
 use super::{Report, run_once};
 
@@ -152,10 +152,8 @@ async fn change_machine(
             return Ok(Some(machine));
         }
         machine.updated_at = now();
-        match state.store.machines.update(&machine).await {
-            Ok(written) => return Ok(Some(written)),
-            Err(Error::Stale { .. }) => continue,
-            Err(err) => return Err(err),
+        if let Some(written) = unless_stale(state.store.machines.update(&machine).await)? {
+            return Ok(Some(written));
         }
     }
     Err(Error::Conflict(format!("machine '{machine_id}' kept changing; event not recorded after {ATTEMPTS} tries")))

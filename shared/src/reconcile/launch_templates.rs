@@ -10,12 +10,9 @@ use aws_sdk_ec2::types::Filter;
 
 use crate::api::AppState;
 use crate::error::{Error, Result};
-use crate::provision::tags;
+use crate::provision::{LAUNCH_TEMPLATE_PREFIX, tags};
 
 use super::{Report, seconds};
-
-/// Name prefix of the launch templates the provisioning code creates.
-const NAME_PREFIX: &str = "hostfactory-";
 
 pub(super) async fn clean(state: &AppState, referenced: &HashSet<&str>, now: i64, report: &mut Report) -> Result<()> {
     let grace = seconds(state.config.reconcile.launch_template_grace);
@@ -29,7 +26,7 @@ pub(super) async fn clean(state: &AppState, referenced: &HashSet<&str>, now: i64
                 continue;
             };
             let age = template.create_time().map(|t| now.saturating_sub(t.secs())).unwrap_or(0);
-            if name.starts_with(NAME_PREFIX) && !referenced.contains(id) && age >= grace {
+            if name.starts_with(LAUNCH_TEMPLATE_PREFIX) && !referenced.contains(id) && age >= grace {
                 unused.push((id.to_owned(), name.to_owned()));
             }
         }

@@ -24,7 +24,7 @@ use crate::api::AppState;
 use crate::error::{Error, Result};
 use crate::hostfactory::{RequestRef, RequestState, RequestStatusInput};
 use crate::metrics::ReconcileFigures;
-use crate::store::{RequestRecord, RequestStatus, now};
+use crate::store::{RequestRecord, RequestStatus, now, unless_stale};
 
 /// What one pass did, in counts (and the errors it met).
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
@@ -150,12 +150,9 @@ async fn reread(state: &AppState, request_id: &str, status: &[RequestStatus]) ->
 
 /// Writes `request` on the version it was read at; `false` when someone else moved it first.
 async fn write(state: &AppState, request: &RequestRecord) -> Result<bool> {
-    match state.store.requests.update(request).await {
-        Ok(_) => Ok(true),
-        Err(Error::Stale { .. }) => {
-            tracing::info!(request_id = %request.request_id, "request changed concurrently; left to the other writer");
-            Ok(false)
-        }
-        Err(err) => Err(err),
+    let written = unless_stale(state.store.requests.update(request).await)?.is_some();
+    if !written {
+        tracing::info!(request_id = %request.request_id, "request changed concurrently; left to the other writer");
     }
+    Ok(written)
 }

@@ -4,11 +4,11 @@
 //! the failed machines released, a message naming the cause).
 
 use crate::api::AppState;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::hostfactory::MachineResult;
 use crate::provision::instances;
 use crate::service::finish_with_error;
-use crate::store::{RequestKind, RequestStatus};
+use crate::store::{RequestKind, RequestStatus, unless_stale};
 
 use super::{Report, reread, seconds};
 
@@ -38,10 +38,7 @@ pub(super) async fn expire(state: &AppState, request_id: &str, now: i64, report:
     let ids: Vec<String> = stuck.iter().map(|m| m.machine_id.clone()).collect();
     instances::terminate(&state.ec2, &ids).await?;
     for machine in &stuck {
-        match state.store.machines.update(machine).await {
-            Ok(_) | Err(Error::Stale { .. }) => {}
-            Err(err) => return Err(err),
-        }
+        unless_stale(state.store.machines.update(machine).await)?;
     }
     finish_with_error(state, &mut request, &machines, now).await?;
     report.timed_out += 1;

@@ -166,66 +166,69 @@ pub(super) async fn fleet_instances(
     }
 }
 
-/// The requests among `short` whose fleet AWS deleted, cancelled or failed.
+/// The requests among `short` whose fleet AWS deleted, cancelled or failed: one describe of all
+/// their EC2 fleets, one of all their Spot Fleets.
 async fn given_up(state: &AppState, short: &[&RequestRecord]) -> Result<Vec<String>> {
-    let ids = |api: &str| -> Vec<(String, String)> {
+    let request_of = |api: &str| -> HashMap<String, String> {
         short
             .iter()
             .filter(|r| r.provider_api.as_deref() == Some(api))
             .filter_map(|r| Some((r.fleet_id.clone()?, r.request_id.clone())))
             .collect()
     };
-    let (ec2_fleets, spot_fleets) = (ids("EC2Fleet"), ids("SpotFleet"));
-    let mut dead: Vec<String> = Vec::new();
+    let (ec2_fleets, spot_fleets) = (request_of("EC2Fleet"), request_of("SpotFleet"));
+    let mut ended: Vec<String> = Vec::new();
     if !ec2_fleets.is_empty() {
-        let by_fleet: HashMap<&str, &str> = ec2_fleets.iter().map(|(f, r)| (f.as_str(), r.as_str())).collect();
         let out = state
             .ec2
             .describe_fleets()
-            .set_fleet_ids(Some(ec2_fleets.iter().map(|(f, _)| f.clone()).collect()))
+            .set_fleet_ids(Some(ec2_fleets.keys().cloned().collect()))
             .send()
             .await
             .map_err(|err| Error::aws(format!("describing {} EC2 fleet(s)", ec2_fleets.len()), err))?;
-        for fleet in out.fleets() {
-            let over = matches!(
-                fleet.fleet_state(),
+        let over = |state: Option<&FleetStateCode>| {
+            matches!(
+                state,
                 Some(
                     FleetStateCode::Deleted
                         | FleetStateCode::DeletedRunning
                         | FleetStateCode::DeletedTerminatingInstances
                         | FleetStateCode::Failed
                 )
-            );
-            if over && let Some(request) = fleet.fleet_id().and_then(|id| by_fleet.get(id)) {
-                dead.push((*request).to_owned());
-            }
-        }
+            )
+        };
+        ended.extend(
+            out.fleets().iter().filter(|f| over(f.fleet_state())).filter_map(|f| f.fleet_id()).map(str::to_owned),
+        );
     }
     if !spot_fleets.is_empty() {
-        let by_fleet: HashMap<&str, &str> = spot_fleets.iter().map(|(f, r)| (f.as_str(), r.as_str())).collect();
         let out = state
             .ec2
             .describe_spot_fleet_requests()
-            .set_spot_fleet_request_ids(Some(spot_fleets.iter().map(|(f, _)| f.clone()).collect()))
+            .set_spot_fleet_request_ids(Some(spot_fleets.keys().cloned().collect()))
             .send()
             .await
             .map_err(|err| Error::aws(format!("describing {} Spot Fleet request(s)", spot_fleets.len()), err))?;
-        for config in out.spot_fleet_request_configs() {
-            let over = matches!(
-                config.spot_fleet_request_state(),
+        let over = |state: Option<&BatchState>| {
+            matches!(
+                state,
                 Some(
                     BatchState::Cancelled
                         | BatchState::CancelledRunning
                         | BatchState::CancelledTerminatingInstances
                         | BatchState::Failed
                 )
-            );
-            if over && let Some(request) = config.spot_fleet_request_id().and_then(|id| by_fleet.get(id)) {
-                dead.push((*request).to_owned());
-            }
-        }
+            )
+        };
+        let configs = out.spot_fleet_request_configs().iter();
+        ended.extend(
+            configs
+                .filter(|c| over(c.spot_fleet_request_state()))
+                .filter_map(|c| c.spot_fleet_request_id())
+                .map(str::to_owned),
+        );
     }
-    Ok(dead)
+    Ok(ended.iter().filter_map(|fleet| ec2_fleets.get(fleet).or_else(|| spot_fleets.get(fleet))).cloned().collect())
 }
 
 /// Up to 100 groups in one DescribeAutoScalingGroups call; a group AWS no longer lists, or is

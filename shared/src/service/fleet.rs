@@ -20,6 +20,7 @@ use sha2::{Digest, Sha256};
 
 use super::launch::{LaunchSpec, Launched};
 use crate::error::{Error, Result};
+use crate::provision::LAUNCH_TEMPLATE_PREFIX;
 use crate::provision::instances::Observed;
 use crate::templates::{AllocationStrategy, FleetType as TemplateFleetType, PriceType, Template};
 
@@ -67,7 +68,6 @@ pub async fn create_instant_fleet(
     tracing::info!(launched = instances.len(), requested = count, fleet = ?output.fleet_id(), "instant fleet created");
     Ok(Launched {
         instances,
-        units,
         unit_of,
         error,
         fleet_id: output.fleet_id().map(str::to_owned),
@@ -216,7 +216,8 @@ pub(super) fn split_capacity(template: &Template, count: u32) -> (u32, u32) {
 /// as ours (the reconciler deletes the ones no request uses any more).
 pub(super) async fn launch_template(ec2: &aws_sdk_ec2::Client, spec: &LaunchSpec) -> Result<String> {
     let data = launch_data(spec);
-    let name = format!("hostfactory-{}", &hex::encode(Sha256::digest(format!("{data:?}")))[..16]);
+    let hash = hex::encode(Sha256::digest(format!("{data:?}")));
+    let name = format!("{LAUNCH_TEMPLATE_PREFIX}{}", &hash[..16]);
     let found = ec2
         .describe_launch_templates()
         .filters(Filter::builder().name("launch-template-name").values(&name).build())
@@ -293,21 +294,6 @@ fn launch_data(spec: &LaunchSpec) -> RequestLaunchTemplateData {
                 .collect(),
         ))
         .build()
-}
-
-impl LaunchSpec {
-    /// The request's tags for each of `resources`.
-    pub(super) fn tag_specifications(&self, resources: &[ResourceType]) -> Vec<TagSpecification> {
-        resources
-            .iter()
-            .map(|kind| {
-                TagSpecification::builder()
-                    .resource_type(kind.clone())
-                    .set_tags(Some(self.request_tags.clone()))
-                    .build()
-            })
-            .collect()
-    }
 }
 
 #[cfg(test)]

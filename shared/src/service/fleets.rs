@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::hostfactory::MachineResult;
 use crate::provision::instances::Observed;
 use crate::provision::tags;
-use crate::store::{Lifecycle, MachineRecord, RequestKind, RequestRecord, RequestStatus, now};
+use crate::store::{Lifecycle, MachineRecord, RequestKind, RequestRecord, RequestStatus, now, unless_stale};
 use crate::templates::{PriceType, ProviderApi, Template};
 
 use super::discover::{Found, deferred_api, discover, templates};
@@ -157,11 +157,7 @@ async fn claim_remainder(
     let mut claim = request.clone();
     claim.message = format!("Spot fell short: launching {remainder} unit(s) On-Demand.");
     claim.updated_at = now;
-    match state.store.requests.update(&claim).await {
-        Ok(written) => Ok(Some(written)),
-        Err(Error::Stale { .. }) => Ok(None),
-        Err(err) => Err(err),
-    }
+    unless_stale(state.store.requests.update(&claim).await)
 }
 
 /// Launches what the Spot part of a `heterogeneous` request did not fill, On-Demand with
@@ -173,9 +169,6 @@ async fn on_demand_remainder(
     request: &RequestRecord,
     remainder: u32,
 ) -> Vec<MachineRecord> {
-    if remainder == 0 {
-        return Vec::new();
-    }
     let request_id = request.request_id.as_str();
     let spec = match LaunchSpec::new(&state.ec2, template, &request.provider, request_id).await {
         Ok(spec) => spec,

@@ -18,9 +18,7 @@ use crate::templates::{FleetType, ProviderApi, Template, VolumeType};
 #[derive(Default)]
 pub struct Launched {
     pub instances: Vec<Observed>,
-    /// Capacity units the instances fill (their `vmTypes` weights; one each for RunInstances).
-    pub units: u32,
-    /// Units of each instance that fills more than one (weighted fleets).
+    /// Units of each instance that fills more than one (weighted fleets); others fill one.
     pub unit_of: HashMap<String, u32>,
     pub error: Option<Error>,
     /// The EC2 Fleet or Spot Fleet holding the instances.
@@ -37,6 +35,16 @@ impl Launched {
     /// A launch that failed before anything started.
     pub fn failed(error: Error) -> Self {
         Launched { error: Some(error), ..Launched::default() }
+    }
+
+    /// Capacity units `instance_id` fills: its `vmTypes` weight, else one.
+    pub fn units_of(&self, instance_id: &str) -> u32 {
+        self.unit_of.get(instance_id).copied().unwrap_or(1)
+    }
+
+    /// Capacity units the instances fill.
+    pub fn units(&self) -> u32 {
+        self.instances.iter().map(|i| self.units_of(&i.instance_id)).sum()
     }
 }
 
@@ -97,8 +105,7 @@ pub(super) async fn run_instances(
         failed = error.is_some(),
         "RunInstances done"
     );
-    let units = u32::try_from(instances.len()).unwrap_or(u32::MAX);
-    Launched { instances, units, error, ..Launched::default() }
+    Launched { instances, error, ..Launched::default() }
 }
 
 /// The On-Demand part of a Spot template with RunInstances: the first `vmTypesOnDemand`, else
@@ -128,7 +135,6 @@ pub struct LaunchSpec {
     pub(super) instance_profile: Option<IamInstanceProfileSpecification>,
     pub(super) root_volume: Option<BlockDeviceMapping>,
     pub(super) user_data: Option<String>,
-    pub(super) tags: Vec<TagSpecification>,
     /// The request's tags (ownership tags first, then the template's `instanceTags`).
     pub(super) request_tags: Vec<Tag>,
     /// The same without the request id: what the shared launch template gives its instances.
@@ -158,10 +164,6 @@ impl LaunchSpec {
         let request_tags = launch_tags(template, provider, request_id);
         let template_tags: Vec<Tag> =
             request_tags.iter().filter(|t| t.key() != Some(tags::REQUEST_ID)).cloned().collect();
-        let tags = [ResourceType::Instance, ResourceType::Volume]
-            .into_iter()
-            .map(|kind| TagSpecification::builder().resource_type(kind).set_tags(Some(request_tags.clone())).build())
-            .collect();
         Ok(LaunchSpec {
             image_id,
             instance_type,
@@ -171,7 +173,6 @@ impl LaunchSpec {
             instance_profile,
             root_volume,
             user_data: template.user_data.clone(),
-            tags,
             request_tags,
             template_tags,
         })
@@ -191,11 +192,24 @@ impl LaunchSpec {
             .set_iam_instance_profile(self.instance_profile.clone())
             .set_block_device_mappings(self.root_volume.clone().map(|m| vec![m]))
             .set_user_data(self.user_data.clone())
-            .set_tag_specifications(Some(self.tags.clone()))
+            .set_tag_specifications(Some(self.tag_specifications(&[ResourceType::Instance, ResourceType::Volume])))
             .send()
             .await
             .map_err(|err| Error::aws(format!("launching {count} instance(s) of {}", self.instance_type), err))?;
         Ok(output.instances().iter().filter_map(Observed::from_instance).collect())
+    }
+
+    /// The request's tags for each of `resources`.
+    pub(super) fn tag_specifications(&self, resources: &[ResourceType]) -> Vec<TagSpecification> {
+        resources
+            .iter()
+            .map(|kind| {
+                TagSpecification::builder()
+                    .resource_type(kind.clone())
+                    .set_tags(Some(self.request_tags.clone()))
+                    .build()
+            })
+            .collect()
     }
 }
 

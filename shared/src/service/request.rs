@@ -52,7 +52,8 @@ pub async fn request_machines(
     request.asg_name = launched.asg_name.clone();
     request.launch_template_id = launched.launch_template_id.clone();
     let started = u32::try_from(launched.instances.len()).unwrap_or(count);
-    if request.fleet_id.is_some() && launched.units >= count {
+    let units = launched.units();
+    if request.fleet_id.is_some() && units >= count {
         // A filled weighted fleet may hold fewer machines than units: from here on the request
         // expects the machines the fleet launched. (Short of target it keeps the units asked,
         // so it ends complete_with_error, as a short RunInstances launch does.)
@@ -62,16 +63,16 @@ pub async fn request_machines(
         .instances
         .iter()
         .map(|instance| MachineRecord {
-            units: launched.unit_of.get(&instance.instance_id).copied().unwrap_or(1),
+            units: launched.units_of(&instance.instance_id),
             ..machine_record(instance, &request)
         })
         .collect();
     state.store.machines.upsert_batch(&machines).await?;
     // A fleet or group that fills later keeps its reservation until getRequestStatus settles it.
-    if launched.units < count && !(launched.deferred && launched.error.is_none()) {
-        release(state, &key, count - launched.units).await;
+    if units < count && !(launched.deferred && launched.error.is_none()) {
+        release(state, &key, count - units).await;
     }
-    overshoot(state, &key, launched.units.saturating_sub(count)).await;
+    overshoot(state, &key, units.saturating_sub(count)).await;
 
     match launched.error {
         Some(err) if started == 0 => {

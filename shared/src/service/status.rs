@@ -19,7 +19,9 @@ use crate::hostfactory::{
 };
 use crate::provision::instances::{self, Observed};
 use crate::provision::status::{provisioning_result, request_state, return_result};
-use crate::store::{Lifecycle, MachineRecord, RequestKind, RequestRecord, RequestStatus, capacity_key, now};
+use crate::store::{
+    Lifecycle, MachineRecord, RequestKind, RequestRecord, RequestStatus, capacity_key, now, unless_stale,
+};
 
 use super::fleets;
 use super::request::{overshoot, release};
@@ -213,10 +215,9 @@ async fn finish(
         ),
     };
     request.finish(final_status, message, now, state.config.retention);
-    match state.store.requests.update(request).await {
-        Ok(written) => *request = written,
-        Err(Error::Stale { .. }) => return Ok(()),
-        Err(err) => return Err(err),
+    match unless_stale(state.store.requests.update(request).await)? {
+        Some(written) => *request = written,
+        None => return Ok(()),
     }
     let gone = |m: &&MachineRecord| match request.kind {
         RequestKind::Provision => m.result == MachineResult::Fail && !handed_back(request, m),

@@ -163,6 +163,16 @@ pub trait Describe {
     fn describe(&self) -> String;
 }
 
+/// The outcome of a conditional write, with losing to a concurrent writer as `None`: the other
+/// writer's outcome stands.
+pub fn unless_stale<T>(written: Result<T>) -> Result<Option<T>> {
+    match written {
+        Ok(value) => Ok(Some(value)),
+        Err(Error::Stale { .. }) => Ok(None),
+        Err(err) => Err(err),
+    }
+}
+
 fn stale(what: &'static str, id: &str, expected: u64) -> Error {
     Error::Stale { what, id: id.to_owned(), expected }
 }
