@@ -1,4 +1,5 @@
-# Shared by infra/scripts/serve and infra/scripts/test: the project venv and the moto emulator.
+# Shared by infra/scripts/serve, test and bench: the project venv, the moto emulator and the check
+# that serve reuses the test build.
 # Source it; it defines functions only.
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -69,4 +70,24 @@ stop_moto() {
         wait "$MOTO_PID" 2>/dev/null || true
         MOTO_PID=
     fi
+}
+
+# Run by infra/scripts/test after `cargo test --workspace`: fails, naming what and why, when the
+# build infra/scripts/serve and bench make (`cargo run --locked -p hostfactory`) would compile
+# anything again. `-p hostfactory` resolves features over hostfactory's dependencies only, so any
+# feature another member enables on a shared dependency would rebuild it and every crate above it
+# (the AWS SDKs: issue #17); the root Cargo.toml declares the union to prevent that.
+check_serve_build_fresh() {
+    local log rebuilt
+    log=$(cd "$ROOT" && cargo build --locked --offline -v -p hostfactory 2>&1 >/dev/null) ||
+        { echo "$log" >&2; return 1; }
+    rebuilt=$(grep -E '^ +(Compiling|Dirty) ' <<<"$log" || true)
+    if [ -n "$rebuilt" ]; then
+        echo "build check: infra/scripts/serve would compile again what cargo test just built:" >&2
+        echo "$rebuilt" >&2
+        echo "Usually a feature another member enables on a shared dependency: declare it in the" >&2
+        echo "root Cargo.toml's [workspace.dependencies] (and see shared/Cargo.toml's last block)." >&2
+        return 1
+    fi
+    echo "build check: infra/scripts/serve reuses the test build" >&2
 }
