@@ -72,22 +72,39 @@ stop_moto() {
     fi
 }
 
-# Run by infra/scripts/test after `cargo test --workspace`: fails, naming what and why, when the
-# build infra/scripts/serve and bench make (`cargo run --locked -p hostfactory`) would compile
-# anything again. `-p hostfactory` resolves features over hostfactory's dependencies only, so any
-# feature another member enables on a shared dependency would rebuild it and every crate above it
-# (the AWS SDKs: issue #17); the root Cargo.toml declares the union to prevent that.
+# Run by infra/scripts/test after `cargo test --workspace`: fails, naming them, when the build
+# infra/scripts/serve and bench make (`cargo run --locked -p hostfactory`) compiles a registry crate
+# or needs one built otherwise than the test build did. `-p hostfactory` resolves features over
+# hostfactory's dependencies only, so a feature another member enables on a shared dependency
+# would rebuild it and every crate above it (the AWS SDKs: issue #17); the root Cargo.toml declares
+# the union to prevent that. Comparing the artifacts' file names (cargo hashes the features into
+# them) catches this even when an earlier build left both variants in target/.
 check_serve_build_fresh() {
-    local log rebuilt
-    log=$(cd "$ROOT" && cargo build --locked --offline -v -p hostfactory 2>&1 >/dev/null) ||
-        { echo "$log" >&2; return 1; }
-    rebuilt=$(grep -E '^ +(Compiling|Dirty) ' <<<"$log" || true)
-    if [ -n "$rebuilt" ]; then
-        echo "build check: infra/scripts/serve would compile again what cargo test just built:" >&2
-        echo "$rebuilt" >&2
-        echo "Usually a feature another member enables on a shared dependency: declare it in the" >&2
-        echo "root Cargo.toml's [workspace.dependencies] (and see shared/Cargo.toml's last block)." >&2
-        return 1
-    fi
-    echo "build check: infra/scripts/serve reuses the test build" >&2
+    (cd "$ROOT" && "$VENV/bin/python" - <<'PY')
+import json, subprocess, sys
+
+def registry_artifacts(*command):
+    """Each registry package's artifact files in this cargo build, and the packages it compiled."""
+    run = subprocess.run(["cargo", *command, "--locked", "--offline", "--message-format=json"],
+                         capture_output=True, text=True)
+    if run.returncode:
+        sys.exit(run.stderr)
+    files, compiled = {}, set()
+    for message in map(json.loads, run.stdout.splitlines()):
+        package = message.get("package_id", "")
+        if message.get("reason") == "compiler-artifact" and package.startswith(("registry+", "sparse+")):
+            files.setdefault(package, set()).update(message["filenames"])
+            if not message["fresh"]:
+                compiled.add(package)
+    return files, compiled
+
+tested, _ = registry_artifacts("test", "--workspace", "--no-run")
+served, compiled = registry_artifacts("build", "-p", "hostfactory")
+differ = sorted(p.split("#")[-1] for p, f in served.items() if p in compiled or not f <= tested.get(p, set()))
+if differ:
+    sys.exit("build check: infra/scripts/serve builds these crates again, otherwise than the test build:\n  "
+             + " ".join(differ) + "\nUsually a feature another member enables on a shared dependency: "
+             "declare it in the root Cargo.toml's [workspace.dependencies] (see the block at its end).")
+print(f"build check: infra/scripts/serve reuses the test build ({len(served)} registry crates)", file=sys.stderr)
+PY
 }
