@@ -102,7 +102,7 @@ tested, _ = registry_artifacts("test", "--workspace", "--no-run")
 served, compiled = registry_artifacts("build", "-p", "hostfactory")
 differ = sorted(p.split("#")[-1] for p, f in served.items() if p in compiled or not f <= tested.get(p, set()))
 if differ:
-    sys.exit("build check: infra/scripts/serve builds these crates again, otherwise than the test build:\n  "
+    sys.exit("build check: infra/scripts/serve builds these crates a second time, other than the test build:\n  "
              + " ".join(differ) + "\nUsually a feature another member enables on a shared dependency: "
              "declare it in the root Cargo.toml's [workspace.dependencies] (see the block at its end).")
 print(f"build check: infra/scripts/serve reuses the test build ({len(served)} registry crates)", file=sys.stderr)
