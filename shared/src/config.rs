@@ -82,6 +82,10 @@ pub struct ReconcileTimings {
     /// An unused `hostfactory-*` launch template is deleted once it is this old:
     /// `HOSTFACTORY_LAUNCH_TEMPLATE_GRACE_SECS`.
     pub launch_template_grace: Duration,
+    /// A provisioning request no getRequestStatus has named this long after it was written was
+    /// never learned of by HostFactory (it polls every ~30 s): it is abandoned and its machines
+    /// are terminated. `HOSTFACTORY_UNCLAIMED_SECS`.
+    pub unclaimed: Duration,
 }
 
 /// The repository root (parent of `shared/`), for local defaults that point into the checkout.
@@ -145,6 +149,7 @@ impl Config {
             launch_timeout: seconds("HOSTFACTORY_LAUNCH_TIMEOUT_SECS", 900)?,
             orphan_grace: seconds("HOSTFACTORY_ORPHAN_GRACE_SECS", 600)?,
             launch_template_grace: seconds("HOSTFACTORY_LAUNCH_TEMPLATE_GRACE_SECS", 3600)?,
+            unclaimed: seconds("HOSTFACTORY_UNCLAIMED_SECS", 600)?,
         };
         let metrics = match get("HOSTFACTORY_METRICS").map(|v| v.to_ascii_lowercase()) {
             None => runtime == Runtime::Lambda,
@@ -244,6 +249,7 @@ mod tests {
                 launch_timeout: Duration::from_secs(900),
                 orphan_grace: Duration::from_secs(600),
                 launch_template_grace: Duration::from_secs(3600),
+                unclaimed: Duration::from_secs(600),
             }
         );
         assert!(!config.metrics, "metrics are off locally unless asked for");
