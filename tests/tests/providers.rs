@@ -260,3 +260,17 @@ async fn the_listing_omits_user_data_which_the_template_route_keeps() {
     assert_eq!(one.body["template"]["userData"], "BOOTSTRAP_TOKEN=s3cr3t");
     assert_eq!(one.body["effective"]["userData"], "BOOTSTRAP_TOKEN=s3cr3t");
 }
+
+#[tokio::test]
+async fn the_cache_keeps_a_bounded_number_of_provider_instances() {
+    let sdk = sdk_config().await;
+    let (router, _folder) = folder_router(&[("awsprov_templates.json", file(&["A"]))], &sdk);
+    for i in 0..1100 {
+        let listed = get(&router, &format!("/api/v1/templates?provider=p{i}"), &[]).await;
+        assert_eq!(listed.status, 200, "{}", listed.body);
+    }
+    let stats = get(&router, "/api/v1/templates/cache", &[]).await;
+    assert_eq!(stats.body["cache"]["misses"], 1100);
+    let entries = stats.body["cache"]["entries"].as_u64().unwrap();
+    assert!(entries <= 1024, "{entries} provider instances cached");
+}

@@ -18,6 +18,9 @@ use crate::error::{Error, Result};
 
 mod write;
 
+/// The most provider instances whose merged templates a process keeps.
+const MAX_CACHED_PROVIDERS: usize = 1024;
+
 /// The merged view of one provider instance.
 #[derive(Debug, Clone)]
 pub struct Loaded {
@@ -165,10 +168,23 @@ impl Catalog {
                 Arc::new(loaded)
             }
         };
-        state.providers.insert(provider.to_owned(), Entry { checked_at: Instant::now(), loaded: loaded.clone() });
+        self.remember(&mut state, provider, loaded.clone());
         let stats = self.counters.snapshot(state.providers.len(), state.files.len(), self.ttl.as_secs(), self.specs.calls());
         tracing::info!(provider, templates = loaded.templates.len(), problems = loaded.problems.len(), ?stats, "templates revalidated");
         Ok(loaded)
+    }
+
+    /// Caches `provider`'s merged templates. Callers name instances freely (with a stock or
+    /// shared file every name has templates), so the cache is bounded: when it is full the
+    /// expired entries go, else all.
+    fn remember(&self, state: &mut State, provider: &str, loaded: Arc<Loaded>) {
+        if state.providers.len() >= MAX_CACHED_PROVIDERS && !state.providers.contains_key(provider) {
+            state.providers.retain(|_, entry| entry.checked_at.elapsed() < self.ttl);
+            if state.providers.len() >= MAX_CACHED_PROVIDERS {
+                state.providers.clear();
+            }
+        }
+        state.providers.insert(provider.to_owned(), Entry { checked_at: Instant::now(), loaded });
     }
 
     /// Merges files (highest priority first) and completes attributes with one batched
