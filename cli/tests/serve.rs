@@ -77,15 +77,9 @@ fn serve_answers_get_available_templates_from_the_sample_folder_and_logs_the_req
     let (status, _) = http_get(&server.address, "/api/v1/nowhere");
     assert_eq!(status, 404);
 
-    let _ = server.child.kill();
-    let mut logs = String::new();
-    server.child.stderr.take().unwrap().read_to_string(&mut logs).unwrap();
-    let requests: Vec<Value> = logs
-        .lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .filter(|entry| entry["message"] == "http request")
-        .collect();
-    assert_eq!(requests.len(), 2, "one log line per request:\n{logs}");
+    let logs = log_lines(&mut server);
+    let requests = logged(&logs, "http request");
+    assert_eq!(requests.len(), 2, "one log line per request:\n{logs:#?}");
     let first = &requests[0];
     assert_eq!(first["method"], "GET");
     assert_eq!(first["route"], "/api/v1/templates");
@@ -101,6 +95,11 @@ fn log_lines(server: &mut Server) -> Vec<String> {
     let mut logs = String::new();
     server.child.stderr.take().unwrap().read_to_string(&mut logs).unwrap();
     logs.lines().map(str::to_owned).collect()
+}
+
+/// The JSON log entries whose message is `message`.
+fn logged(lines: &[String], message: &str) -> Vec<Value> {
+    lines.iter().filter_map(|line| serde_json::from_str::<Value>(line).ok()).filter(|e| e["message"] == message).collect()
 }
 
 /// Sends `request` as is and reads until the server closes; returns the raw answer.
@@ -137,11 +136,7 @@ fn caller_strings_are_bounded_in_every_log_line_and_a_long_request_id_is_replace
     let lines = log_lines(&mut server);
     let longest = lines.iter().map(String::len).max().unwrap_or_default();
     assert!(longest < 2_000, "a log line of {longest} bytes");
-    let rejected: Vec<Value> = lines
-        .iter()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .filter(|entry| entry["message"] == "request rejected")
-        .collect();
+    let rejected = logged(&lines, "request rejected");
     assert_eq!(rejected.len(), 2, "{lines:?}");
     let error = rejected[0]["error"].as_str().unwrap();
     assert!(error.starts_with("template 'tttt") && error.contains("…(+"), "{error}");
