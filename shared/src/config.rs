@@ -137,14 +137,7 @@ impl Config {
             })?,
             None => SocketAddr::from(([127, 0, 0, 1], 8080)),
         };
-        let positive = |name: &str, default: u64| match parse_seconds(&get, name, default)? {
-            0 => Err(Error::Config(format!("{name} must be at least 1 (seconds)"))),
-            secs => Ok(Duration::from_secs(secs)),
-        };
-        let local_timeouts = LocalTimeouts {
-            headers: positive("HOSTFACTORY_HEADER_TIMEOUT_SECS", 10)?,
-            body: positive("HOSTFACTORY_BODY_TIMEOUT_SECS", 30)?,
-        };
+        let local_timeouts = parse_local_timeouts(&get)?;
         let default_provider = get("HF_PROVIDER_NAME").unwrap_or_else(|| "awsinst".into());
         validate_provider_name(&default_provider).map_err(|e| Error::Config(format!("HF_PROVIDER_NAME: {e}")))?;
         let templates_cache_ttl = Duration::from_secs(parse_seconds(&get, "HOSTFACTORY_TEMPLATES_CACHE_TTL_SECS", 60)?);
@@ -199,6 +192,17 @@ fn parse_seconds(get: &impl Fn(&str) -> Option<String>, name: &str, default: u64
             value.parse().map_err(|_| Error::Config(format!("{name} '{value}' is not a whole number of seconds")))
         }
     }
+}
+
+fn parse_local_timeouts(get: &impl Fn(&str) -> Option<String>) -> Result<LocalTimeouts> {
+    let positive = |name: &str, default: u64| match parse_seconds(get, name, default)? {
+        0 => Err(Error::Config(format!("{name} must be at least 1 (seconds)"))),
+        secs => Ok(Duration::from_secs(secs)),
+    };
+    Ok(LocalTimeouts {
+        headers: positive("HOSTFACTORY_HEADER_TIMEOUT_SECS", 10)?,
+        body: positive("HOSTFACTORY_BODY_TIMEOUT_SECS", 30)?,
+    })
 }
 
 fn parse_templates_location(value: &str) -> Result<TemplatesLocation> {
