@@ -30,7 +30,7 @@ async fn running(rig: &Rig) -> usize {
 
 #[tokio::test]
 async fn a_request_nobody_polls_is_reaped_once_its_time_is_up() {
-    let rig = rig("ca-central-1").await;
+    let rig = rig("us-west-2").await;
     let req = request_id(&rig.request(2).await);
     assert!(rig.state.store.requests.get(&req).await.unwrap().unwrap().unclaimed);
 
@@ -58,7 +58,7 @@ async fn a_request_nobody_polls_is_reaped_once_its_time_is_up() {
 
 #[tokio::test]
 async fn a_request_hostfactory_polled_is_never_reaped() {
-    let rig = rig("sa-east-1").await;
+    let rig = rig("eu-central-1").await;
     let req = request_id(&rig.request(2).await);
     let polled = rig.status(&[&req]).await;
     assert_eq!(polled.body["requests"][0]["requestId"], req.as_str());
@@ -72,7 +72,7 @@ async fn a_request_hostfactory_polled_is_never_reaped() {
 
 #[tokio::test]
 async fn an_unclaimed_request_is_reaped_in_one_pass_and_its_machines_fail() {
-    let rig = rig("ap-northeast-2").await;
+    let rig = rig("ap-east-1").await;
     let req = request_id(&rig.request(3).await);
     let report = run_once(&impatient(&rig)).await.unwrap();
     assert_eq!(report.abandoned, 1, "{report:?}");
@@ -85,7 +85,7 @@ async fn an_unclaimed_request_is_reaped_in_one_pass_and_its_machines_fail() {
 
 #[tokio::test]
 async fn a_launch_whose_machines_could_not_be_recorded_still_answers_its_request_id() {
-    let rig = rig("eu-west-2").await;
+    let rig = rig("ap-southeast-3").await;
     // The store goes through the recording wire, so its writes can fail.
     let wired = rig.wire.sdk_config(&hostfactory_tests::sdk_config().await);
     let state = AppState { store: new_dynamo_store(&wired).await, ..rig.state.clone() };
@@ -109,7 +109,7 @@ async fn a_launch_whose_machines_could_not_be_recorded_still_answers_its_request
 
 #[tokio::test]
 async fn a_machine_is_returned_once_however_often_it_is_asked() {
-    let rig = rig("eu-south-1").await;
+    let rig = rig("me-central-1").await;
     let req = request_id(&rig.request(1).await);
     let machine = rig.settled(&req).await["machines"][0]["machineId"].clone();
     let body = json!({"machines": [{"machineId": machine}]});
