@@ -5,6 +5,7 @@
 //! skips silently.
 
 pub mod audit;
+pub mod hostfactory;
 pub mod rig;
 pub mod wire;
 

@@ -167,6 +167,14 @@ impl Rig {
         assert!(self.tagged().await.is_empty());
     }
 
+    /// Requests `count` machines and polls the request to `complete`, as HostFactory does: the
+    /// ids of the machines it then holds.
+    pub async fn granted(&self, count: i64) -> Vec<String> {
+        let answer = self.settled(&request_id(&self.request(count).await)).await;
+        assert_eq!(answer["status"], "complete", "{answer}");
+        answer["machines"].as_array().unwrap().iter().map(|m| m["machineId"].as_str().unwrap().to_owned()).collect()
+    }
+
     pub async fn in_use(&self) -> u64 {
         self.state.store.capacity.in_use(&capacity_key("awsinst", &self.template_id)).await.unwrap()
     }
@@ -180,6 +188,11 @@ impl Rig {
     pub async fn tagged(&self) -> Vec<instances::Observed> {
         instances::find_tagged(&self.ec2, tags::TEMPLATE_ID, &self.template_id).await.unwrap()
     }
+}
+
+/// The body of requestReturnMachines for `machines` (by id).
+pub fn return_body(machines: &[String]) -> Value {
+    json!({"machines": machines.iter().map(|id| json!({"machineId": id})).collect::<Vec<_>>()})
 }
 
 pub fn request_id(response: &Response) -> String {

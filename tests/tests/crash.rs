@@ -9,7 +9,7 @@
 use std::collections::HashSet;
 
 use hostfactory_tests::audit::Audit;
-use hostfactory_tests::rig::{ELAPSED, Rig, Setup, StoreOn, request_id, rig_setup};
+use hostfactory_tests::rig::{ELAPSED, Rig, Setup, StoreOn, return_body, rig_setup};
 use hostfactory_tests::wire::{Crash, Mode};
 use hostfactory_tests::{Response, send_json};
 use serde_json::{Value, json};
@@ -20,14 +20,6 @@ async fn crash_rig(region: &'static str) -> Rig {
     let launch = json!({"vmType": "t3.micro"});
     let env = ELAPSED.to_vec();
     rig_setup(Setup { region, max_number: 10, store: StoreOn::DynamoOnWire, launch, env, fast_retries: true }).await
-}
-
-/// A request HostFactory made and polled to the end: the ids of the machines it holds.
-async fn held(rig: &Rig, count: i64) -> Vec<String> {
-    let id = request_id(&rig.request(count).await);
-    let answer = rig.settled(&id).await;
-    assert_eq!(answer["status"], "complete", "{answer}");
-    answer["machines"].as_array().unwrap().iter().map(|m| m["machineId"].as_str().unwrap().to_owned()).collect()
 }
 
 /// Runs `uri` on a task until the armed crash is hit, then aborts the task (the process dies
@@ -43,10 +35,6 @@ async fn until_crash(rig: &Rig, uri: &'static str, body: Value) -> Option<Respon
             None
         }
     }
-}
-
-fn return_body(machines: &[String]) -> Value {
-    json!({"machines": machines.iter().map(|id| json!({"machineId": id})).collect::<Vec<_>>()})
 }
 
 /// The operations one happy run of `call` makes, in order.
@@ -98,7 +86,7 @@ async fn a_crash_at_any_step_of_request_machines_leaks_nothing() {
     eprintln!("requestMachines makes {} calls: {points:?}", points.len());
     every_crash_point("requestMachines", &points, async |step, mode| {
         let rig = crash_rig(REGION).await;
-        let bystander: HashSet<String> = held(&rig, 1).await.into_iter().collect();
+        let bystander: HashSet<String> = rig.granted(1).await.into_iter().collect();
         let mut wrong = crash_and_heal(&rig, step, mode, "/api/v1/requests", body(&rig)).await;
         // HostFactory never learned the crashed request: it holds the bystander's machine only.
         wrong.extend(Audit::of(&rig, &bystander).await.violations());
@@ -111,13 +99,13 @@ async fn a_crash_at_any_step_of_request_machines_leaks_nothing() {
 async fn a_crash_at_any_step_of_request_return_machines_leaks_nothing() {
     const REGION: &str = "eu-south-1";
     let first = crash_rig(REGION).await;
-    let machines = held(&first, 2).await;
+    let machines = first.granted(2).await;
     let points = happy_path(&first, "/api/v1/machines/return", return_body(&machines)).await;
     eprintln!("requestReturnMachines makes {} calls: {points:?}", points.len());
     every_crash_point("requestReturnMachines", &points, async |step, mode| {
         let rig = crash_rig(REGION).await;
-        let bystander: HashSet<String> = held(&rig, 1).await.into_iter().collect();
-        let returned = held(&rig, 2).await;
+        let bystander: HashSet<String> = rig.granted(1).await.into_iter().collect();
+        let returned = rig.granted(2).await;
         let mut wrong = crash_and_heal(&rig, step, mode, "/api/v1/machines/return", return_body(&returned)).await;
         // HostFactory got no answer, so it returns the machines again, on the new process.
         let router = local_router(rig.restarted());

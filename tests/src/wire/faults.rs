@@ -274,27 +274,39 @@ impl Faults {
                 return Plan::Crash(mode);
             }
         }
-        if let Some(index) = state.pending.iter().position(|f| f.operation == operation && f.times > 0) {
-            state.pending[index].times -= 1;
-            let fault = state.pending[index].clone();
-            if state.pending[index].times == 0 {
-                state.pending.remove(index);
-            }
-            return Plan::Answer(fault);
-        }
-        if let Some((chaos, rng)) = state.chaos.as_mut()
-            && (chaos.operations.is_empty() || chaos.operations.iter().any(|op| op == operation))
-            && rng.unit() < chaos.rate
-            && !chaos.kinds.is_empty()
-        {
-            let (kind, mode) = chaos.kinds[rng.below(chaos.kinds.len())];
-            return Plan::Answer(Fault { kind, mode, ..Fault::once(operation, "", "") });
-        }
-        match token.and_then(|key| state.remembered.get(key)) {
-            Some(answer) if state.replay => Plan::Replay(answer.clone()),
-            _ => Plan::Forward,
+        let fault = take_scheduled(&mut state.pending, operation).or_else(|| draw(state.chaos.as_mut(), operation));
+        let remembered = token.filter(|_| state.replay).and_then(|key| state.remembered.get(key));
+        match (fault, remembered) {
+            // AWS answers a repeated token from what it did the first time: a lost answer is lost
+            // again, but nothing is applied twice.
+            (Some(fault), Some(_)) => Plan::Answer(Fault { mode: Mode::Before, ..fault }),
+            (Some(fault), None) => Plan::Answer(fault),
+            (None, Some(answer)) => Plan::Replay(answer.clone()),
+            (None, None) => Plan::Forward,
         }
     }
+}
+
+/// The next scheduled fault of `operation`, counted down.
+fn take_scheduled(pending: &mut Vec<Fault>, operation: &str) -> Option<Fault> {
+    let index = pending.iter().position(|f| f.operation == operation && f.times > 0)?;
+    pending[index].times -= 1;
+    let fault = pending[index].clone();
+    if pending[index].times == 0 {
+        pending.remove(index);
+    }
+    Some(fault)
+}
+
+/// A random fault for this call of `operation`, if the draw says so.
+fn draw(chaos: Option<&mut (Chaos, SplitMix)>, operation: &str) -> Option<Fault> {
+    let (chaos, rng) = chaos?;
+    let chosen = chaos.operations.is_empty() || chaos.operations.iter().any(|op| op == operation);
+    if !chosen || chaos.kinds.is_empty() || rng.unit() >= chaos.rate {
+        return None;
+    }
+    let (kind, mode) = chaos.kinds[rng.below(chaos.kinds.len())];
+    Some(Fault { kind, mode, ..Fault::once(operation, "", "") })
 }
 
 /// splitmix64: a small seeded generator, enough to draw faults reproducibly.
