@@ -182,32 +182,49 @@ impl HttpConnector for WireConnector {
             Plan::Answer(fault) => Some(Ok(fault)),
         };
         let remember = token.filter(|_| faults.remembers());
-        let call = self.inner.call(request);
-        HttpConnectorFuture::new(async move {
-            let mut response = call.await?;
-            if let Some(key) = remember
-                && response.status().is_success()
-            {
-                let answer = Remembered::read(response).await?;
-                response = answer.response();
-                faults.remember(key, answer);
-            }
-            match after {
-                None => record(response.status().as_u16(), None),
-                Some(Ok(fault)) => {
-                    let lost = fault.response(protocol);
-                    record(lost.status().as_u16(), Some(fault.label()));
-                    return Ok(lost);
-                }
-                Some(Err(())) => {
-                    record(response.status().as_u16(), Some("crash-after"));
-                    faults.signal_crash();
-                    std::future::pending::<()>().await;
-                }
-            }
-            Ok(response)
-        })
+        forwarded(self.inner.call(request), Forwarded { remember, after, protocol, faults }, record)
     }
+}
+
+/// What happens to a forwarded call once moto answered it.
+struct Forwarded {
+    /// The token whose 2xx answer is remembered for replay.
+    remember: Option<(String, String)>,
+    /// A fault answered instead of moto's answer, or (`Err`) a crash.
+    after: Option<Result<Fault, ()>>,
+    protocol: Protocol,
+    faults: Faults,
+}
+
+fn forwarded(
+    call: HttpConnectorFuture,
+    then: Forwarded,
+    record: impl FnOnce(u16, Option<&'static str>) + Send + 'static,
+) -> HttpConnectorFuture {
+    HttpConnectorFuture::new(async move {
+        let mut response = call.await?;
+        if let Some(key) = then.remember
+            && response.status().is_success()
+        {
+            let answer = Remembered::read(response).await?;
+            response = answer.response();
+            then.faults.remember(key, answer);
+        }
+        match then.after {
+            None => record(response.status().as_u16(), None),
+            Some(Ok(fault)) => {
+                let lost = fault.response(then.protocol);
+                record(lost.status().as_u16(), Some(fault.label()));
+                return Ok(lost);
+            }
+            Some(Err(())) => {
+                record(response.status().as_u16(), Some("crash-after"));
+                then.faults.signal_crash();
+                std::future::pending::<()>().await;
+            }
+        }
+        Ok(response)
+    })
 }
 
 impl Remembered {

@@ -5,17 +5,14 @@
 
 use std::collections::HashSet;
 
-use hostfactory_tests::rig::{Rig, request_id, rig_on};
+use hostfactory_tests::audit::Audit;
+use hostfactory_tests::rig::{Rig, rig_on};
 use hostfactory_tests::send_json;
 use serde_json::json;
 
 async fn twenty_returns_of_one_machine(rig: Rig) {
-    let bystander = request_id(&rig.request(1).await);
-    assert_eq!(rig.settled(&bystander).await["status"], "complete");
-    let id = request_id(&rig.request(1).await);
-    let answer = rig.settled(&id).await;
-    assert_eq!(answer["status"], "complete", "{answer}");
-    let machine = answer["machines"][0]["machineId"].as_str().unwrap().to_owned();
+    let bystander: HashSet<String> = rig.granted(1).await.into_iter().collect();
+    let machine = rig.granted(1).await.remove(0);
     assert_eq!(rig.in_use().await, 2);
 
     rig.log.clear();
@@ -40,16 +37,17 @@ async fn twenty_returns_of_one_machine(rig: Rig) {
     assert_eq!(ids.len(), 20, "each return has its own id");
     assert_eq!(rig.log.actions("TerminateInstances"), 1, "one TerminateInstances for the machine: {:?}", rig.log.calls());
 
-    let mut terminating = 0;
     for ret in &ids {
         let status = rig.settled(ret).await;
         assert_eq!(status["status"], "complete", "{status}");
-        let machines = status["machines"].as_array().unwrap();
-        terminating += machines.iter().filter(|m| m["machineId"] == machine.as_str()).count();
     }
-    assert_eq!(terminating, 1, "one return request covers the machine");
+    let record = rig.state.store.machines.get(&machine).await.unwrap().expect("the machine's record");
+    let by = record.return_request_id.expect("returned by one of the calls");
+    assert!(ids.contains(&by), "the machine is returned by {by}, one of the 20");
     assert_eq!(rig.in_use().await, 1, "the machine's unit given back once; the bystander's still held");
     assert_eq!(rig.log.actions("TerminateInstances"), 1, "and no more afterwards");
+    let audit = Audit::of(&rig, &bystander).await;
+    assert!(audit.violations().is_empty(), "{:?}", audit.violations());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
