@@ -2,7 +2,7 @@
 //! returns what it got (repeating a return that failed) and judges every answer: correct, or a
 //! non-2xx with a `message`.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -28,6 +28,8 @@ pub struct HostFactory {
     pub returned: usize,
     /// Requests still running after [`POLLS`] polls.
     pub unsettled: usize,
+    /// Host names of the machines it got, to their ids (getReturnRequests names hosts).
+    names: HashMap<String, String>,
 }
 
 impl HostFactory {
@@ -87,6 +89,11 @@ impl HostFactory {
             return self.wrong.push(format!("requestMachines answered 200 with {body}"));
         };
         let (last, _) = self.poll(rig, id).await;
+        for machine in last.iter().flat_map(|r| r["machines"].as_array().cloned().unwrap_or_default()) {
+            if let (Some(name), Some(id)) = (machine["name"].as_str(), machine["machineId"].as_str()) {
+                self.names.insert(name.to_owned(), id.to_owned());
+            }
+        }
         let got = succeeded(last.as_ref());
         self.granted += got.len();
         self.held.extend(got.iter().cloned());
@@ -94,7 +101,8 @@ impl HostFactory {
     }
 
     /// Returns `machines`, as HostFactory does: repeated until a return is accepted, then
-    /// polled; the machines it reports returned are no longer held.
+    /// polled. A return `complete` gave back all of them (machines already gone may be left
+    /// out, spec §2.3); one `complete_with_error` those it reports `succeed`.
     pub async fn give_back(&mut self, rig: &Rig, machines: Vec<String>) {
         if machines.is_empty() {
             return;
@@ -107,12 +115,40 @@ impl HostFactory {
                 return self.wrong.push(format!("requestReturnMachines answered 200 with {accepted}"));
             };
             if let (Some(last), true) = self.poll(rig, id).await {
-                let gone = succeeded(Some(&last));
+                let gone = if last["status"] == "complete" { machines } else { succeeded(Some(&last)) };
                 self.returned += gone.len();
                 self.held.retain(|m| !gone.contains(m));
             }
             return;
         }
+    }
+}
+
+impl HostFactory {
+    /// HostFactory's housekeeping: getReturnRequests with every host it holds, and the hosts
+    /// reported (the cloud took them back) returned.
+    pub async fn housekeeping(&mut self, rig: &Rig) {
+        let ids: HashMap<&str, &str> = self.names.iter().map(|(name, id)| (id.as_str(), name.as_str())).collect();
+        let hosts: Vec<Value> = self
+            .held
+            .iter()
+            .map(|id| match ids.get(id.as_str()) {
+                Some(name) => json!({"machineId": id, "name": name}),
+                None => json!({"machineId": id}),
+            })
+            .collect();
+        let answer = rig.post("/api/v1/machines/return-requests", json!({"machines": hosts})).await;
+        let Some(body) = self.judge("getReturnRequests", answer) else { return };
+        let reported: Vec<String> = body["requests"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|r| r["machine"].as_str())
+            .map(|host| self.names.get(host).cloned().unwrap_or_else(|| host.to_owned()))
+            .filter(|id| self.held.contains(id))
+            .collect();
+        self.give_back(rig, reported).await;
     }
 }
 

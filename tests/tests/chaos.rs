@@ -52,12 +52,14 @@ async fn chaos_run(region: &'static str, store: StoreOn, seed: u64) {
     let mut past_max = Vec::new();
     for cycle in 0..cycles {
         hostfactory.cycle(&rig, 1 + i64::try_from(cycle % 3).unwrap()).await;
+        hostfactory.housekeeping(&rig).await;
         let running = live(&direct, &rig.template_id).await;
         if running > usize::try_from(MAX_NUMBER).unwrap() {
             past_max.push(format!("cycle {cycle}: {running} live instances"));
         }
     }
     rig.wire.faults.calm();
+    hostfactory.housekeeping(&rig).await;
     let calls = rig.log.calls().len();
     let faults = rig.log.faults();
     let before = Audit::of(&rig, &hostfactory.held).await;
