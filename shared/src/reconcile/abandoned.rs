@@ -15,18 +15,20 @@ use crate::store::{MachineRecord, RequestKind, RequestRecord, RequestStatus, unl
 
 use super::{Report, older, seconds, write};
 
-/// Whether the listed `request` is due: unclaimed, launched, and older than both the unclaimed
-/// limit and the orphan grace (a launch being recorded right now keeps its instances).
+/// Whether `request` is due: unclaimed and older than both the unclaimed limit and the orphan
+/// grace (a launch being recorded right now keeps its instances).
 pub(super) fn due(state: &AppState, request: &RequestRecord, now: i64) -> bool {
     let timings = state.config.reconcile;
     request.unclaimed
         && request.kind == RequestKind::Provision
-        && request.status != RequestStatus::Pending
         && older(request, now, timings.unclaimed.max(timings.orphan_grace))
 }
 
+/// Reaps the request if, as stored now, it is due and launched (a pending one healed earlier in
+/// the same pass counts as launched; one still pending is left to the pending step).
 pub(super) async fn reap(state: &AppState, request_id: &str, now: i64, report: &mut Report) -> Result<()> {
-    let Some(mut request) = state.store.requests.get(request_id).await?.filter(|r| due(state, r, now)) else {
+    let stored = state.store.requests.get(request_id).await?;
+    let Some(mut request) = stored.filter(|r| due(state, r, now) && r.status != RequestStatus::Pending) else {
         return Ok(());
     };
     let message = format!(
