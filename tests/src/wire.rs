@@ -3,7 +3,10 @@
 //!   (S3 bodies vs 304s, EC2 calls);
 //! - faults are injected: moto never runs out of capacity, never throttles and never rejects a
 //!   launch, so failure paths get a real AWS error document for chosen operations (the SDK
-//!   parses it as it would from AWS). A faulted call never reaches moto, so nothing is created.
+//!   parses it as it would from AWS). A faulted call never reaches moto, so nothing is created;
+//!   except a lost answer ([`Fault::after_executing`]): the call is forwarded to moto and
+//!   executed, then its answer is replaced by a server error, so the SDK retries a call that
+//!   was applied.
 
 use std::sync::{Arc, Mutex};
 
@@ -24,12 +27,31 @@ pub struct Fault {
     pub code: String,
     pub message: String,
     pub times: usize,
+    /// Forward the call to moto first and answer the error instead of moto's answer.
+    pub after_executing: bool,
 }
 
 impl Fault {
     /// A client error (HTTP 400) the SDK does not retry, e.g. `InsufficientInstanceCapacity`.
     pub fn once(operation: &str, code: &str, message: &str) -> Fault {
-        Fault { operation: operation.into(), status: 400, code: code.into(), message: message.into(), times: 1 }
+        Fault {
+            operation: operation.into(),
+            status: 400,
+            code: code.into(),
+            message: message.into(),
+            times: 1,
+            after_executing: false,
+        }
+    }
+
+    /// A lost answer: the call is executed by moto, then answered HTTP 500
+    /// `InternalServerError` instead, which the SDK retries (so the call arrives twice).
+    pub fn after_executing(operation: &str) -> Fault {
+        Fault {
+            status: 500,
+            after_executing: true,
+            ..Fault::once(operation, "InternalServerError", "the answer was lost after the call was executed")
+        }
     }
 
     pub fn times(mut self, times: usize) -> Fault {
@@ -190,6 +212,14 @@ impl HttpConnector for WireConnector {
             && let Some(fault) = self.wire.faults.take(name)
         {
             let response = fault.response(*protocol);
+            if fault.after_executing {
+                let call = self.inner.call(request);
+                return HttpConnectorFuture::new(async move {
+                    call.await?;
+                    record(response.status().as_u16(), true);
+                    Ok(response)
+                });
+            }
             record(response.status().as_u16(), true);
             return HttpConnectorFuture::ready(Ok(response));
         }
