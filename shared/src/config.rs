@@ -82,6 +82,10 @@ pub struct ReconcileTimings {
     /// An unused `hostfactory-*` launch template is deleted once it is this old:
     /// `HOSTFACTORY_LAUNCH_TEMPLATE_GRACE_SECS`.
     pub launch_template_grace: Duration,
+    /// The capacity recount corrects only a counter no change touched for this long, so it
+    /// never races a reservation or release whose records it may not see yet:
+    /// `HOSTFACTORY_CAPACITY_QUIET_SECS`.
+    pub capacity_quiet: Duration,
 }
 
 /// The repository root (parent of `shared/`), for local defaults that point into the checkout.
@@ -145,6 +149,7 @@ impl Config {
             launch_timeout: seconds("HOSTFACTORY_LAUNCH_TIMEOUT_SECS", 900)?,
             orphan_grace: seconds("HOSTFACTORY_ORPHAN_GRACE_SECS", 600)?,
             launch_template_grace: seconds("HOSTFACTORY_LAUNCH_TEMPLATE_GRACE_SECS", 3600)?,
+            capacity_quiet: seconds("HOSTFACTORY_CAPACITY_QUIET_SECS", 30)?,
         };
         let metrics = match get("HOSTFACTORY_METRICS").map(|v| v.to_ascii_lowercase()) {
             None => runtime == Runtime::Lambda,
@@ -244,6 +249,7 @@ mod tests {
                 launch_timeout: Duration::from_secs(900),
                 orphan_grace: Duration::from_secs(600),
                 launch_template_grace: Duration::from_secs(3600),
+                capacity_quiet: Duration::from_secs(30),
             }
         );
         assert!(!config.metrics, "metrics are off locally unless asked for");

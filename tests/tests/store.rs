@@ -7,7 +7,9 @@ use std::time::Duration;
 use hostfactory_tests::{new_dynamo_store, new_sqlite_store, sdk_config};
 use shared::Error;
 use shared::hostfactory::MachineResult;
-use shared::store::{Lifecycle, MachineRecord, RequestKind, RequestRecord, RequestStatus, Reservation, Store};
+use shared::store::{
+    CapacityChange, Direction, Lifecycle, MachineRecord, RequestKind, RequestRecord, RequestStatus, Reservation, Store,
+};
 
 /// Runs each case against both backends.
 macro_rules! both_backends {
@@ -43,6 +45,10 @@ both_backends!(
     batch_write_goes_beyond_25_items_and_repeats_safely,
     capacity_is_never_exceeded_by_concurrent_reservations,
     unlimited_capacity_and_release,
+    capacity_changes_apply_once_per_operation,
+    counters_are_listed_and_corrected_on_their_version,
+    requests_with_capacity_changes_to_apply_stay_listed,
+    machines_are_listed_by_template,
 );
 
 const T0: i64 = 1_750_000_000;
@@ -294,7 +300,8 @@ async fn capacity_is_never_exceeded_by_concurrent_reservations(store: Store) {
         let tasks: Vec<_> = (0..50)
             .map(|_| {
                 let capacity = store.capacity.clone();
-                tokio::spawn(async move { capacity.reserve(key, count, max).await })
+                let op_id = uuid::Uuid::new_v4().to_string();
+                tokio::spawn(async move { capacity.reserve(key, &op_id, count, max).await })
             })
             .collect();
         async move {
@@ -317,16 +324,19 @@ async fn capacity_is_never_exceeded_by_concurrent_reservations(store: Store) {
     assert_eq!(store.capacity.in_use("awsinst/by-three").await.unwrap(), 9);
 
     let key = "awsinst/one-by-one";
-    assert_eq!(store.capacity.reserve(key, 1, 10).await.unwrap(), Reservation::Insufficient { available: 0 });
-    store.capacity.release(key, 4).await.unwrap();
-    assert_eq!(store.capacity.reserve(key, 5, 10).await.unwrap(), Reservation::Insufficient { available: 4 });
-    assert_eq!(store.capacity.reserve(key, 4, 10).await.unwrap(), Reservation::Reserved);
+    assert_eq!(store.capacity.reserve(key, "r-1", 1, 10).await.unwrap(), Reservation::Insufficient { available: 0 });
+    store.capacity.release(key, "rel-1", 4).await.unwrap();
+    assert_eq!(store.capacity.reserve(key, "r-2", 5, 10).await.unwrap(), Reservation::Insufficient { available: 4 });
+    assert_eq!(store.capacity.reserve(key, "r-3", 4, 10).await.unwrap(), Reservation::Reserved);
     assert_eq!(store.capacity.in_use(key).await.unwrap(), 10);
     assert_eq!(
-        store.capacity.reserve("awsinst/fresh", 11, 10).await.unwrap(),
+        store.capacity.reserve("awsinst/fresh", "r-4", 11, 10).await.unwrap(),
         Reservation::Insufficient { available: 10 }
     );
-    assert_eq!(store.capacity.reserve("awsinst/none", 1, 0).await.unwrap(), Reservation::Insufficient { available: 0 });
+    assert_eq!(
+        store.capacity.reserve("awsinst/none", "r-5", 1, 0).await.unwrap(),
+        Reservation::Insufficient { available: 0 }
+    );
 }
 
 async fn unlimited_capacity_and_release(store: Store) {
@@ -334,7 +344,8 @@ async fn unlimited_capacity_and_release(store: Store) {
     let tasks: Vec<_> = (0..50)
         .map(|_| {
             let capacity = store.capacity.clone();
-            tokio::spawn(async move { capacity.reserve(key, 2, -1).await })
+            let op_id = uuid::Uuid::new_v4().to_string();
+            tokio::spawn(async move { capacity.reserve(key, &op_id, 2, -1).await })
         })
         .collect();
     for task in tasks {
@@ -342,10 +353,88 @@ async fn unlimited_capacity_and_release(store: Store) {
     }
     assert_eq!(store.capacity.in_use(key).await.unwrap(), 100);
 
-    store.capacity.release(key, 30).await.unwrap();
+    store.capacity.release(key, "release-30", 30).await.unwrap();
     assert_eq!(store.capacity.in_use(key).await.unwrap(), 70);
-    store.capacity.release(key, 500).await.unwrap();
-    assert_eq!(store.capacity.in_use(key).await.unwrap(), 0, "never below zero");
-    store.capacity.release("awsinst/never-used", 1).await.unwrap();
+    // More than is held would take units other requests hold: refused, nothing changes.
+    let refused = store.capacity.release(key, "release-500", 500).await.unwrap_err();
+    assert!(matches!(&refused, Error::CapacityUnderflow { held: 70, released: 500, .. }), "{refused:?}");
+    assert_eq!(store.capacity.in_use(key).await.unwrap(), 70, "other reservations intact");
+    let refused = store.capacity.release("awsinst/never-used", "release-1", 1).await.unwrap_err();
+    assert!(matches!(refused, Error::CapacityUnderflow { held: 0, released: 1, .. }), "{refused:?}");
     assert_eq!(store.capacity.in_use("awsinst/never-used").await.unwrap(), 0);
+}
+
+async fn capacity_changes_apply_once_per_operation(store: Store) {
+    let key = "awsinst/once";
+    assert_eq!(store.capacity.reserve(key, "reserve:req-1", 3, 4).await.unwrap(), Reservation::Reserved);
+    // The same operation again (a retry whose answer was lost): applied already, even though
+    // there is no room for it any more.
+    assert_eq!(store.capacity.reserve(key, "reserve:req-1", 3, 4).await.unwrap(), Reservation::Reserved);
+    assert_eq!(store.capacity.in_use(key).await.unwrap(), 3);
+    assert_eq!(
+        store.capacity.reserve(key, "reserve:req-2", 2, 4).await.unwrap(),
+        Reservation::Insufficient { available: 1 }
+    );
+    // A refused reservation leaves no trace: the same op id is granted once there is room.
+    store.capacity.release(key, "release:req-1:finish", 2).await.unwrap();
+    store.capacity.release(key, "release:req-1:finish", 2).await.unwrap();
+    assert_eq!(store.capacity.in_use(key).await.unwrap(), 1, "released once");
+    assert_eq!(store.capacity.reserve(key, "reserve:req-2", 2, 4).await.unwrap(), Reservation::Reserved);
+    assert_eq!(store.capacity.in_use(key).await.unwrap(), 3);
+    // A refused release neither: once enough is held, the same op id applies.
+    assert!(matches!(store.capacity.release(key, "release:big", 5).await, Err(Error::CapacityUnderflow { .. })));
+    store.capacity.reserve(key, "overshoot:req-2:launch", 2, -1).await.unwrap();
+    store.capacity.release(key, "release:big", 5).await.unwrap();
+    assert_eq!(store.capacity.in_use(key).await.unwrap(), 0);
+}
+
+async fn counters_are_listed_and_corrected_on_their_version(store: Store) {
+    store.capacity.reserve("awsinst/a", "r-a", 2, -1).await.unwrap();
+    store.capacity.reserve("awsinst/b", "r-b", 5, -1).await.unwrap();
+    store.capacity.release("awsinst/b", "rel-b", 1).await.unwrap();
+    let mut counters = store.capacity.counters().await.unwrap();
+    counters.sort_by(|x, y| x.key.cmp(&y.key));
+    let summary: Vec<(&str, u64, u64)> = counters.iter().map(|c| (c.key.as_str(), c.in_use, c.version)).collect();
+    assert_eq!(summary, [("awsinst/a", 2, 1), ("awsinst/b", 4, 2)], "no operation marker is listed");
+    assert!(counters.iter().all(|c| c.updated_at >= shared::store::now() - 60));
+
+    let b = counters[1].clone();
+    store.capacity.reserve("awsinst/b", "r-b2", 1, -1).await.unwrap();
+    assert!(!store.capacity.correct(&b, 9).await.unwrap(), "the counter moved on: not corrected");
+    assert_eq!(store.capacity.in_use("awsinst/b").await.unwrap(), 5);
+    let current = store.capacity.counters().await.unwrap().into_iter().find(|c| c.key == "awsinst/b").unwrap();
+    assert!(store.capacity.correct(&current, 9).await.unwrap());
+    assert_eq!(store.capacity.in_use("awsinst/b").await.unwrap(), 9);
+    assert!(!store.capacity.correct(&current, 1).await.unwrap(), "a correction is a change too");
+}
+
+async fn requests_with_capacity_changes_to_apply_stay_listed(store: Store) {
+    let mut request = request(RequestKind::Provision, T0);
+    store.requests.put_if_absent(&request).await.unwrap();
+    request.finish(RequestStatus::Complete, "done", T0 + 1, Duration::from_secs(3600));
+    let change = CapacityChange {
+        op_id: format!("release:{}:finish", request.request_id),
+        key: "awsinst/OnDemand-Template".into(),
+        direction: Direction::Release,
+        units: 2,
+        decided_at: T0,
+    };
+    request.pending_capacity.push(change.clone());
+    let written = store.requests.update(&request).await.unwrap();
+    let listed = store.requests.list_active().await.unwrap();
+    assert_eq!(listed.len(), 1, "finished, with a change to apply: still listed");
+    assert_eq!(listed[0].pending_capacity, [change]);
+    let cleared = RequestRecord { pending_capacity: Vec::new(), ..written };
+    store.requests.update(&cleared).await.unwrap();
+    assert!(store.requests.list_active().await.unwrap().is_empty());
+}
+
+async fn machines_are_listed_by_template(store: Store) {
+    let mut other_template = machine("i-t2", "req-t");
+    other_template.template_id = "Other".into();
+    let mut other_provider = machine("i-t3", "req-t");
+    other_provider.provider = "elsewhere".into();
+    store.machines.upsert_batch(&[machine("i-t1", "req-t"), other_template, other_provider]).await.unwrap();
+    let listed = store.machines.list_by_template("awsinst", "OnDemand-Template").await.unwrap();
+    assert_eq!(ids(&listed, |m| &m.machine_id), BTreeSet::from(["i-t1".to_owned()]));
 }

@@ -2,6 +2,7 @@
 //! each takes the application state, the caller's provider instance and the parsed input.
 
 mod asg;
+pub(crate) mod capacity;
 mod discover;
 mod fleet;
 mod fleets;
@@ -16,5 +17,6 @@ pub use request::request_machines;
 pub use returns::{get_return_requests, request_return_machines};
 pub use status::get_request_status;
 
-pub(crate) use request::{machine_record, release};
+pub(crate) use discover::deferred_api;
+pub(crate) use request::machine_record;
 pub(crate) use status::finish_with_error;

@@ -9,10 +9,10 @@ use crate::error::{Error, Result};
 use crate::hostfactory::{MachineResult, RequestAccepted, RequestMachinesInput};
 use crate::provision::instances::Observed;
 use crate::store::{
-    Lifecycle, MachineRecord, RequestKind, RequestRecord, RequestStatus, Reservation, capacity_key, now,
+    Direction, Lifecycle, MachineRecord, RequestKind, RequestRecord, RequestStatus, Reservation, capacity_key, now,
 };
 
-use super::launch;
+use super::{capacity, launch};
 
 pub async fn request_machines(
     state: &AppState,
@@ -29,17 +29,19 @@ pub async fn request_machines(
 
     let key = capacity_key(provider, template_id);
     let max = template.effective_max_number();
-    if let Reservation::Insufficient { available } = state.store.capacity.reserve(&key, count, max).await? {
+    let mut request = RequestRecord::new(RequestKind::Provision, template_id, provider, count, now());
+    let reserve = capacity::reserve_op(&request.request_id);
+    if let Reservation::Insufficient { available } = state.store.capacity.reserve(&key, &reserve, count, max).await? {
         return Err(Error::Unprocessable(format!(
             "template '{template_id}' has {available} machine(s) available (maxNumber {max}); {count} requested"
         )));
     }
 
-    let mut request = RequestRecord::new(RequestKind::Provision, template_id, provider, count, now());
     request.provider_api = Some(api.to_string());
     request.fleet_type = template.fleet_type();
     if let Err(err) = state.store.requests.put_if_absent(&request).await {
-        release(state, &key, count).await;
+        let op_id = format!("release:{}:unrecorded", request.request_id);
+        capacity::apply_now(state, capacity::change(op_id, &key, Direction::Release, count)).await;
         return Err(err);
     }
     let request_id = request.request_id.clone();
@@ -69,15 +71,16 @@ pub async fn request_machines(
         .collect();
     state.store.machines.upsert_batch(&machines).await?;
     // A fleet or group that fills later keeps its reservation until getRequestStatus settles it.
+    // The changes are written with the request's next update and applied after it.
     if units < count && !(launched.deferred && launched.error.is_none()) {
-        release(state, &key, count - units).await;
+        request.pending_capacity.extend(capacity::unlaunched(&request, &key, count - units));
     }
-    overshoot(state, &key, units.saturating_sub(count)).await;
+    request.pending_capacity.extend(capacity::overshoot(&request, &key, "launch", units.saturating_sub(count)));
 
     match launched.error {
         Some(err) if started == 0 => {
             request.finish(RequestStatus::CompleteWithError, err.to_string(), now(), state.config.retention);
-            state.store.requests.update(&request).await?;
+            capacity::settle(state, state.store.requests.update(&request).await?).await;
             Err(err)
         }
         error => {
@@ -94,7 +97,7 @@ pub async fn request_machines(
             request.status = RequestStatus::InProgress;
             request.message = message.clone();
             request.updated_at = now();
-            state.store.requests.update(&request).await?;
+            capacity::settle(state, state.store.requests.update(&request).await?).await;
             tracing::info!(%request_id, provider, template_id, started, count, "machines requested");
             Ok(RequestAccepted { message, request_id })
         }
@@ -122,28 +125,5 @@ pub(crate) fn machine_record(instance: &Observed, request: &RequestRecord) -> Ma
         version: 1,
         updated_at: now(),
         expires_at: None,
-    }
-}
-
-/// Counts the units a weighted fleet launched beyond its target (they are running, so they hold
-/// `maxNumber` capacity until returned, when each machine gives back its own units).
-pub(super) async fn overshoot(state: &AppState, key: &str, extra: u32) {
-    if extra == 0 {
-        return;
-    }
-    if let Err(err) = state.store.capacity.reserve(key, extra, -1).await {
-        tracing::error!(key, extra, error = %err, "counting a fleet's overshoot failed");
-    }
-}
-
-/// Gives capacity back. A failure here only over-counts (the template offers fewer machines than
-/// it could, never more), so it is logged as an error naming the key and count rather than
-/// failing a call whose real outcome is already decided.
-pub(crate) async fn release(state: &AppState, key: &str, count: u32) {
-    if count == 0 {
-        return;
-    }
-    if let Err(err) = state.store.capacity.release(key, count).await {
-        tracing::error!(key, count, error = %err, "releasing capacity failed");
     }
 }

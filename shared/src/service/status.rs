@@ -20,11 +20,10 @@ use crate::hostfactory::{
 use crate::provision::instances::{self, Observed};
 use crate::provision::status::{provisioning_result, request_state, return_result};
 use crate::store::{
-    Lifecycle, MachineRecord, RequestKind, RequestRecord, RequestStatus, capacity_key, now, unless_stale,
+    Direction, Lifecycle, MachineRecord, RequestKind, RequestRecord, RequestStatus, capacity_key, now, unless_stale,
 };
 
-use super::fleets;
-use super::request::{overshoot, release};
+use super::{capacity, fleets};
 
 /// How long a just-launched instance may be missing from DescribeInstances (EC2 is eventually
 /// consistent) before it counts as failed.
@@ -46,6 +45,7 @@ pub async fn get_request_status(
         .filter(|r| r.provider == provider)
         .map(|r| (r.request_id.clone(), r))
         .collect();
+    capacity::settle_all(state, &mut records).await;
     let found: Vec<&RequestRecord> = records.values().collect();
     let listings = try_join_all(found.iter().map(|r| async move {
         let machines = match r.kind {
@@ -215,10 +215,6 @@ async fn finish(
         ),
     };
     request.finish(final_status, message, now, state.config.retention);
-    match unless_stale(state.store.requests.update(request).await)? {
-        Some(written) => *request = written,
-        None => return Ok(()),
-    }
     let gone = |m: &&MachineRecord| match request.kind {
         RequestKind::Provision => m.result == MachineResult::Fail && !handed_back(request, m),
         RequestKind::Return => m.result == MachineResult::Succeed,
@@ -227,14 +223,25 @@ async fn finish(
     for machine in machines.iter().filter(gone) {
         *per_template.entry(capacity_key(&machine.provider, &machine.template_id)).or_default() += machine.units;
     }
+    let own = capacity_key(&request.provider, &request.template_id);
     if shortfall > 0 {
         // Units a fleet or group never filled (its reservation was kept while it could).
-        *per_template.entry(capacity_key(&request.provider, &request.template_id)).or_default() += shortfall;
+        *per_template.entry(own.clone()).or_default() += shortfall;
     }
-    for (key, count) in per_template {
-        release(state, &key, count).await;
+    // Decided by the update below (only its winner applies them), applied after it.
+    let mut changes: Vec<_> = per_template
+        .into_iter()
+        .filter_map(|(key, count)| {
+            let op_id = format!("release:{}:finish:{key}", request.request_id);
+            capacity::change(op_id, &key, Direction::Release, count)
+        })
+        .collect();
+    changes.extend(capacity::overshoot(request, &own, "finish", extra));
+    request.pending_capacity.extend(changes);
+    match unless_stale(state.store.requests.update(request).await)? {
+        Some(written) => *request = capacity::settle(state, written).await,
+        None => return Ok(()),
     }
-    overshoot(state, &capacity_key(&request.provider, &request.template_id), extra).await;
     tracing::info!(request_id = %request.request_id, status = ?final_status, failed, "request finished");
     Ok(())
 }

@@ -221,6 +221,7 @@ fn convert_request(orb: OrbRequest, provider: &str, retention: Duration) -> Resu
         fleet_type: None,
         expires_at: status.is_finished().then(|| imported_expiry(updated_at, retention)),
         request_id: orb.request_id,
+        pending_capacity: Vec::new(),
     })
 }
 
