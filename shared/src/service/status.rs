@@ -20,7 +20,8 @@ use crate::hostfactory::{
 use crate::provision::instances::{self, Observed};
 use crate::provision::status::{provisioning_result, request_state, return_result};
 use crate::store::{
-    Direction, Lifecycle, MachineRecord, RequestKind, RequestRecord, RequestStatus, capacity_key, now, unless_stale,
+    CapacityChange, Direction, Lifecycle, MachineRecord, RequestKind, RequestRecord, RequestStatus, capacity_key, now,
+    unless_stale,
 };
 
 use super::{capacity, fleets};
@@ -215,6 +216,24 @@ async fn finish(
         ),
     };
     request.finish(final_status, message, now, state.config.retention);
+    // Decided by the update below (only its winner applies them), applied after it.
+    let changes = capacity_changes(request, machines, (shortfall, extra));
+    request.pending_capacity.extend(changes);
+    match unless_stale(state.store.requests.update(request).await)? {
+        Some(written) => *request = capacity::settle(state, written).await,
+        None => return Ok(()),
+    }
+    tracing::info!(request_id = %request.request_id, status = ?final_status, failed, "request finished");
+    Ok(())
+}
+
+/// What a finishing request gives back (per template: its machines that are gone, and the
+/// `shortfall` units a fleet never filled) and the `extra` units a fleet filled beyond target.
+fn capacity_changes(
+    request: &RequestRecord,
+    machines: &[MachineRecord],
+    (shortfall, extra): (u32, u32),
+) -> Vec<CapacityChange> {
     let gone = |m: &&MachineRecord| match request.kind {
         RequestKind::Provision => m.result == MachineResult::Fail && !handed_back(request, m),
         RequestKind::Return => m.result == MachineResult::Succeed,
@@ -228,8 +247,7 @@ async fn finish(
         // Units a fleet or group never filled (its reservation was kept while it could).
         *per_template.entry(own.clone()).or_default() += shortfall;
     }
-    // Decided by the update below (only its winner applies them), applied after it.
-    let mut changes: Vec<_> = per_template
+    let mut changes: Vec<CapacityChange> = per_template
         .into_iter()
         .filter_map(|(key, count)| {
             let op_id = format!("release:{}:finish:{key}", request.request_id);
@@ -237,13 +255,7 @@ async fn finish(
         })
         .collect();
     changes.extend(capacity::overshoot(request, &own, "finish", extra));
-    request.pending_capacity.extend(changes);
-    match unless_stale(state.store.requests.update(request).await)? {
-        Some(written) => *request = capacity::settle(state, written).await,
-        None => return Ok(()),
-    }
-    tracing::info!(request_id = %request.request_id, status = ?final_status, failed, "request finished");
-    Ok(())
+    changes
 }
 
 /// A machine of a provisioning request that HostFactory has since returned.
