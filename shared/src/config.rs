@@ -98,6 +98,10 @@ pub struct ReconcileTimings {
     /// never learned of by HostFactory (it polls every ~30 s): it is abandoned and its machines
     /// are terminated. `HOSTFACTORY_UNCLAIMED_SECS`.
     pub unclaimed: Duration,
+    /// The capacity recount corrects only a counter no change touched for this long, so it
+    /// never races a reservation or release whose records it may not see yet:
+    /// `HOSTFACTORY_CAPACITY_QUIET_SECS`.
+    pub capacity_quiet: Duration,
 }
 
 /// The repository root (parent of `shared/`), for local defaults that point into the checkout.
@@ -163,6 +167,7 @@ impl Config {
             orphan_grace: seconds("HOSTFACTORY_ORPHAN_GRACE_SECS", 600)?,
             launch_template_grace: seconds("HOSTFACTORY_LAUNCH_TEMPLATE_GRACE_SECS", 3600)?,
             unclaimed: seconds("HOSTFACTORY_UNCLAIMED_SECS", 600)?,
+            capacity_quiet: seconds("HOSTFACTORY_CAPACITY_QUIET_SECS", 30)?,
         };
         let metrics = match get("HOSTFACTORY_METRICS").map(|v| v.to_ascii_lowercase()) {
             None => runtime == Runtime::Lambda,
@@ -279,6 +284,7 @@ mod tests {
                 orphan_grace: Duration::from_secs(600),
                 launch_template_grace: Duration::from_secs(3600),
                 unclaimed: Duration::from_secs(600),
+                capacity_quiet: Duration::from_secs(30),
             }
         );
         assert!(!config.metrics, "metrics are off locally unless asked for");

@@ -35,6 +35,10 @@ pub enum Error {
     /// The client did not send its request in time (408); the local server closes the connection.
     #[error("{0}")]
     TimedOut(String),
+    /// A capacity release larger than what the counter holds: refused (it would take units other
+    /// requests hold), logged, and left to the reconciler's recount (500: never user input).
+    #[error("releasing {released} unit(s) of {key} refused: only {held} in use")]
+    CapacityUnderflow { key: String, held: u64, released: u32 },
 
     /// The request is understood but cannot be granted now, e.g. over `maxNumber` (422).
     #[error("{0}")]
@@ -83,7 +87,9 @@ impl Error {
             Error::Conflict(_) | Error::Stale { .. } => StatusCode::CONFLICT,
             Error::TimedOut(_) => StatusCode::REQUEST_TIMEOUT,
             Error::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Error::Config(_) | Error::Store { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            Error::Config(_) | Error::Store { .. } | Error::CapacityUnderflow { .. } => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
             Error::Aws { throttled: true, .. } => StatusCode::SERVICE_UNAVAILABLE,
             Error::Aws { .. } => StatusCode::BAD_GATEWAY,
         }

@@ -46,6 +46,9 @@ pub struct ReconcileFigures {
     /// Tagged instances of finished requests, terminated after the orphan grace period.
     pub orphans_terminated: u64,
     pub launch_templates_deleted: u64,
+    /// Capacity counters the recount found disagreeing with the records and corrected
+    /// (alarm-worthy: something lost or double-counted a change).
+    pub capacity_repaired: u64,
     /// Steps of the pass that failed (the pass goes on; alarmed on).
     pub step_errors: u64,
     /// AWS calls the pass made (see [`crate::aws::count_aws_calls`]).
@@ -153,6 +156,7 @@ fn reconcile_line(namespace: &str, figures: &ReconcileFigures) -> Value {
         ("OrphansAdopted", f.orphans_adopted),
         ("OrphansTerminated", f.orphans_terminated),
         ("LaunchTemplatesDeleted", f.launch_templates_deleted),
+        ("CapacityRepaired", f.capacity_repaired),
         ("StepErrors", f.step_errors),
         ("AwsCalls", f.aws_calls),
     ];
@@ -250,6 +254,6 @@ mod tests {
         assert_eq!(line["Operation"], "reconcile");
         assert_eq!([&line["RequestsChecked"], &line["RequestsTimedOut"], &line["OrphansTerminated"]], [7.0, 2.0, 5.0]);
         assert_eq!([&line["AwsCalls"], &line["StepErrors"], &line["RequestsAbandoned"]], [9.0, 0.0, 3.0]);
-        assert_eq!(line["_aws"]["CloudWatchMetrics"][0]["Metrics"].as_array().unwrap().len(), 11);
+        assert_eq!(line["_aws"]["CloudWatchMetrics"][0]["Metrics"].as_array().unwrap().len(), 12);
     }
 }

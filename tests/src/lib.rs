@@ -178,3 +178,29 @@ impl Captured {
         text.lines().map(|line| serde_json::from_str(line).expect("every metrics line is one JSON document")).collect()
     }
 }
+
+/// Runs each case (`async fn case(store: Store)` in the calling file) against both backends:
+/// DynamoDB on moto with fresh tables, and SQLite in a temporary file.
+#[macro_export]
+macro_rules! both_backends {
+    ($($case:ident),* $(,)?) => {
+        mod dynamodb {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    let sdk = $crate::sdk_config().await;
+                    super::$case($crate::new_dynamo_store(&sdk).await).await;
+                }
+            )*
+        }
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    let (store, _folder) = $crate::new_sqlite_store();
+                    super::$case(store).await;
+                }
+            )*
+        }
+    };
+}

@@ -61,8 +61,9 @@ pub enum StoreOn {
 
 /// Reconciler timings (as environment variables) that make every wait already elapsed: time
 /// cannot be faked in moto, so a test that judges one pass sets them to 0.
-pub const ELAPSED: [(&str, &str); 4] = [
+pub const ELAPSED: [(&str, &str); 5] = [
     ("HOSTFACTORY_PENDING_TIMEOUT_SECS", "0"),
+    ("HOSTFACTORY_CAPACITY_QUIET_SECS", "0"),
     ("HOSTFACTORY_LAUNCH_TIMEOUT_SECS", "0"),
     ("HOSTFACTORY_ORPHAN_GRACE_SECS", "0"),
     ("HOSTFACTORY_UNCLAIMED_SECS", "0"),

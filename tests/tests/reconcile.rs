@@ -74,7 +74,8 @@ fn ours<'a>(rig: &'a Rig, request_id: &'a str) -> [(&'a str, &'a str); 4] {
 async fn pending_request(rig: &Rig, count: u32, age: i64) -> RequestRecord {
     let request = RequestRecord::new(RequestKind::Provision, &rig.template_id, "awsinst", count, now() - age);
     rig.state.store.requests.put_if_absent(&request).await.unwrap();
-    rig.state.store.capacity.reserve(&capacity_key("awsinst", &rig.template_id), count, -1).await.unwrap();
+    let op_id = format!("reserve:{}", request.request_id);
+    rig.state.store.capacity.reserve(&capacity_key("awsinst", &rig.template_id), &op_id, count, -1).await.unwrap();
     request
 }
 

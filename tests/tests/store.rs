@@ -4,36 +4,13 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use hostfactory_tests::{new_dynamo_store, new_sqlite_store, sdk_config};
 use shared::Error;
 use shared::hostfactory::MachineResult;
-use shared::store::{Lifecycle, MachineRecord, RequestKind, RequestRecord, RequestStatus, Reservation, Store};
+use shared::store::{
+    CapacityChange, Direction, Lifecycle, MachineRecord, RequestKind, RequestRecord, RequestStatus, Store,
+};
 
-/// Runs each case against both backends.
-macro_rules! both_backends {
-    ($($case:ident),* $(,)?) => {
-        mod dynamodb {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $case() {
-                    let sdk = super::sdk_config().await;
-                    super::$case(super::new_dynamo_store(&sdk).await).await;
-                }
-            )*
-        }
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $case() {
-                    let (store, _folder) = super::new_sqlite_store();
-                    super::$case(store).await;
-                }
-            )*
-        }
-    };
-}
-
-both_backends!(
+hostfactory_tests::both_backends!(
     put_if_absent_never_overwrites,
     stale_updates_are_refused,
     machines_are_found_by_request_return_request_and_name,
@@ -41,8 +18,8 @@ both_backends!(
     finished_requests_leave_the_active_list,
     batch_get_reads_beyond_100_ids,
     batch_write_goes_beyond_25_items_and_repeats_safely,
-    capacity_is_never_exceeded_by_concurrent_reservations,
-    unlimited_capacity_and_release,
+    requests_with_capacity_changes_to_apply_stay_listed,
+    machines_are_listed_by_template,
 );
 
 const T0: i64 = 1_750_000_000;
@@ -294,63 +271,33 @@ async fn batch_write_goes_beyond_25_items_and_repeats_safely(store: Store) {
     assert_eq!(store.requests.list_active().await.unwrap().len(), 40);
 }
 
-async fn capacity_is_never_exceeded_by_concurrent_reservations(store: Store) {
-    let reserve_concurrently = |key: &'static str, count: u32, max: i64| {
-        let tasks: Vec<_> = (0..50)
-            .map(|_| {
-                let capacity = store.capacity.clone();
-                tokio::spawn(async move { capacity.reserve(key, count, max).await })
-            })
-            .collect();
-        async move {
-            let mut granted = 0;
-            for task in tasks {
-                match task.await.unwrap().unwrap() {
-                    Reservation::Reserved => granted += 1,
-                    Reservation::Insufficient { available } => {
-                        assert!(available < count, "refused with {available} free")
-                    }
-                }
-            }
-            granted
-        }
+async fn requests_with_capacity_changes_to_apply_stay_listed(store: Store) {
+    let mut request = request(RequestKind::Provision, T0);
+    store.requests.put_if_absent(&request).await.unwrap();
+    request.finish(RequestStatus::Complete, "done", T0 + 1, Duration::from_secs(3600));
+    let change = CapacityChange {
+        op_id: format!("release:{}:finish", request.request_id),
+        key: "awsinst/OnDemand-Template".into(),
+        direction: Direction::Release,
+        units: 2,
+        decided_at: T0,
     };
-
-    assert_eq!(reserve_concurrently("awsinst/one-by-one", 1, 10).await, 10);
-    assert_eq!(store.capacity.in_use("awsinst/one-by-one").await.unwrap(), 10);
-    assert_eq!(reserve_concurrently("awsinst/by-three", 3, 10).await, 3);
-    assert_eq!(store.capacity.in_use("awsinst/by-three").await.unwrap(), 9);
-
-    let key = "awsinst/one-by-one";
-    assert_eq!(store.capacity.reserve(key, 1, 10).await.unwrap(), Reservation::Insufficient { available: 0 });
-    store.capacity.release(key, 4).await.unwrap();
-    assert_eq!(store.capacity.reserve(key, 5, 10).await.unwrap(), Reservation::Insufficient { available: 4 });
-    assert_eq!(store.capacity.reserve(key, 4, 10).await.unwrap(), Reservation::Reserved);
-    assert_eq!(store.capacity.in_use(key).await.unwrap(), 10);
-    assert_eq!(
-        store.capacity.reserve("awsinst/fresh", 11, 10).await.unwrap(),
-        Reservation::Insufficient { available: 10 }
-    );
-    assert_eq!(store.capacity.reserve("awsinst/none", 1, 0).await.unwrap(), Reservation::Insufficient { available: 0 });
+    request.pending_capacity.push(change.clone());
+    let written = store.requests.update(&request).await.unwrap();
+    let listed = store.requests.list_active().await.unwrap();
+    assert_eq!(listed.len(), 1, "finished, with a change to apply: still listed");
+    assert_eq!(listed[0].pending_capacity, [change]);
+    let cleared = RequestRecord { pending_capacity: Vec::new(), ..written };
+    store.requests.update(&cleared).await.unwrap();
+    assert!(store.requests.list_active().await.unwrap().is_empty());
 }
 
-async fn unlimited_capacity_and_release(store: Store) {
-    let key = "awsinst/unlimited";
-    let tasks: Vec<_> = (0..50)
-        .map(|_| {
-            let capacity = store.capacity.clone();
-            tokio::spawn(async move { capacity.reserve(key, 2, -1).await })
-        })
-        .collect();
-    for task in tasks {
-        assert_eq!(task.await.unwrap().unwrap(), Reservation::Reserved);
-    }
-    assert_eq!(store.capacity.in_use(key).await.unwrap(), 100);
-
-    store.capacity.release(key, 30).await.unwrap();
-    assert_eq!(store.capacity.in_use(key).await.unwrap(), 70);
-    store.capacity.release(key, 500).await.unwrap();
-    assert_eq!(store.capacity.in_use(key).await.unwrap(), 0, "never below zero");
-    store.capacity.release("awsinst/never-used", 1).await.unwrap();
-    assert_eq!(store.capacity.in_use("awsinst/never-used").await.unwrap(), 0);
+async fn machines_are_listed_by_template(store: Store) {
+    let mut other_template = machine("i-t2", "req-t");
+    other_template.template_id = "Other".into();
+    let mut other_provider = machine("i-t3", "req-t");
+    other_provider.provider = "elsewhere".into();
+    store.machines.upsert_batch(&[machine("i-t1", "req-t"), other_template, other_provider]).await.unwrap();
+    let listed = store.machines.list_by_template("awsinst", "OnDemand-Template").await.unwrap();
+    assert_eq!(ids(&listed, |m| &m.machine_id), BTreeSet::from(["i-t1".to_owned()]));
 }

@@ -210,10 +210,10 @@ async fn available_number_is_max_number_minus_capacity_in_use() {
     let (s3, bucket) = new_bucket(&sdk).await;
     put_object(&s3, &bucket, "hf/awsprov_templates.json", file(&[template("Busy", 10, ""), template("Full", 2, ""), template("Idle", -1, "")])).await;
     let (store, _folder) = hostfactory_tests::new_sqlite_store();
-    store.capacity.reserve(&capacity_key("awsinst", "Busy"), 3, 10).await.unwrap();
+    store.capacity.reserve(&capacity_key("awsinst", "Busy"), "reserve:busy", 3, 10).await.unwrap();
     // Fleets can overshoot maxNumber; the counter then holds more than the maximum.
-    store.capacity.reserve(&capacity_key("awsinst", "Full"), 5, -1).await.unwrap();
-    store.capacity.reserve(&capacity_key("other", "Idle"), 7, -1).await.unwrap();
+    store.capacity.reserve(&capacity_key("awsinst", "Full"), "reserve:full", 5, -1).await.unwrap();
+    store.capacity.reserve(&capacity_key("other", "Idle"), "reserve:idle", 7, -1).await.unwrap();
     let mut state = AppState::new(config(&bucket), &sdk);
     state.store = store;
     let router = function_router(Group::Templates, state);

@@ -23,8 +23,8 @@ use crate::api::AppState;
 use crate::error::{Error, Result};
 use crate::hostfactory::MachineResult;
 use crate::metrics::emit_reconcile;
-use crate::service::release;
-use crate::store::{MachineRecord, capacity_key, now, unless_stale};
+use crate::service::capacity;
+use crate::store::{Direction, MachineRecord, capacity_key, now, unless_stale};
 
 use super::{Report, run_once};
 
@@ -119,7 +119,11 @@ async fn state_changed(state: &AppState, machine_id: &str, ec2_state: &str, at: 
         return Ok(ignored(&format!("instance {machine_id} is not a machine we know")));
     };
     if released.get() {
-        release(state, &capacity_key(&machine.provider, &machine.template_id), 1).await;
+        // No request record to keep it pending on (the request may have expired): a failure is
+        // left to the recount, which no longer counts this machine (failed, request finished).
+        let op_id = format!("release:{}:reclaimed", machine.machine_id);
+        let key = capacity_key(&machine.provider, &machine.template_id);
+        capacity::apply_now(state, capacity::change(op_id, &key, Direction::Release, machine.units)).await;
         tracing::warn!(machine_id, request_id = %machine.request_id, "host terminated by EC2; capacity released");
     }
     Ok(Outcome::StateRecorded { machine_id: machine.machine_id, state: machine.state })

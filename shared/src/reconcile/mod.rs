@@ -6,14 +6,17 @@
 //! so a pass racing HostFactory calls (or another pass) never overwrites their outcome. A step
 //! that fails is logged and listed in [`Report::errors`]; the other steps still run.
 //!
-//! An idle pass (no unfinished request) costs one store query, one DescribeInstances and one
-//! DescribeLaunchTemplates.
+//! An idle pass (no unfinished request) costs one DescribeInstances and one
+//! DescribeLaunchTemplates, and in the store the active listing, the counter listing, and when a
+//! counter is quiet the active listing once more and one machine query per quiet counter (see
+//! [`recount`]).
 
 mod abandoned;
 pub mod events;
 mod launch_templates;
 mod orphans;
 mod pending;
+mod recount;
 mod timeouts;
 
 use std::collections::{BTreeMap, HashSet};
@@ -54,6 +57,10 @@ pub struct Report {
     pub launch_templates_deleted: usize,
     /// Provisioning requests HostFactory never claimed, reaped after `HOSTFACTORY_UNCLAIMED_SECS`.
     pub abandoned: usize,
+    /// Capacity changes left pending on requests (a failed release) that this pass applied.
+    pub capacity_settled: usize,
+    /// Capacity counters that disagreed with the records and were corrected (the recount).
+    pub capacity_repaired: usize,
     /// One line per failed step; the pass goes on after a failure.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<String>,
@@ -72,6 +79,7 @@ impl Report {
             orphans_adopted: count(self.orphans_adopted),
             orphans_terminated: count(self.orphans_terminated),
             launch_templates_deleted: count(self.launch_templates_deleted),
+            capacity_repaired: count(self.capacity_repaired),
             step_errors: count(self.errors.len()),
             aws_calls,
             duration_ms,
@@ -124,6 +132,13 @@ pub async fn run_once(state: &AppState) -> Result<Report> {
     if let Err(err) = launch_templates::clean(state, &referenced, now, &mut report).await {
         report.failed("cleaning up launch templates", err);
     }
+    // Last: the requests this pass finished have given their capacity back.
+    if let Err(err) = recount::settle(state, &listed, &mut report).await {
+        report.failed("applying pending capacity changes", err);
+    }
+    if let Err(err) = recount::recount(state, &mut report).await {
+        report.failed("recounting capacity", err);
+    }
     tracing::info!(report = %serde_json::to_string(&report).unwrap_or_default(), "reconcile pass done");
     Ok(report)
 }
@@ -161,8 +176,13 @@ async fn reread(state: &AppState, request_id: &str, status: &[RequestStatus]) ->
 
 /// Writes `request` on the version it was read at; `false` when someone else moved it first.
 async fn write(state: &AppState, request: &RequestRecord) -> Result<bool> {
-    let written = unless_stale(state.store.requests.update(request).await)?.is_some();
-    if !written {
+    Ok(write_back(state, request).await?.is_some())
+}
+
+/// [`write`], returning the request as written.
+async fn write_back(state: &AppState, request: &RequestRecord) -> Result<Option<RequestRecord>> {
+    let written = unless_stale(state.store.requests.update(request).await)?;
+    if written.is_none() {
         tracing::info!(request_id = %request.request_id, "request changed concurrently; left to the other writer");
     }
     Ok(written)

@@ -9,10 +9,10 @@ use std::collections::HashSet;
 use crate::api::AppState;
 use crate::error::Result;
 use crate::provision::{instances, tags};
-use crate::service::{machine_record, release};
+use crate::service::{capacity, machine_record};
 use crate::store::{MachineRecord, RequestKind, RequestRecord, RequestStatus, capacity_key};
 
-use super::{Report, reread, seconds, write};
+use super::{Report, reread, seconds, write, write_back};
 
 /// Heals one pending request; `true` when it now has machines launching (adopted or resent).
 pub(super) async fn heal(state: &AppState, request_id: &str, now: i64, report: &mut Report) -> Result<bool> {
@@ -35,8 +35,9 @@ async fn adopt_or_fail(state: &AppState, mut request: RequestRecord, now: i64, r
             "The launch was interrupted: no instance was started for this request within {waited} s; capacity released."
         );
         request.finish(RequestStatus::CompleteWithError, message, now, state.config.retention);
-        if write(state, &request).await? {
-            release(state, &key, request.machine_count).await;
+        request.pending_capacity.extend(capacity::unlaunched(&request, &key, request.machine_count));
+        if let Some(written) = write_back(state, &request).await? {
+            capacity::settle(state, written).await;
             report.pending_failed += 1;
             tracing::warn!(%request_id, "pending request had launched nothing; finished with an error");
         }
@@ -57,11 +58,15 @@ async fn adopt_or_fail(state: &AppState, mut request: RequestRecord, now: i64, r
     request.status = RequestStatus::InProgress;
     request.message = format!("Recovered {machines} machine(s) launched before the request was interrupted.");
     request.updated_at = now;
-    if !write(state, &request).await? {
-        return Ok(false);
-    }
     // As after a short launch: capacity not launched goes back, the request keeps its count.
-    release(state, &key, request.machine_count.saturating_sub(machines)).await;
+    // The same op id as requestMachines' own release, so a handler that got that far before it
+    // died is not counted twice.
+    let unlaunched = request.machine_count.saturating_sub(machines);
+    request.pending_capacity.extend(capacity::unlaunched(&request, &key, unlaunched));
+    let Some(written) = write_back(state, &request).await? else {
+        return Ok(false);
+    };
+    capacity::settle(state, written).await;
     report.pending_adopted += 1;
     tracing::warn!(%request_id, machines, newly_recorded = adopted.len(), "pending request healed by adoption");
     Ok(true)

@@ -3,6 +3,7 @@
 
 mod asg;
 mod claim;
+pub(crate) mod capacity;
 mod discover;
 mod fleet;
 mod fleets;
@@ -18,6 +19,7 @@ pub use returns::{get_return_requests, request_return_machines};
 pub use claim::Caller;
 pub use status::{get_request_status, status_of};
 
-pub(crate) use request::{machine_record, release};
+pub(crate) use discover::deferred_api;
+pub(crate) use request::machine_record;
 pub(crate) use shrink::release_from_owners;
 pub(crate) use status::{finish_abandoned, finish_with_error};

@@ -11,10 +11,10 @@ use crate::error::{Error, Result};
 use crate::hostfactory::{MachineResult, RequestAccepted, RequestMachinesInput};
 use crate::provision::instances::Observed;
 use crate::store::{
-    Lifecycle, MachineRecord, RequestKind, RequestRecord, RequestStatus, Reservation, capacity_key, now,
+    Direction, Lifecycle, MachineRecord, RequestKind, RequestRecord, RequestStatus, Reservation, capacity_key, now,
 };
 
-use super::launch;
+use super::{capacity, launch};
 
 pub async fn request_machines(
     state: &AppState,
@@ -30,17 +30,18 @@ pub async fn request_machines(
 
     let key = capacity_key(provider, template_id);
     let max = template.effective_max_number();
-    if let Reservation::Insufficient { available } = state.store.capacity.reserve(&key, count, max).await? {
+    let mut request = RequestRecord::new(RequestKind::Provision, template_id, provider, count, now());
+    let reserve = capacity::reserve_op(&request.request_id);
+    if let Reservation::Insufficient { available } = state.store.capacity.reserve(&key, &reserve, count, max).await? {
         return Err(Error::Unprocessable(format!(
             "template '{template_id}' has {available} machine(s) available (maxNumber {max}); {count} requested"
         )));
     }
-
-    let mut request = RequestRecord::new(RequestKind::Provision, template_id, provider, count, now());
     request.provider_api = Some(template.provider_api().to_string());
     request.fleet_type = template.fleet_type();
     if let Err(err) = state.store.requests.put_if_absent(&request).await {
-        release(state, &key, count).await;
+        let op_id = format!("release:{}:unrecorded", request.request_id);
+        capacity::apply_now(state, capacity::change(op_id, &key, Direction::Release, count)).await;
         return Err(err);
     }
     let launched = match launch::launch(state, template, provider, &request.request_id, count).await {
@@ -54,7 +55,8 @@ pub async fn request_machines(
 /// the answer whatever fails afterwards: HostFactory must learn it, or it would never poll the
 /// request and its machines would run unwatched. A machine or request write that fails here
 /// is healed by the reconciler (the request stays `pending`, or its tagged instances are
-/// adopted) and by the status calls that follow.
+/// adopted) and by the status calls that follow; the capacity changes decided here carry op ids
+/// the reconciler's healing uses too, so each applies once.
 async fn record_launch(
     state: &AppState,
     mut request: RequestRecord,
@@ -65,16 +67,16 @@ async fn record_launch(
     let started = u32::try_from(launched.instances.len()).unwrap_or(count);
     let units = launched.units();
     // A fleet or group that fills later keeps its reservation until getRequestStatus settles it.
+    // The changes are written with the request's next update and applied after it.
     if units < count && !(launched.deferred && launched.error.is_none()) {
-        release(state, &key, count - units).await;
+        request.pending_capacity.extend(capacity::unlaunched(&request, &key, count - units));
     }
+    request.pending_capacity.extend(capacity::overshoot(&request, &key, "launch", units.saturating_sub(count)));
     if started == 0
         && let Some(err) = launched.error.take()
     {
         request.finish(RequestStatus::CompleteWithError, err.to_string(), now(), state.config.retention);
-        if let Err(write) = state.store.requests.update(&request).await {
-            tracing::error!(request_id = %request.request_id, error = %write, "failed launch not recorded; the reconciler finishes it");
-        }
+        write_and_settle(state, &request, "failed launch not recorded; the reconciler finishes it").await;
         return Err(err);
     }
     if launched.fleet_id.is_some() && units >= count {
@@ -95,16 +97,24 @@ async fn record_launch(
     if let Err(err) = state.store.machines.upsert_batch(&machines).await {
         tracing::error!(%request_id, started, error = %err, "launched machines not recorded; the reconciler adopts them by tag");
     }
-    overshoot(state, &key, units.saturating_sub(count)).await;
     let message = accepted_message(&request, &launched, started, count);
     request.status = RequestStatus::InProgress;
     request.message = message.clone();
     request.updated_at = now();
-    if let Err(err) = state.store.requests.update(&request).await {
-        tracing::error!(%request_id, error = %err, "launched request left pending; the reconciler heals it");
-    }
+    write_and_settle(state, &request, "launched request left pending; the reconciler heals it").await;
     tracing::info!(%request_id, provider = %request.provider, template_id = %request.template_id, started, count, "machines requested");
     Ok(RequestAccepted { message, request_id })
+}
+
+/// Writes the request and applies the capacity changes it carries; a failed write is logged
+/// with `healed`, for the answer is decided already.
+async fn write_and_settle(state: &AppState, request: &RequestRecord, healed: &str) {
+    match state.store.requests.update(request).await {
+        Ok(written) => {
+            capacity::settle(state, written).await;
+        }
+        Err(err) => tracing::error!(request_id = %request.request_id, error = %err, "{healed}"),
+    }
 }
 
 fn accepted_message(request: &RequestRecord, launched: &launch::Launched, started: u32, count: u32) -> String {
@@ -141,28 +151,5 @@ pub(crate) fn machine_record(instance: &Observed, request: &RequestRecord) -> Ma
         version: 1,
         updated_at: now(),
         expires_at: None,
-    }
-}
-
-/// Counts the units a weighted fleet launched beyond its target (they are running, so they hold
-/// `maxNumber` capacity until returned, when each machine gives back its own units).
-pub(super) async fn overshoot(state: &AppState, key: &str, extra: u32) {
-    if extra == 0 {
-        return;
-    }
-    if let Err(err) = state.store.capacity.reserve(key, extra, -1).await {
-        tracing::error!(key, extra, error = %err, "counting a fleet's overshoot failed");
-    }
-}
-
-/// Gives capacity back. A failure here only over-counts (the template offers fewer machines than
-/// it could, never more), so it is logged as an error naming the key and count rather than
-/// failing a call whose real outcome is already decided.
-pub(crate) async fn release(state: &AppState, key: &str, count: u32) {
-    if count == 0 {
-        return;
-    }
-    if let Err(err) = state.store.capacity.release(key, count).await {
-        tracing::error!(key, count, error = %err, "releasing capacity failed");
     }
 }

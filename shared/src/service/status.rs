@@ -20,12 +20,12 @@ use crate::hostfactory::{
 use crate::provision::instances::{self, Observed};
 use crate::provision::status::{provisioning_result, request_state, return_result};
 use crate::store::{
-    Lifecycle, MachineRecord, RequestKind, RequestRecord, RequestStatus, capacity_key, now, unless_stale,
+    CapacityChange, Direction, Lifecycle, MachineRecord, RequestKind, RequestRecord, RequestStatus, capacity_key, now,
+    unless_stale,
 };
 
 use super::claim::{Caller, claim};
-use super::fleets;
-use super::request::{overshoot, release};
+use super::{capacity, fleets};
 
 /// How long a just-launched instance may be missing from DescribeInstances (EC2 is eventually
 /// consistent) before it counts as failed.
@@ -62,6 +62,7 @@ pub async fn status_of(
     if caller == Caller::HostFactory {
         claim(state, &mut records).await;
     }
+    capacity::settle_all(state, &mut records).await;
     let found: Vec<&RequestRecord> = records.values().collect();
     let listings = try_join_all(found.iter().map(|r| async move {
         let machines = match r.kind {
@@ -230,13 +231,14 @@ async fn finish(
             format!("{failed} of {} machine(s) could not be returned.", machines.len()),
         ),
     };
-    commit(state, request, machines, (final_status, message), now, (shortfall, extra)).await
+    commit(state, request, machines, (final_status, message), now, (shortfall, extra), "finish").await
 }
 
 /// Writes the request's final status and message; if that write wins, gives back the capacity
 /// of machines that are gone (failed ones of a provisioning request, returned ones of a return
 /// request) plus the `shortfall` units a fleet never filled, and counts the `extra` units a
-/// fleet filled beyond its target.
+/// fleet filled beyond its target. `stage` names the capacity operations (one per stage and
+/// template, so each applies once).
 async fn commit(
     state: &AppState,
     request: &mut RequestRecord,
@@ -244,12 +246,28 @@ async fn commit(
     (final_status, message): (RequestStatus, String),
     now: i64,
     (shortfall, extra): (u32, u32),
+    stage: &str,
 ) -> Result<()> {
     request.finish(final_status, message, now, state.config.retention);
+    // Decided by the update below (only its winner applies them), applied after it.
+    let changes = capacity_changes(request, machines, (shortfall, extra), stage);
+    request.pending_capacity.extend(changes);
     match unless_stale(state.store.requests.update(request).await)? {
-        Some(written) => *request = written,
+        Some(written) => *request = capacity::settle(state, written).await,
         None => return Ok(()),
     }
+    tracing::info!(request_id = %request.request_id, status = ?final_status, "request finished");
+    Ok(())
+}
+
+/// What a finishing request gives back (per template: its machines that are gone, and the
+/// `shortfall` units a fleet never filled) and the `extra` units a fleet filled beyond target.
+fn capacity_changes(
+    request: &RequestRecord,
+    machines: &[MachineRecord],
+    (shortfall, extra): (u32, u32),
+    stage: &str,
+) -> Vec<CapacityChange> {
     let gone = |m: &&MachineRecord| match request.kind {
         RequestKind::Provision => m.result == MachineResult::Fail && !handed_back(request, m),
         RequestKind::Return => m.result == MachineResult::Succeed,
@@ -258,16 +276,20 @@ async fn commit(
     for machine in machines.iter().filter(gone) {
         *per_template.entry(capacity_key(&machine.provider, &machine.template_id)).or_default() += machine.units;
     }
+    let own = capacity_key(&request.provider, &request.template_id);
     if shortfall > 0 {
         // Units a fleet or group never filled (its reservation was kept while it could).
-        *per_template.entry(capacity_key(&request.provider, &request.template_id)).or_default() += shortfall;
+        *per_template.entry(own.clone()).or_default() += shortfall;
     }
-    for (key, count) in per_template {
-        release(state, &key, count).await;
-    }
-    overshoot(state, &capacity_key(&request.provider, &request.template_id), extra).await;
-    tracing::info!(request_id = %request.request_id, status = ?final_status, "request finished");
-    Ok(())
+    let mut changes: Vec<CapacityChange> = per_template
+        .into_iter()
+        .filter_map(|(key, count)| {
+            let op_id = format!("release:{}:{stage}:{key}", request.request_id);
+            capacity::change(op_id, &key, Direction::Release, count)
+        })
+        .collect();
+    changes.extend(capacity::overshoot(request, &own, stage, extra));
+    changes
 }
 
 /// A machine of a provisioning request that HostFactory has since returned.
@@ -328,5 +350,6 @@ pub(crate) async fn finish_abandoned(
     now: i64,
     shortfall: u32,
 ) -> Result<()> {
-    commit(state, request, machines, (RequestStatus::CompleteWithError, message), now, (shortfall, 0)).await
+    let outcome = (RequestStatus::CompleteWithError, message);
+    commit(state, request, machines, outcome, now, (shortfall, 0), "abandoned").await
 }

@@ -6,6 +6,7 @@
 //! requests): no Scan on any request path. Batches are split to the API limits (100 keys per
 //! BatchGetItem, 25 puts per BatchWriteItem) and unprocessed parts retried with backoff.
 
+mod capacity;
 pub mod tables;
 
 use std::collections::{HashMap, HashSet};
@@ -19,12 +20,13 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{
-    CapacityRepository, Describe, MAX_TRANSACTION_MACHINES, MachineRecord, MachineRepository, Page, RecordSource,
-    RequestRecord, RequestRepository, Reservation, exists, limit, stale, too_many_machines,
+    Describe, MAX_TRANSACTION_MACHINES, MachineRecord, MachineRepository, Page, RecordSource, RequestRecord,
+    RequestRepository, exists, stale, too_many_machines,
 };
 use crate::error::{Error, Result};
 use tables::{
-    ACTIVE, ACTIVE_INDEX, MACHINES, NAME_INDEX, RECLAIM_INDEX, REQUEST_INDEX, REQUESTS, RETURN_INDEX, TEMPLATES,
+    ACTIVE, ACTIVE_INDEX, MACHINES, NAME_INDEX, RECLAIM_INDEX, REQUEST_INDEX, REQUESTS, RETURN_INDEX, TEMPLATE_INDEX,
+    TEMPLATES,
 };
 
 pub use tables::create_tables;
@@ -191,13 +193,14 @@ impl DynamoStore {
         pages.into_iter().flat_map(|page| page.items.unwrap_or_default()).map(decode).collect()
     }
 
-    /// A new item: fails with Conflict when the key exists.
+    /// A new item: fails with Conflict when the key exists (unless this call's retry wrote it).
     async fn put_new(&self, table: &str, key: &str, id: &str, what: &'static str, item: Item) -> Result<()> {
+        let item = with_write_id(item);
         let result = self
             .client
             .put_item()
             .table_name(table)
-            .set_item(Some(item))
+            .set_item(Some(item.clone()))
             .condition_expression("attribute_not_exists(#k)")
             .expression_attribute_names("#k", key)
             .send()
@@ -205,7 +208,7 @@ impl DynamoStore {
         match result {
             Ok(_) => Ok(()),
             Err(err) if err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
-                Err(exists(what, id))
+                self.unless_own(table, key, id, &item, |_| exists(what, id)).await
             }
             Err(err) => Err(Error::aws(format!("writing {what} {id} to {table}"), err)),
         }
@@ -221,11 +224,12 @@ impl DynamoStore {
         expected: u64,
         item: Item,
     ) -> Result<()> {
+        let item = with_write_id(item);
         let result = self
             .client
             .put_item()
             .table_name(table)
-            .set_item(Some(item))
+            .set_item(Some(item.clone()))
             .condition_expression("version = :expected")
             .expression_attribute_values(":expected", n(expected))
             .send()
@@ -233,9 +237,37 @@ impl DynamoStore {
         match result {
             Ok(_) => Ok(()),
             Err(err) if err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
-                Err(self.why_not_written(table, key, id, what, expected).await)
+                self.unless_own(table, key, id, &item, |found| {
+                    if found { stale(what, id, expected) } else { Error::not_found(what, id) }
+                })
+                .await
             }
             Err(err) => Err(Error::aws(format!("updating {what} {id} in {table}"), err)),
+        }
+    }
+
+    /// A conditional write failed: `Ok` when the stored item carries this call's `writeId`
+    /// (the SDK retried a write whose answer was lost, and its first attempt was applied), else
+    /// the error `refused` makes of whether the item exists.
+    async fn unless_own(
+        &self,
+        table: &str,
+        key: &str,
+        id: &str,
+        written: &Item,
+        refused: impl FnOnce(bool) -> Error,
+    ) -> Result<()> {
+        let stored = self.get_item::<serde_json::Value>(table, key, id).await?;
+        let ours = match written.get(WRITE_ID) {
+            Some(AttributeValue::S(ours)) => Some(ours.as_str()),
+            _ => None,
+        };
+        match stored {
+            Some(stored) if ours.is_some() && stored.get(WRITE_ID).and_then(|v| v.as_str()) == ours => {
+                tracing::info!(table, id, "conditional write found applied (the SDK retried a lost answer)");
+                Ok(())
+            }
+            stored => Err(refused(stored.is_some())),
         }
     }
 
@@ -297,6 +329,16 @@ fn s(value: &str) -> AttributeValue {
 
 fn n(value: impl ToString) -> AttributeValue {
     AttributeValue::N(value.to_string())
+}
+
+/// The attribute a conditional put carries to recognise its own write: a fresh id per call,
+/// the same on the SDK's retries of that call (it resends the request as built), different
+/// for two writers of identical records (so both cannot win a versioned write).
+const WRITE_ID: &str = "writeId";
+
+fn with_write_id(mut item: Item) -> Item {
+    item.insert(WRITE_ID.to_owned(), s(&uuid::Uuid::new_v4().to_string()));
+    item
 }
 
 fn encode<T: Serialize>(record: &T) -> Result<Item> {
@@ -492,6 +534,12 @@ impl MachineRepository for DynamoStore {
         self.query_index(&self.machines, RECLAIM_INDEX, "provider", provider).await
     }
 
+    async fn list_by_template(&self, provider: &str, template_id: &str) -> Result<Vec<MachineRecord>> {
+        let machines: Vec<MachineRecord> =
+            self.query_index(&self.machines, TEMPLATE_INDEX, "templateId", template_id).await?;
+        Ok(machines.into_iter().filter(|m| m.provider == provider).collect())
+    }
+
     async fn upsert_batch(&self, machines: &[MachineRecord]) -> Result<()> {
         let items = machines.iter().map(encode).collect::<Result<_>>()?;
         self.batch_put_items(&self.machines, MACHINES.key, items).await
@@ -499,104 +547,6 @@ impl MachineRepository for DynamoStore {
 
     async fn delete(&self, machine_id: &str) -> Result<()> {
         self.delete_item(&self.machines, MACHINES.key, machine_id).await
-    }
-}
-
-#[async_trait]
-impl CapacityRepository for DynamoStore {
-    async fn reserve(&self, key: &str, count: u32, max: i64) -> Result<Reservation> {
-        let update = self
-            .client
-            .update_item()
-            .table_name(&self.templates)
-            .key(TEMPLATES.key, s(key))
-            .update_expression("SET inUse = if_not_exists(inUse, :zero) + :n")
-            .expression_attribute_values(":zero", n(0))
-            .expression_attribute_values(":n", n(count));
-        // DynamoDB conditions cannot add, so `inUse + n <= max` becomes `inUse <= max - n`.
-        let update = match limit(max) {
-            None => update,
-            Some(max) if u64::from(count) > max => {
-                let available = max.saturating_sub(self.in_use(key).await?);
-                return Ok(Reservation::Insufficient { available: u32::try_from(available).unwrap_or(u32::MAX) });
-            }
-            Some(max) => update
-                .condition_expression("attribute_not_exists(inUse) OR inUse <= :limit")
-                .expression_attribute_values(":limit", n(max - u64::from(count))),
-        };
-        match update.send().await {
-            Ok(_) => Ok(Reservation::Reserved),
-            Err(err) if err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
-                let max = limit(max).unwrap_or(u64::MAX);
-                let available = max.saturating_sub(self.in_use(key).await?);
-                Ok(Reservation::Insufficient { available: u32::try_from(available).unwrap_or(u32::MAX) })
-            }
-            Err(err) => Err(Error::aws(format!("reserving {count} of {key} in {}", self.templates), err)),
-        }
-    }
-
-    async fn release(&self, key: &str, count: u32) -> Result<()> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.templates)
-            .key(TEMPLATES.key, s(key))
-            .update_expression("SET inUse = inUse - :n")
-            .condition_expression("inUse >= :n")
-            .expression_attribute_values(":n", n(count))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err) if err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
-                // Less in use than released (a repeated release): clamp at zero, atomically.
-                tracing::warn!(key, count, "releasing more capacity than is in use; clamping at zero");
-                let clamp = self
-                    .client
-                    .update_item()
-                    .table_name(&self.templates)
-                    .key(TEMPLATES.key, s(key))
-                    .update_expression("SET inUse = :zero")
-                    .condition_expression("attribute_exists(inUse) AND inUse < :n")
-                    .expression_attribute_values(":zero", n(0))
-                    .expression_attribute_values(":n", n(count))
-                    .send()
-                    .await;
-                match clamp {
-                    Ok(_) => Ok(()),
-                    // Absent counter (nothing to release), or raised meanwhile: release again.
-                    Err(err) if err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
-                        if self.in_use(key).await? == 0 {
-                            Ok(())
-                        } else {
-                            self.release(key, count).await
-                        }
-                    }
-                    Err(err) => Err(Error::aws(format!("releasing {count} of {key} in {}", self.templates), err)),
-                }
-            }
-            Err(err) => Err(Error::aws(format!("releasing {count} of {key} in {}", self.templates), err)),
-        }
-    }
-
-    async fn in_use(&self, key: &str) -> Result<u64> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.templates)
-            .key(TEMPLATES.key, s(key))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| Error::aws(format!("reading capacity of {key} from {}", self.templates), e))?;
-        match output.item.as_ref().and_then(|item| item.get("inUse")) {
-            None => Ok(0),
-            Some(AttributeValue::N(value)) => value
-                .parse::<i64>()
-                .map(|v| v.max(0) as u64)
-                .map_err(|e| Error::store(format!("capacity of {key} is not a number"), e)),
-            Some(other) => Err(Error::store(format!("reading capacity of {key}"), format!("inUse is {other:?}"))),
-        }
     }
 }
 

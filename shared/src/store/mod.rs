@@ -2,8 +2,12 @@
 //! backends: DynamoDB (production, [`dynamo`]) and embedded SQLite (local default, [`sqlite`]).
 //!
 //! Every update names the `version` it read and fails with [`Error::Stale`] when someone else
-//! wrote in between; nothing is ever overwritten blindly (only migration upserts). Capacity
-//! reservations are atomic in both backends, so `maxNumber` holds under concurrent callers.
+//! wrote in between; nothing is ever overwritten blindly (only migration upserts). On DynamoDB a
+//! write whose answer was lost and that the SDK retried finds its own first attempt applied (by
+//! the `writeId` it carries) and succeeds. Capacity reservations are atomic in both backends,
+//! so `maxNumber` holds under concurrent callers, and every counter change is applied once per
+//! operation id (an operation marker written in the same transaction), so a retried change is
+//! not counted twice.
 
 pub mod dynamo;
 pub mod migrate;
@@ -12,6 +16,7 @@ pub mod orb;
 pub mod sqlite;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_config::SdkConfig;
@@ -20,8 +25,8 @@ use crate::config::{Config, StoreLocation};
 use crate::error::{Error, Result};
 
 pub use model::{
-    Lifecycle, MachineRecord, PROVISION_PREFIX, Page, RETURN_PREFIX, RequestKind, RequestRecord, RequestStatus,
-    Reservation, expiry, limit, now,
+    CapacityChange, Counter, Direction, Lifecycle, MachineRecord, PROVISION_PREFIX, Page, RETURN_PREFIX, RequestKind,
+    RequestRecord, RequestStatus, Reservation, expiry, limit, now,
 };
 
 #[async_trait]
@@ -38,10 +43,11 @@ pub trait RequestRepository: Send + Sync {
     /// written (version + 1). [`Error::Stale`] when it moved on, [`Error::NotFound`] when absent.
     async fn update(&self, request: &RequestRecord) -> Result<RequestRecord>;
 
-    /// Requests the reconciler has work on ([`RequestRecord::is_active`]: unfinished, or
-    /// finished but never claimed), oldest first (sparse index; never a scan). On DynamoDB the index is
-    /// eventually consistent: a request finished a moment ago may still be listed, so callers
-    /// re-read by key ([`RequestRepository::get`]) before acting on one.
+    /// Requests the reconciler has work on ([`RequestRecord::is_active`]: unfinished, finished
+    /// but never claimed, or finished with capacity changes still to apply), oldest first (sparse
+    /// index; never a scan). On DynamoDB the index is eventually consistent: a request finished a
+    /// moment ago may still be listed, so callers re-read by key ([`RequestRepository::get`])
+    /// before acting on one.
     async fn list_active(&self) -> Result<Vec<RequestRecord>>;
 
     /// Writes a new request and updates `machines` (each on its version) in one transaction:
@@ -81,6 +87,10 @@ pub trait MachineRepository: Send + Sync {
     /// Machines a return request covers.
     async fn list_by_return_request(&self, return_request_id: &str) -> Result<Vec<MachineRecord>>;
 
+    /// Machines of `template_id` in `provider`, whatever their state (index `template-index`;
+    /// the reconciler's capacity recount, never a request path).
+    async fn list_by_template(&self, provider: &str, template_id: &str) -> Result<Vec<MachineRecord>>;
+
     /// Machines whose host name (PrivateDnsName) is among `names`.
     async fn find_by_names(&self, names: &[String]) -> Result<Vec<MachineRecord>>;
 
@@ -100,17 +110,38 @@ pub fn capacity_key(provider: &str, template_id: &str) -> String {
     format!("{provider}/{template_id}")
 }
 
-/// Per-template counters of machines in use, so `maxNumber` holds across concurrent requests.
-/// `key` identifies the template within its provider instance, e.g. `awsinst/Template-1`.
+/// How long an operation marker is kept (DynamoDB TTL / SQLite purge): a change is
+/// idempotent by its op id for this long.
+pub const OP_MARKER_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// Pending capacity changes older than this are left to the recount (their marker may expire
+/// before the change would be applied).
+pub const PENDING_CHANGE_LIFETIME: Duration = Duration::from_secs(23 * 3600);
+
+/// Per-template counters of capacity units in use, so `maxNumber` holds across concurrent
+/// requests. `key` identifies the template within its provider instance, e.g.
+/// `awsinst/Template-1`. Every change names its operation (`op_id`, unique per logical change,
+/// the same on every retry of it) and is applied at most once per op id within
+/// [`OP_MARKER_TTL`].
 #[async_trait]
 pub trait CapacityRepository: Send + Sync {
-    /// Atomically adds `count` unless that would exceed `max` (negative = unlimited).
-    async fn reserve(&self, key: &str, count: u32, max: i64) -> Result<Reservation>;
+    /// Atomically adds `count` unless that would exceed `max` (negative = unlimited). A repeat
+    /// of an applied `op_id` (a retry whose answer was lost) answers `Reserved` and changes
+    /// nothing.
+    async fn reserve(&self, key: &str, op_id: &str, count: u32, max: i64) -> Result<Reservation>;
 
-    /// Gives `count` back; never goes below zero.
-    async fn release(&self, key: &str, count: u32) -> Result<()>;
+    /// Gives `count` back, once per `op_id` (a repeat is `Ok` and changes nothing). Never below
+    /// what is held: releasing more than is in use is refused with
+    /// [`Error::CapacityUnderflow`] and changes nothing (the recount settles it).
+    async fn release(&self, key: &str, op_id: &str, count: u32) -> Result<()>;
 
     async fn in_use(&self, key: &str) -> Result<u64>;
+
+    /// Every counter (DynamoDB: the sparse `counter-index`; never a scan). Reconciler only.
+    async fn counters(&self) -> Result<Vec<Counter>>;
+
+    /// Sets the counter to `in_use` if it is still at `counter.version`; `false` when it moved.
+    async fn correct(&self, counter: &Counter, in_use: u64) -> Result<bool>;
 }
 
 /// Full listings for migration only (DynamoDB answers them with a Scan, so no request path may
@@ -180,6 +211,15 @@ fn stale(what: &'static str, id: &str, expected: u64) -> Error {
 
 fn exists(what: &'static str, id: &str) -> Error {
     Error::Conflict(format!("{what} '{id}' already exists"))
+}
+
+fn underflow(key: &str, held: u64, released: u32) -> Error {
+    Error::CapacityUnderflow { key: key.to_owned(), held, released }
+}
+
+/// The marker key of an applied capacity operation, beside the counters.
+fn op_marker(op_id: &str) -> String {
+    format!("op#{op_id}")
 }
 
 fn too_many_machines(count: usize) -> Error {

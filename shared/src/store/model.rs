@@ -97,6 +97,11 @@ pub struct RequestRecord {
     /// this field existed read as claimed.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub unclaimed: bool,
+    /// Capacity changes this request decided (in the same write) that may not be applied to
+    /// the counter yet: applied after the write, cleared once applied, finished by the next
+    /// getRequestStatus of the request or reconcile pass (each is idempotent by its op id).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending_capacity: Vec<CapacityChange>,
 }
 
 impl RequestRecord {
@@ -120,6 +125,7 @@ impl RequestRecord {
             fleet_type: None,
             expires_at: None,
             unclaimed: kind == RequestKind::Provision,
+            pending_capacity: Vec::new(),
         }
     }
 
@@ -127,10 +133,11 @@ impl RequestRecord {
         self.status.is_finished()
     }
 
-    /// Whether the reconciler still has work on it (the sparse `active` index): unfinished, or
-    /// finished but never claimed by HostFactory (it may hold machines nobody will return).
+    /// Whether the reconciler still has work on it (the sparse `active` index): unfinished,
+    /// finished but never claimed by HostFactory (it may hold machines nobody will return), or
+    /// with capacity changes still to apply.
     pub fn is_active(&self) -> bool {
-        !self.is_finished() || self.unclaimed
+        !self.is_finished() || self.unclaimed || !self.pending_capacity.is_empty()
     }
 
     /// Moves to a final status and starts the retention clock.
@@ -162,6 +169,8 @@ pub struct MachineRecord {
     /// Set once HostFactory returns the machine (sparse index `return-index`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub return_request_id: Option<String>,
+    /// Key of the `template-index` (the reconciler's capacity recount); empty is left out.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub template_id: String,
     pub provider: String,
     /// PrivateDnsName: the host name HostFactory knows the machine by (index `name-index`);
@@ -230,6 +239,41 @@ pub enum Reservation {
     Insufficient {
         available: u32,
     },
+}
+
+/// Whether a [`CapacityChange`] takes units or gives them back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// Units counted beyond `maxNumber` (a fleet's overshoot): never refused.
+    Reserve,
+    Release,
+}
+
+/// One change of a capacity counter, named by an operation id that is unique per logical
+/// change and stable across its retries, so it is applied once however often it is sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CapacityChange {
+    pub op_id: String,
+    /// The counter ([`crate::store::capacity_key`]).
+    pub key: String,
+    pub direction: Direction,
+    pub units: u32,
+    /// Epoch seconds it was decided; one older than the operation markers live is no longer
+    /// applied (its marker may be gone), the recount settles it instead.
+    pub decided_at: i64,
+}
+
+/// A per-template counter as the reconciler's recount reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Counter {
+    pub key: String,
+    pub in_use: u64,
+    /// Bumped by every change; a correction is written only on the version it read.
+    pub version: u64,
+    /// Epoch seconds of the last change (0 when never recorded).
+    pub updated_at: i64,
 }
 
 /// `maxNumber` of a template: `-1` (any negative value) is unlimited.

@@ -223,6 +223,7 @@ fn convert_request(orb: OrbRequest, provider: &str, retention: Duration) -> Resu
         // HostFactory knew the ORB plugin's requests: it polls them as before.
         unclaimed: false,
         request_id: orb.request_id,
+        pending_capacity: Vec::new(),
     })
 }
 

@@ -14,10 +14,14 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{
-    CapacityRepository, Describe, MAX_TRANSACTION_MACHINES, MachineRecord, MachineRepository, Page, RecordSource,
-    RequestRecord, RequestRepository, Reservation, exists, limit, now, stale, too_many_machines,
+    Describe, MAX_TRANSACTION_MACHINES, MachineRecord, MachineRepository, Page, RecordSource, RequestRecord,
+    RequestRepository, exists, now, stale, too_many_machines,
 };
 use crate::error::{Error, Result};
+
+mod capacity;
+#[cfg(test)]
+use capacity::read_in_use;
 
 /// Schema versions in order; `PRAGMA user_version` counts how many are applied.
 const MIGRATIONS: &[&str] = &[r#"
@@ -49,6 +53,14 @@ CREATE TABLE capacity (
 "#, r#"
 CREATE INDEX machines_reclaimed ON machines (json_extract(body, '$.provider'))
     WHERE json_extract(body, '$.reclaimedAt') IS NOT NULL;
+"#, r#"
+ALTER TABLE capacity ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE capacity ADD COLUMN updated_at INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE applied_ops (
+    op_id      TEXT PRIMARY KEY,
+    expires_at INTEGER NOT NULL
+);
+CREATE INDEX machines_template ON machines (json_extract(body, '$.templateId'), json_extract(body, '$.provider'));
 "#];
 
 /// Ids per `IN (...)` query, well under SQLite's bound-parameter limit.
@@ -110,6 +122,7 @@ fn open(path: &Path) -> Result<Connection> {
     let purged = connection
         .execute("DELETE FROM requests WHERE expires_at < ?1", [now])
         .and_then(|r| Ok(r + connection.execute("DELETE FROM machines WHERE expires_at < ?1", [now])?))
+        .and_then(|r| Ok(r + connection.execute("DELETE FROM applied_ops WHERE expires_at < ?1", [now])?))
         .map_err(|e| Error::store(context("purging expired records from"), e))?;
     tracing::info!(path = %path.display(), purged, "SQLite store open");
     Ok(connection)
@@ -450,6 +463,20 @@ impl MachineRepository for SqliteStore {
         .await
     }
 
+    async fn list_by_template(&self, provider: &str, template_id: &str) -> Result<Vec<MachineRecord>> {
+        let keys = [template_id.to_owned(), provider.to_owned()];
+        self.run(move |c| {
+            bodies(
+                c,
+                "SELECT body FROM machines WHERE json_extract(body, '$.templateId') = ?1
+                 AND json_extract(body, '$.provider') = ?2",
+                keys,
+                "listing the machines of a template",
+            )
+        })
+        .await
+    }
+
     async fn upsert_batch(&self, machines: &[MachineRecord]) -> Result<()> {
         let machines = machines.to_vec();
         self.run(move |c| {
@@ -465,64 +492,6 @@ impl MachineRepository for SqliteStore {
         })
         .await
     }
-}
-
-#[async_trait]
-impl CapacityRepository for SqliteStore {
-    async fn reserve(&self, key: &str, count: u32, max: i64) -> Result<Reservation> {
-        let key = key.to_owned();
-        self.run(move |c| {
-            transaction(c, |tx| {
-                let in_use = read_in_use(tx, &key)?;
-                if let Some(max) = limit(max)
-                    && in_use + u64::from(count) > max
-                {
-                    let available = u32::try_from(max.saturating_sub(in_use)).unwrap_or(u32::MAX);
-                    return Ok(Reservation::Insufficient { available });
-                }
-                tx.execute(
-                    "INSERT INTO capacity (template_key, in_use) VALUES (?1, ?2)
-                     ON CONFLICT (template_key) DO UPDATE SET in_use = in_use + excluded.in_use",
-                    params![key, count],
-                )
-                .map_err(db("reserving capacity"))?;
-                Ok(Reservation::Reserved)
-            })
-        })
-        .await
-    }
-
-    async fn release(&self, key: &str, count: u32) -> Result<()> {
-        let key = key.to_owned();
-        self.run(move |c| {
-            transaction(c, |tx| {
-                let in_use = read_in_use(tx, &key)?;
-                if in_use < u64::from(count) {
-                    tracing::warn!(key, in_use, count, "releasing more capacity than is in use; clamping at zero");
-                }
-                tx.execute(
-                    "UPDATE capacity SET in_use = MAX(in_use - ?2, 0) WHERE template_key = ?1",
-                    params![key, count],
-                )
-                .map(drop)
-                .map_err(db("releasing capacity"))
-            })
-        })
-        .await
-    }
-
-    async fn in_use(&self, key: &str) -> Result<u64> {
-        let key = key.to_owned();
-        self.run(move |c| read_in_use(c, &key)).await
-    }
-}
-
-fn read_in_use(connection: &Connection, key: &str) -> Result<u64> {
-    let in_use: Option<i64> = connection
-        .query_row("SELECT in_use FROM capacity WHERE template_key = ?1", [key], |row| row.get(0))
-        .optional()
-        .map_err(db("reading capacity"))?;
-    Ok(in_use.map_or(0, |n| n.max(0) as u64))
 }
 
 #[async_trait]
@@ -549,7 +518,7 @@ mod tests {
         assert_eq!(version, MIGRATIONS.len() as i64);
         let mode: String = connection.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
         assert_eq!(mode, "wal");
-        connection.execute("INSERT INTO capacity VALUES ('k', 3)", []).unwrap();
+        connection.execute("INSERT INTO capacity (template_key, in_use) VALUES ('k', 3)", []).unwrap();
         drop(connection);
         let connection = open(&path).unwrap();
         assert_eq!(read_in_use(&connection, "k").unwrap(), 3);

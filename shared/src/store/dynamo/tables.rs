@@ -48,6 +48,12 @@ pub const RETURN_INDEX: &str = "return-index";
 pub const NAME_INDEX: &str = "name-index";
 /// Sparse: only machines with `reclaimedAt` (the cloud is taking them back) are in it.
 pub const RECLAIM_INDEX: &str = "reclaim-index";
+/// Machines by `templateId` and `provider`: the reconciler's capacity recount.
+pub const TEMPLATE_INDEX: &str = "template-index";
+/// Sparse: only counters carry `itemType` (operation markers do not).
+pub const COUNTER_INDEX: &str = "counter-index";
+/// The one value of `itemType`.
+pub const COUNTER: &str = "counter";
 
 pub const REQUESTS: TableDef = TableDef {
     suffix: "_requests",
@@ -67,19 +73,27 @@ pub const MACHINES: TableDef = TableDef {
         ("name", "S"),
         ("provider", "S"),
         ("reclaimedAt", "N"),
+        ("templateId", "S"),
     ],
     indexes: &[
         IndexDef { name: REQUEST_INDEX, hash: "requestId", range: None },
         IndexDef { name: RETURN_INDEX, hash: "returnRequestId", range: None },
         IndexDef { name: NAME_INDEX, hash: "name", range: None },
         IndexDef { name: RECLAIM_INDEX, hash: "provider", range: Some("reclaimedAt") },
+        IndexDef { name: TEMPLATE_INDEX, hash: "templateId", range: Some("provider") },
     ],
     ttl: Some("expiresAt"),
 };
 
-/// Per-template capacity counters (`inUse`).
-pub const TEMPLATES: TableDef =
-    TableDef { suffix: "_templates", key: "templateKey", attributes: &[("templateKey", "S")], indexes: &[], ttl: None };
+/// Per-template capacity counters (`inUse`, `version`, `updatedAt`, `itemType`), and the
+/// markers of applied capacity operations (`op#<op id>`, expiring at `expiresAt`).
+pub const TEMPLATES: TableDef = TableDef {
+    suffix: "_templates",
+    key: "templateKey",
+    attributes: &[("templateKey", "S"), ("itemType", "S")],
+    indexes: &[IndexDef { name: COUNTER_INDEX, hash: "itemType", range: None }],
+    ttl: Some("expiresAt"),
+};
 
 pub const TABLES: [TableDef; 3] = [REQUESTS, MACHINES, TEMPLATES];
 

@@ -1,0 +1,201 @@
+//! Capacity counters on DynamoDB, exactly once per operation.
+//!
+//! Every change is one TransactWriteItems of two actions: a Put of the operation's marker
+//! (`templateKey = op#<op id>`, condition `attribute_not_exists`, TTL `expiresAt` a day on)
+//! and the Update of the counter (with its own condition: room under `maxNumber` for a
+//! reservation, enough in use for a release). A retry of a change whose first attempt was
+//! applied (the SDK retries when an answer is lost) fails only on the marker's condition, and
+//! is answered as applied; a counter condition that fails means insufficient (reserve) or
+//! underflow (release). The cancellation reasons come in action order, so they tell the two
+//! apart. This needs no ClientRequestToken (whose 10-minute window would not cover the
+//! pending changes a request carries, and moto ignores it).
+
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+
+use super::tables::{COUNTER, COUNTER_INDEX, TEMPLATES};
+use super::{DynamoStore, Item, n, s};
+use crate::error::{Error, Result};
+use crate::store::{CapacityRepository, Counter, OP_MARKER_TTL, Reservation, expiry, limit, now, op_marker, underflow};
+
+/// What became of one counter change.
+enum Applied {
+    Now,
+    /// Its marker exists: an earlier attempt of the same operation was applied.
+    Before,
+    /// The counter's condition failed (no room, or less in use than released).
+    Refused,
+}
+
+/// The counter attributes every change sets, besides `inUse`.
+const BOOKKEEPING: &str = "version = if_not_exists(version, :zero) + :one, updatedAt = :now, itemType = :counter";
+
+impl DynamoStore {
+    /// The counter update `expression` (conditional on `condition`) with the marker of
+    /// `op_id`, in one transaction.
+    async fn change(
+        &self,
+        key: &str,
+        op_id: &str,
+        units: u32,
+        expression: &str,
+        condition: (&str, Option<u64>),
+    ) -> Result<Applied> {
+        let build = |e| Error::store("building a capacity transaction", e);
+        let now = now();
+        let marker = Put::builder()
+            .table_name(&self.templates)
+            .item(TEMPLATES.key, s(&op_marker(op_id)))
+            .item("counterKey", s(key))
+            .item("units", n(units))
+            .item("expiresAt", n(expiry(now, OP_MARKER_TTL)))
+            .condition_expression("attribute_not_exists(templateKey)")
+            .build()
+            .map_err(build)?;
+        let mut counter = Update::builder()
+            .table_name(&self.templates)
+            .key(TEMPLATES.key, s(key))
+            .update_expression(format!("SET {expression}, {BOOKKEEPING}"))
+            .condition_expression(condition.0)
+            .expression_attribute_values(":n", n(units))
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":counter", s(COUNTER));
+        if let Some(limit) = condition.1 {
+            counter = counter.expression_attribute_values(":limit", n(limit));
+        }
+        let actions = vec![
+            TransactWriteItem::builder().put(marker).build(),
+            TransactWriteItem::builder().update(counter.build().map_err(build)?).build(),
+        ];
+        let err = match self.client.transact_write_items().set_transact_items(Some(actions)).send().await {
+            Ok(_) => return Ok(Applied::Now),
+            Err(err) => err,
+        };
+        let reasons = match err.as_service_error() {
+            Some(TransactWriteItemsError::TransactionCanceledException(c)) => c.cancellation_reasons().to_vec(),
+            _ => Vec::new(),
+        };
+        let failed = |i: usize| reasons.get(i).and_then(|r| r.code()) == Some("ConditionalCheckFailed");
+        if failed(0) {
+            tracing::info!(key, op_id, "capacity change already applied (a retry of a lost answer)");
+            Ok(Applied::Before)
+        } else if failed(1) {
+            Ok(Applied::Refused)
+        } else {
+            Err(Error::aws(format!("changing capacity of {key} by {units} ({op_id}) in {}", self.templates), err))
+        }
+    }
+
+    fn available(max: i64, in_use: u64) -> Reservation {
+        let available = limit(max).unwrap_or(u64::MAX).saturating_sub(in_use);
+        Reservation::Insufficient { available: u32::try_from(available).unwrap_or(u32::MAX) }
+    }
+}
+
+fn number(item: &Item, attribute: &str) -> Result<Option<i64>> {
+    match item.get(attribute) {
+        None => Ok(None),
+        Some(AttributeValue::N(value)) => value
+            .parse::<i64>()
+            .map(Some)
+            .map_err(|e| Error::store(format!("capacity attribute {attribute} is not a number"), e)),
+        Some(other) => Err(Error::store("reading capacity", format!("{attribute} is {other:?}"))),
+    }
+}
+
+fn counter_of(item: &Item) -> Result<Counter> {
+    let key = match item.get(TEMPLATES.key) {
+        Some(AttributeValue::S(key)) => key.clone(),
+        _ => {
+            return Err(Error::store("reading capacity", "a counter has no templateKey"));
+        }
+    };
+    let in_use = number(item, "inUse")?.unwrap_or(0).max(0) as u64;
+    let version = number(item, "version")?.unwrap_or(0).max(0) as u64;
+    Ok(Counter { key, in_use, version, updated_at: number(item, "updatedAt")?.unwrap_or(0) })
+}
+
+#[async_trait::async_trait]
+impl CapacityRepository for DynamoStore {
+    async fn reserve(&self, key: &str, op_id: &str, count: u32, max: i64) -> Result<Reservation> {
+        // DynamoDB conditions cannot add, so `inUse + n <= max` becomes `inUse <= max - n`.
+        let condition = match limit(max) {
+            None => ("attribute_not_exists(inUse) OR inUse >= :zero", None),
+            Some(bound) if u64::from(count) > bound => {
+                return Ok(Self::available(max, self.in_use(key).await?));
+            }
+            Some(bound) => ("attribute_not_exists(inUse) OR inUse <= :limit", Some(bound - u64::from(count))),
+        };
+        let expression = "inUse = if_not_exists(inUse, :zero) + :n";
+        match self.change(key, op_id, count, expression, condition).await? {
+            Applied::Now | Applied::Before => Ok(Reservation::Reserved),
+            Applied::Refused => Ok(Self::available(max, self.in_use(key).await?)),
+        }
+    }
+
+    async fn release(&self, key: &str, op_id: &str, count: u32) -> Result<()> {
+        if count == 0 {
+            return Ok(());
+        }
+        match self.change(key, op_id, count, "inUse = inUse - :n", ("inUse >= :n", None)).await? {
+            Applied::Now | Applied::Before => Ok(()),
+            Applied::Refused => Err(underflow(key, self.in_use(key).await?, count)),
+        }
+    }
+
+    async fn in_use(&self, key: &str) -> Result<u64> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.templates)
+            .key(TEMPLATES.key, s(key))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| Error::aws(format!("reading capacity of {key} from {}", self.templates), e))?;
+        Ok(output.item.as_ref().map(counter_of).transpose()?.map_or(0, |c| c.in_use))
+    }
+
+    async fn counters(&self) -> Result<Vec<Counter>> {
+        let pages: Vec<_> = self
+            .client
+            .query()
+            .table_name(&self.templates)
+            .index_name(COUNTER_INDEX)
+            .key_condition_expression("itemType = :counter")
+            .expression_attribute_values(":counter", s(COUNTER))
+            .into_paginator()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| Error::aws(format!("listing the counters of {}", self.templates), e))?;
+        pages.iter().flat_map(|page| page.items()).map(counter_of).collect()
+    }
+
+    async fn correct(&self, counter: &Counter, in_use: u64) -> Result<bool> {
+        let update = self
+            .client
+            .update_item()
+            .table_name(&self.templates)
+            .key(TEMPLATES.key, s(&counter.key))
+            .update_expression("SET inUse = :in_use, version = :next, updatedAt = :now, itemType = :counter")
+            .expression_attribute_values(":in_use", n(in_use))
+            .expression_attribute_values(":next", n(counter.version + 1))
+            .expression_attribute_values(":now", n(now()))
+            .expression_attribute_values(":counter", s(COUNTER));
+        let update = if counter.version == 0 {
+            update.condition_expression("attribute_exists(templateKey) AND attribute_not_exists(version)")
+        } else {
+            update
+                .condition_expression("version = :version")
+                .expression_attribute_values(":version", n(counter.version))
+        };
+        match update.send().await {
+            Ok(_) => Ok(true),
+            Err(err) if err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(false),
+            Err(err) => Err(Error::aws(format!("correcting capacity of {} in {}", counter.key, self.templates), err)),
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! Capacity that is exactly once and repairs itself, on moto through the real SDK: answers
+//! lost after DynamoDB applied a change (the SDK retries it), a release that fails at a
+//! request's finish (kept pending on the record, applied once later), and counters that
+//! drifted (recounted from the records by the reconciler).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hostfactory_tests::rig::{Rig, request_id, rig_in};
+use hostfactory_tests::wire::{Fault, Wire};
+use hostfactory_tests::{Captured, new_dynamo_store, sdk_config};
+use serde_json::{Value, json};
+use shared::Error;
+use shared::api::{AppState, local_router};
+use shared::metrics::Metrics;
+use shared::reconcile::events::{Outcome, dispatch};
+use shared::reconcile::run_once;
+use shared::store::{RequestKind, RequestRecord, RequestStatus, capacity_key};
+
+/// A rig in `region` whose store is DynamoDB on moto through the rig's own wire, so store
+/// calls are recorded and can be faulted.
+async fn wired_rig(region: &'static str, max_number: i64) -> Rig {
+    let mut rig = rig_in(region, max_number, false, json!({"vmType": "t3.micro"})).await;
+    let sdk = rig.wire.sdk_config(&sdk_config().await);
+    rig.state.store = new_dynamo_store(&sdk).await;
+    rig.router = local_router(rig.state.clone());
+    rig
+}
+
+/// Requests `count` machines and waits until they are ready; their ids.
+async fn ready(rig: &Rig, count: i64) -> Vec<String> {
+    let req = request_id(&rig.request(count).await);
+    let answer = rig.settled(&req).await;
+    assert_eq!(answer["status"], "complete", "{answer}");
+    answer["machines"].as_array().unwrap().iter().map(|m| m["machineId"].as_str().unwrap().to_owned()).collect()
+}
+
+/// Returns `machines`; the return request's id.
+async fn give_back(rig: &Rig, machines: &[String]) -> String {
+    let machines: Vec<Value> = machines.iter().map(|id| json!({"machineId": id})).collect();
+    request_id(&rig.post("/api/v1/machines/return", json!({"machines": machines})).await)
+}
+
+/// The rig's state with the recount's quiet period set to `quiet`.
+fn with_quiet(rig: &Rig, quiet: Duration) -> AppState {
+    let mut config = (*rig.state.config).clone();
+    config.reconcile.capacity_quiet = quiet;
+    AppState { config: Arc::new(config), ..rig.state.clone() }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_reservation_whose_answer_was_lost_counts_once() {
+    let rig = wired_rig("us-east-1", 4).await;
+    rig.wire.faults.inject(Fault::after_executing("TransactWriteItems"));
+    request_id(&rig.request(2).await);
+    assert_eq!(rig.wire.faults.remaining(), 0, "the answer of the reservation was lost");
+    let sent = rig.log.calls().iter().filter(|c| c.action.as_deref() == Some("TransactWriteItems")).count();
+    assert_eq!(sent, 2, "the SDK sent the applied reservation again");
+    assert_eq!(rig.in_use().await, 2, "counted once");
+    // What maxNumber leaves is still there, and no more.
+    request_id(&rig.request(2).await);
+    let refused = rig.request(1).await;
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    assert_eq!(rig.tagged().await.len(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_release_whose_answer_was_lost_gives_back_once() {
+    let rig = wired_rig("us-east-1", 3).await;
+    let machines = ready(&rig, 2).await;
+    ready(&rig, 1).await;
+    assert_eq!(rig.in_use().await, 3);
+    let ret = give_back(&rig, &machines[..1]).await;
+    rig.wire.faults.inject(Fault::after_executing("TransactWriteItems"));
+    assert_eq!(rig.settled(&ret).await["status"], "complete");
+    assert_eq!(rig.wire.faults.remaining(), 0, "the answer of the release was lost");
+    assert_eq!(rig.in_use().await, 2, "released once, the other requests' units intact");
+    request_id(&rig.request(1).await);
+    assert_eq!(rig.request(1).await.status, 422, "maxNumber 3 holds");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn versioned_writes_whose_answer_was_lost_succeed() {
+    let wire = Wire::default();
+    let store = new_dynamo_store(&wire.sdk_config(&sdk_config().await)).await;
+    let created = RequestRecord::new(RequestKind::Provision, "T", "awsinst", 2, 1_750_000_000);
+    wire.faults.inject(Fault::after_executing("PutItem"));
+    store.requests.put_if_absent(&created).await.expect("the retry finds its own write");
+    assert_eq!(wire.faults.remaining(), 0);
+    assert_eq!(store.requests.get(&created.request_id).await.unwrap(), Some(created.clone()));
+
+    let mut next = created.clone();
+    next.status = RequestStatus::InProgress;
+    wire.faults.inject(Fault::after_executing("PutItem"));
+    let written = store.requests.update(&next).await.expect("the retry finds its own write");
+    assert_eq!((written.version, wire.faults.remaining()), (2, 0));
+    assert_eq!(store.requests.get(&created.request_id).await.unwrap(), Some(written));
+    // Another writer at the old version is still refused, even with the very same record:
+    // only this call's own retry counts as applied.
+    let err = store.requests.update(&next).await.unwrap_err();
+    assert!(matches!(err, Error::Stale { expected: 1, .. }), "{err:?}");
+    let err = store.requests.put_if_absent(&created).await.unwrap_err();
+    assert!(matches!(err, Error::Conflict(_)), "{err:?}");
+}
+
+/// Returns one of two ready machines while every attempt of the release at the return
+/// request's finish is throttled: the request finishes with the release pending on its record.
+async fn finish_with_a_throttled_release(rig: &Rig) -> String {
+    let machines = ready(rig, 2).await;
+    let ret = give_back(rig, &machines[..1]).await;
+    let throttled = Fault::once("TransactWriteItems", "ProvisionedThroughputExceededException", "Rate exceeded");
+    rig.wire.faults.inject(throttled.times(3));
+    assert_eq!(rig.settled(&ret).await["status"], "complete");
+    assert_eq!(rig.wire.faults.remaining(), 0, "every attempt of the release was throttled");
+    assert_eq!(rig.in_use().await, 2, "not released yet");
+    let record = rig.state.store.requests.get(&ret).await.unwrap().unwrap();
+    assert_eq!(record.status, RequestStatus::Complete);
+    let pending: Vec<(&str, u32)> = record.pending_capacity.iter().map(|c| (c.key.as_str(), c.units)).collect();
+    assert_eq!(pending, [(capacity_key("awsinst", &rig.template_id).as_str(), 1)]);
+    let listed = rig.state.store.requests.list_active().await.unwrap();
+    assert!(listed.iter().any(|r| r.request_id == ret), "listed for the reconciler while pending");
+    ret
+}
+
+async fn assert_applied(rig: &Rig, ret: &str) {
+    assert_eq!(rig.in_use().await, 1);
+    let record = rig.state.store.requests.get(ret).await.unwrap().unwrap();
+    assert!(record.pending_capacity.is_empty(), "{record:?}");
+    assert!(rig.state.store.requests.list_active().await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failed_release_is_applied_once_by_the_next_status_call() {
+    let rig = wired_rig("us-east-1", 2).await;
+    let ret = finish_with_a_throttled_release(&rig).await;
+    assert_eq!(rig.status(&[&ret]).await.body["requests"][0]["status"], "complete");
+    assert_applied(&rig, &ret).await;
+    rig.status(&[&ret]).await;
+    assert_eq!(rig.in_use().await, 1, "applied once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failed_release_is_applied_once_by_the_next_reconcile_pass() {
+    let rig = wired_rig("ap-southeast-1", 2).await;
+    let ret = finish_with_a_throttled_release(&rig).await;
+    let report = run_once(&rig.state).await.unwrap();
+    assert_eq!((report.capacity_settled, report.capacity_repaired), (1, 0), "{report:?}");
+    assert!(report.errors.is_empty(), "{report:?}");
+    assert_applied(&rig, &ret).await;
+    let report = run_once(&rig.state).await.unwrap();
+    assert_eq!(report.capacity_settled, 0);
+    assert_eq!(rig.in_use().await, 1, "applied once");
+}
+
+/// Sets the rig's counter to `in_use` behind the service's back.
+async fn drift(rig: &Rig, in_use: u64) {
+    let key = capacity_key("awsinst", &rig.template_id);
+    let counter = rig.state.store.capacity.counters().await.unwrap().into_iter().find(|c| c.key == key).unwrap();
+    assert!(rig.state.store.capacity.correct(&counter, in_use).await.unwrap());
+}
+
+async fn a_drifted_counter_is_corrected_by_one_pass(region: &'static str, dynamo: bool) {
+    let mut rig = rig_in(region, 5, dynamo, json!({"vmType": "t3.micro"})).await;
+    let out = Captured::default();
+    rig.state.metrics = Metrics::to_writer("HF-Test", out.clone());
+    let machines = ready(&rig, 3).await;
+    let ret = give_back(&rig, &machines[..1]).await;
+    assert_eq!(rig.settled(&ret).await["status"], "complete");
+    assert_eq!(rig.in_use().await, 2);
+
+    // A lost release (+3): within the quiet period the counter is not touched.
+    drift(&rig, 5).await;
+    let report = run_once(&rig.state).await.unwrap();
+    assert_eq!(report.capacity_repaired, 0, "{report:?}");
+    assert_eq!(rig.in_use().await, 5, "changed moments ago: left alone");
+
+    let quiet = with_quiet(&rig, Duration::ZERO);
+    let Outcome::Reconciled { report } = dispatch(&quiet, json!({"detail-type": "Scheduled Event"})).await.unwrap()
+    else {
+        panic!("a scheduled event runs a pass");
+    };
+    assert_eq!(report.capacity_repaired, 1, "{report:?}");
+    assert_eq!(rig.in_use().await, 2, "the two running machines");
+    let line = out.take().pop().expect("the pass's metrics line");
+    assert_eq!(line["CapacityRepaired"], 1.0, "{line}");
+    assert_eq!(run_once(&quiet).await.unwrap().capacity_repaired, 0, "agrees now");
+
+    // Counted too low (a reservation lost): maxNumber would be exceeded until corrected.
+    drift(&rig, 0).await;
+    assert_eq!(run_once(&quiet).await.unwrap().capacity_repaired, 1);
+    assert_eq!(rig.in_use().await, 2);
+    request_id(&rig.request(3).await);
+    assert_eq!(rig.request(1).await.status, 422, "maxNumber 5 holds");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_drifted_counter_is_corrected_on_sqlite() {
+    a_drifted_counter_is_corrected_by_one_pass("eu-central-1", false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_drifted_counter_is_corrected_on_dynamodb() {
+    a_drifted_counter_is_corrected_by_one_pass("ap-northeast-2", true).await;
+}

@@ -1,0 +1,126 @@
+//! Capacity counters on both backends (see `store.rs`): atomic against `maxNumber` under
+//! concurrent callers, exactly once per operation id, never below what is held, and listed and
+//! corrected on their version for the reconciler's recount.
+
+use shared::Error;
+use shared::store::{Reservation, Store};
+
+hostfactory_tests::both_backends!(
+    capacity_is_never_exceeded_by_concurrent_reservations,
+    unlimited_capacity_and_release,
+    capacity_changes_apply_once_per_operation,
+    counters_are_listed_and_corrected_on_their_version,
+);
+
+async fn capacity_is_never_exceeded_by_concurrent_reservations(store: Store) {
+    let reserve_concurrently = |key: &'static str, count: u32, max: i64| {
+        let tasks: Vec<_> = (0..50)
+            .map(|_| {
+                let capacity = store.capacity.clone();
+                let op_id = uuid::Uuid::new_v4().to_string();
+                tokio::spawn(async move { capacity.reserve(key, &op_id, count, max).await })
+            })
+            .collect();
+        async move {
+            let mut granted = 0;
+            for task in tasks {
+                match task.await.unwrap().unwrap() {
+                    Reservation::Reserved => granted += 1,
+                    Reservation::Insufficient { available } => {
+                        assert!(available < count, "refused with {available} free")
+                    }
+                }
+            }
+            granted
+        }
+    };
+
+    assert_eq!(reserve_concurrently("awsinst/one-by-one", 1, 10).await, 10);
+    assert_eq!(store.capacity.in_use("awsinst/one-by-one").await.unwrap(), 10);
+    assert_eq!(reserve_concurrently("awsinst/by-three", 3, 10).await, 3);
+    assert_eq!(store.capacity.in_use("awsinst/by-three").await.unwrap(), 9);
+
+    let key = "awsinst/one-by-one";
+    assert_eq!(store.capacity.reserve(key, "r-1", 1, 10).await.unwrap(), Reservation::Insufficient { available: 0 });
+    store.capacity.release(key, "rel-1", 4).await.unwrap();
+    assert_eq!(store.capacity.reserve(key, "r-2", 5, 10).await.unwrap(), Reservation::Insufficient { available: 4 });
+    assert_eq!(store.capacity.reserve(key, "r-3", 4, 10).await.unwrap(), Reservation::Reserved);
+    assert_eq!(store.capacity.in_use(key).await.unwrap(), 10);
+    assert_eq!(
+        store.capacity.reserve("awsinst/fresh", "r-4", 11, 10).await.unwrap(),
+        Reservation::Insufficient { available: 10 }
+    );
+    assert_eq!(
+        store.capacity.reserve("awsinst/none", "r-5", 1, 0).await.unwrap(),
+        Reservation::Insufficient { available: 0 }
+    );
+}
+
+async fn unlimited_capacity_and_release(store: Store) {
+    let key = "awsinst/unlimited";
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let capacity = store.capacity.clone();
+            let op_id = uuid::Uuid::new_v4().to_string();
+            tokio::spawn(async move { capacity.reserve(key, &op_id, 2, -1).await })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap().unwrap(), Reservation::Reserved);
+    }
+    assert_eq!(store.capacity.in_use(key).await.unwrap(), 100);
+
+    store.capacity.release(key, "release-30", 30).await.unwrap();
+    assert_eq!(store.capacity.in_use(key).await.unwrap(), 70);
+    // More than is held would take units other requests hold: refused, nothing changes.
+    let refused = store.capacity.release(key, "release-500", 500).await.unwrap_err();
+    assert!(matches!(&refused, Error::CapacityUnderflow { held: 70, released: 500, .. }), "{refused:?}");
+    assert_eq!(store.capacity.in_use(key).await.unwrap(), 70, "other reservations intact");
+    let refused = store.capacity.release("awsinst/never-used", "release-1", 1).await.unwrap_err();
+    assert!(matches!(refused, Error::CapacityUnderflow { held: 0, released: 1, .. }), "{refused:?}");
+    assert_eq!(store.capacity.in_use("awsinst/never-used").await.unwrap(), 0);
+}
+
+async fn capacity_changes_apply_once_per_operation(store: Store) {
+    let key = "awsinst/once";
+    assert_eq!(store.capacity.reserve(key, "reserve:req-1", 3, 4).await.unwrap(), Reservation::Reserved);
+    // The same operation again (a retry whose answer was lost): applied already, even though
+    // there is no room for it any more.
+    assert_eq!(store.capacity.reserve(key, "reserve:req-1", 3, 4).await.unwrap(), Reservation::Reserved);
+    assert_eq!(store.capacity.in_use(key).await.unwrap(), 3);
+    assert_eq!(
+        store.capacity.reserve(key, "reserve:req-2", 2, 4).await.unwrap(),
+        Reservation::Insufficient { available: 1 }
+    );
+    // A refused reservation leaves no trace: the same op id is granted once there is room.
+    store.capacity.release(key, "release:req-1:finish", 2).await.unwrap();
+    store.capacity.release(key, "release:req-1:finish", 2).await.unwrap();
+    assert_eq!(store.capacity.in_use(key).await.unwrap(), 1, "released once");
+    assert_eq!(store.capacity.reserve(key, "reserve:req-2", 2, 4).await.unwrap(), Reservation::Reserved);
+    assert_eq!(store.capacity.in_use(key).await.unwrap(), 3);
+    // A refused release neither: once enough is held, the same op id applies.
+    assert!(matches!(store.capacity.release(key, "release:big", 5).await, Err(Error::CapacityUnderflow { .. })));
+    store.capacity.reserve(key, "overshoot:req-2:launch", 2, -1).await.unwrap();
+    store.capacity.release(key, "release:big", 5).await.unwrap();
+    assert_eq!(store.capacity.in_use(key).await.unwrap(), 0);
+}
+
+async fn counters_are_listed_and_corrected_on_their_version(store: Store) {
+    store.capacity.reserve("awsinst/a", "r-a", 2, -1).await.unwrap();
+    store.capacity.reserve("awsinst/b", "r-b", 5, -1).await.unwrap();
+    store.capacity.release("awsinst/b", "rel-b", 1).await.unwrap();
+    let mut counters = store.capacity.counters().await.unwrap();
+    counters.sort_by(|x, y| x.key.cmp(&y.key));
+    let summary: Vec<(&str, u64, u64)> = counters.iter().map(|c| (c.key.as_str(), c.in_use, c.version)).collect();
+    assert_eq!(summary, [("awsinst/a", 2, 1), ("awsinst/b", 4, 2)], "no operation marker is listed");
+    assert!(counters.iter().all(|c| c.updated_at >= shared::store::now() - 60));
+
+    let b = counters[1].clone();
+    store.capacity.reserve("awsinst/b", "r-b2", 1, -1).await.unwrap();
+    assert!(!store.capacity.correct(&b, 9).await.unwrap(), "the counter moved on: not corrected");
+    assert_eq!(store.capacity.in_use("awsinst/b").await.unwrap(), 5);
+    let current = store.capacity.counters().await.unwrap().into_iter().find(|c| c.key == "awsinst/b").unwrap();
+    assert!(store.capacity.correct(&current, 9).await.unwrap());
+    assert_eq!(store.capacity.in_use("awsinst/b").await.unwrap(), 9);
+    assert!(!store.capacity.correct(&current, 1).await.unwrap(), "a correction is a change too");
+}
