@@ -1,0 +1,179 @@
+//! Schemathesis against the real `hostfactory serve`: every operation of the OpenAPI document
+//! the server publishes, over 1,000 generated cases (positive and negative, stateful sequences),
+//! with no 5xx, no undocumented status, no response outside its schema or headers, valid input
+//! accepted and invalid input rejected. The templates launch on moto (seeded as
+//! infra/scripts/serve seeds it, with a small maxNumber so big requests answer 422 instead of
+//! making the emulator slow), in a scratch folder the template writes may change.
+//! infra/scripts/soak runs the same with many more cases (the `HOSTFACTORY_FUZZ_*` knobs).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Per operation; with the coverage and stateful phases this comes to ~1,200 to 1,700 cases.
+const EXAMPLES_PER_OPERATION: u64 = 100;
+const SEED: u64 = 20261202;
+/// The run takes ~45 s on the 2-core machine; past this it is stopped and fails.
+const TIME_LIMIT_SECS: u64 = 240;
+/// A region no other test launches in, so their reconcile passes never see these instances.
+const REGION: &str = "eu-north-1";
+const MAX_NUMBER: i64 = 3;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// The project venv's tool, which infra/scripts/test installs from infra/requirements-dev.txt.
+fn venv_tool(name: &str) -> PathBuf {
+    let tool = root().join(".venv/bin").join(name);
+    assert!(
+        tool.is_file(),
+        "{} is missing: run through infra/scripts/test, which sets up .venv/ from infra/requirements-dev.txt",
+        tool.display()
+    );
+    tool
+}
+
+/// Seeds moto with what the sample templates name and writes their launchable copies to
+/// `folder`, every maxNumber set to [`MAX_NUMBER`].
+fn seed_templates(endpoint: &str, folder: &Path) {
+    let output = Command::new(venv_tool("python"))
+        .arg(root().join("infra/scripts/seed_emulator.py"))
+        .arg(root().join("infra/templates"))
+        .arg(folder)
+        .env("AWS_ENDPOINT_URL", endpoint)
+        .env("AWS_REGION", REGION)
+        .output()
+        .expect("run seed_emulator.py");
+    assert!(output.status.success(), "seeding failed: {}", String::from_utf8_lossy(&output.stderr));
+    let file = folder.join("awsprov_templates.json");
+    let mut document: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    for template in document["templates"].as_array_mut().expect("templates") {
+        template["maxNumber"] = MAX_NUMBER.into();
+    }
+    std::fs::write(&file, serde_json::to_string_pretty(&document).unwrap()).unwrap();
+}
+
+struct Server {
+    child: Child,
+    base_url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_server(endpoint: &str, templates: &Path, data: &Path) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hostfactory"))
+        .arg("serve")
+        .env("HOSTFACTORY_LISTEN", "127.0.0.1:0")
+        .env("HOSTFACTORY_TEMPLATES", templates)
+        .env("HOSTFACTORY_STORE", format!("sqlite:{}", data.join("store.sqlite").display()))
+        .env("AWS_ENDPOINT_URL", endpoint)
+        .env("AWS_REGION", REGION)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start hostfactory serve");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).expect("read the listening line");
+    let address = line.split("http://").nth(1).and_then(|rest| rest.split_whitespace().next());
+    let base_url = format!("http://{}", address.unwrap_or_else(|| panic!("no address in {line:?}")));
+    Server { child, base_url }
+}
+
+/// The size of the run: the constants above, or infra/scripts/soak's `HOSTFACTORY_FUZZ_EXAMPLES`
+/// (per operation), `HOSTFACTORY_FUZZ_SEED` and `HOSTFACTORY_FUZZ_SECS` (time limit).
+struct Budget {
+    examples: u64,
+    seed: u64,
+    limit: Duration,
+}
+
+impl Budget {
+    fn from_env() -> Self {
+        let knob = |name: &str, default: u64| match std::env::var(name) {
+            Ok(value) => value.trim().parse().unwrap_or_else(|_| panic!("{name}={value:?} is not a whole number")),
+            Err(_) => default,
+        };
+        Budget {
+            examples: knob("HOSTFACTORY_FUZZ_EXAMPLES", EXAMPLES_PER_OPERATION),
+            seed: knob("HOSTFACTORY_FUZZ_SEED", SEED),
+            limit: Duration::from_secs(knob("HOSTFACTORY_FUZZ_SECS", TIME_LIMIT_SECS)),
+        }
+    }
+}
+
+/// Runs `st run` against the served document; returns its output and JSON report.
+fn run_schemathesis(base_url: &str, work: &Path, budget: &Budget) -> (String, Value) {
+    let config = root().join("infra/schemathesis");
+    let report = work.join("report.json");
+    let log = work.join("schemathesis.log");
+    let mut child = Command::new(venv_tool("st"))
+        .arg("--config-file")
+        .arg(config.join("schemathesis.toml"))
+        .args(["run", &format!("{base_url}/api/v1/openapi.json"), "--url", base_url])
+        .args(["--max-examples", &budget.examples.to_string(), "--seed", &budget.seed.to_string()])
+        .args(["--request-timeout", "30"])
+        .args(["--report", "json", "--report-json-path"])
+        .arg(&report)
+        .env("SCHEMATHESIS_HOOKS", config.join("hooks.py"))
+        .env("NO_COLOR", "1")
+        .current_dir(work)
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start schemathesis");
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > budget.limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            let output = std::fs::read_to_string(&log).unwrap_or_default();
+            panic!("schemathesis ran over {:?}:\n{output}", budget.limit);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let output = std::fs::read_to_string(&log).unwrap_or_default();
+    let summary = output.lines().skip_while(|line| !line.contains("SUMMARY")).collect::<Vec<_>>().join("\n");
+    eprintln!("{summary}\nschemathesis: {status} in {:.0?}", started.elapsed());
+    assert!(status.success(), "schemathesis found failures:\n{output}");
+    let report = std::fs::read_to_string(&report).unwrap_or_else(|e| panic!("no JSON report ({e}):\n{output}"));
+    (output, serde_json::from_str(&report).expect("the JSON report"))
+}
+
+/// Requests the server accepted for one operation, over every phase of the run.
+fn accepted(report: &Value, operation: &str) -> u64 {
+    let phases = report["valid_rates"][operation].as_object().map(|p| p.values().collect::<Vec<_>>());
+    phases.unwrap_or_default().iter().filter_map(|phase| phase["accepted"].as_u64()).sum()
+}
+
+#[test]
+fn schemathesis_finds_no_failure_in_over_a_thousand_cases() {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").expect("run through infra/scripts/test (moto)");
+    let work = tempfile::tempdir().unwrap();
+    let templates = work.path().join("templates");
+    seed_templates(&endpoint, &templates);
+    let server = start_server(&endpoint, &templates, work.path());
+
+    let (output, report) = run_schemathesis(&server.base_url, work.path(), &Budget::from_env());
+    let cases = report["test_cases"]["generated"].as_u64().unwrap_or_default();
+    eprintln!("schemathesis: {cases} cases, {}", report["test_cases"]);
+    assert!(cases >= 1000, "only {cases} cases ran:\n{output}");
+    assert_eq!(report["failures"], serde_json::json!([]), "{output}");
+    assert_eq!(report["errors"], serde_json::json!([]), "{output}");
+    assert_eq!(report["operations"]["tested"], report["operations"]["total"], "every operation ran:\n{output}");
+    // Valid requests reached the launch path (moto): the run did not only collect 4xx answers.
+    assert!(accepted(&report, "POST /api/v1/requests") > 0, "no requestMachines call was accepted:\n{output}");
+    assert!(accepted(&report, "POST /api/v1/requests/status") > 0, "no getRequestStatus was accepted:\n{output}");
+}
