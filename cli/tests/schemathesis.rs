@@ -6,11 +6,13 @@
 //! making the emulator slow), in a scratch folder the template writes may change.
 //! infra/scripts/soak runs the same with many more cases (the `HOSTFACTORY_FUZZ_*` knobs).
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::Server;
 use serde_json::Value;
 
 /// Per operation; with the coverage and stateful phases this comes to ~1,200 to 1,700 cases.
@@ -57,36 +59,16 @@ fn seed_templates(endpoint: &str, folder: &Path) {
     std::fs::write(&file, serde_json::to_string_pretty(&document).unwrap()).unwrap();
 }
 
-struct Server {
-    child: Child,
-    base_url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn start_server(endpoint: &str, templates: &Path, data: &Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hostfactory"))
-        .arg("serve")
-        .env("HOSTFACTORY_LISTEN", "127.0.0.1:0")
-        .env("HOSTFACTORY_TEMPLATES", templates)
-        .env("HOSTFACTORY_STORE", format!("sqlite:{}", data.join("store.sqlite").display()))
-        .env("AWS_ENDPOINT_URL", endpoint)
-        .env("AWS_REGION", REGION)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start hostfactory serve");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).expect("read the listening line");
-    let address = line.split("http://").nth(1).and_then(|rest| rest.split_whitespace().next());
-    let base_url = format!("http://{}", address.unwrap_or_else(|| panic!("no address in {line:?}")));
-    Server { child, base_url }
+    common::start_server(|command| {
+        command
+            .env("HOSTFACTORY_TEMPLATES", templates)
+            .env("HOSTFACTORY_STORE", format!("sqlite:{}", data.join("store.sqlite").display()))
+            .env("AWS_ENDPOINT_URL", endpoint)
+            .env("AWS_REGION", REGION)
+            .env("RUST_LOG", "warn")
+            .stderr(Stdio::null());
+    })
 }
 
 /// The size of the run: the constants above, or infra/scripts/soak's `HOSTFACTORY_FUZZ_EXAMPLES`
@@ -166,7 +148,8 @@ fn schemathesis_finds_no_failure_in_over_a_thousand_cases() {
     seed_templates(&endpoint, &templates);
     let server = start_server(&endpoint, &templates, work.path());
 
-    let (output, report) = run_schemathesis(&server.base_url, work.path(), &Budget::from_env());
+    let base_url = format!("http://{}", server.address);
+    let (output, report) = run_schemathesis(&base_url, work.path(), &Budget::from_env());
     let cases = report["test_cases"]["generated"].as_u64().unwrap_or_default();
     eprintln!("schemathesis: {cases} cases, {}", report["test_cases"]);
     assert!(cases >= 1000, "only {cases} cases ran:\n{output}");
