@@ -178,8 +178,8 @@ fn malformed_json_and_trailing_garbage_are_rejected() {
 #[test]
 fn a_body_that_is_json_but_no_object_is_rejected() {
     for body in [&b"[]"[..], b" [{\"machines\": []}]", b"\"machines\"", b"3", b"null"] {
-        let err = parse_input::<ReturnRequestsInput>(body).unwrap_err();
-        assert_eq!(invalid_field(err), ("body".into(), "must be a JSON object".into()), "{}", String::from_utf8_lossy(body));
+        let (field, problem) = invalid_field(parse_input::<ReturnRequestsInput>(body).unwrap_err());
+        assert_eq!((field.as_str(), problem.as_str()), ("body", "must be a JSON object"), "{}", body.escape_ascii());
     }
 }
 
