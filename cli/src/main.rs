@@ -1,6 +1,7 @@
 //! `hostfactory`: the local server and admin commands.
 
 mod bench;
+mod serve;
 
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -59,7 +60,7 @@ async fn main() -> std::process::ExitCode {
     shared::telemetry::init(Runtime::Local);
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve => serve().await,
+        Command::Serve => serve_command().await,
         Command::Migrate { from, to } => migrate_command(&from, &to).await,
         Command::CreateTables { prefix } => create_tables(prefix).await,
         Command::Reconcile => reconcile().await,
@@ -76,7 +77,7 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-async fn serve() -> Result<(), Box<dyn std::error::Error>> {
+async fn serve_command() -> Result<(), Box<dyn std::error::Error>> {
     let state = AppState::from_env(Runtime::Local).await?;
     let config = state.config.clone();
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -85,7 +86,7 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
     let address = listener.local_addr()?;
     tracing::info!(templates = %config.templates, store = ?config.store, provider = %config.default_provider, "configuration");
     println!("hostfactory listening on http://{address} (templates: {})", config.templates);
-    axum::serve(listener, local_router(state)).with_graceful_shutdown(shutdown_signal()).await?;
+    serve::run(listener, local_router(state), config.local_timeouts, shutdown_signal()).await?;
     Ok(())
 }
 

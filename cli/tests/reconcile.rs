@@ -26,7 +26,7 @@ fn reconcile_prints_the_report_of_one_pass() {
         json!({
             "active": 0, "pendingAdopted": 0, "pendingFailed": 0, "returnsResent": 0, "refreshed": 0, "finished": 0,
             "timedOut": 0, "orphansAdopted": 0, "orphansTerminated": 0,
-            "foreignInstances": 0, "launchTemplatesDeleted": 0
+            "foreignInstances": 0, "launchTemplatesDeleted": 0, "abandoned": 0
         })
     );
 }

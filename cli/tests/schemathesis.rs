@@ -4,7 +4,7 @@
 //! accepted and invalid input rejected. The templates launch on moto (seeded as
 //! infra/scripts/serve seeds it, with a small maxNumber so big requests answer 422 instead of
 //! making the emulator slow), in a scratch folder the template writes may change.
-//! infra/scripts/soak runs the same with many more cases (the `HOSTFACTORY_FUZZ_*` knobs).
+//! infra/scripts/soak-api runs the same with many more cases (the `HOSTFACTORY_FUZZ_*` knobs).
 
 mod common;
 
@@ -74,7 +74,7 @@ fn start_server(endpoint: &str, templates: &Path, data: &Path) -> Server {
     })
 }
 
-/// The size of the run: the constants above, or infra/scripts/soak's `HOSTFACTORY_FUZZ_EXAMPLES`
+/// The size of the run: the constants above, or infra/scripts/soak-api's `HOSTFACTORY_FUZZ_EXAMPLES`
 /// (per operation), `HOSTFACTORY_FUZZ_SEED` and `HOSTFACTORY_FUZZ_SECS`: a time budget that
 /// schemathesis fills, repeating its fuzzing and stateful phases, then reports.
 struct Budget {

@@ -1,4 +1,4 @@
-"""Schemathesis hooks for cli/tests/schemathesis.rs and infra/scripts/soak: they drop the cases
+"""Schemathesis hooks for cli/tests/schemathesis.rs and infra/scripts/soak-api: they drop the cases
 whose answer openapi/hostfactory.yaml states in words that a JSON schema cannot express.
 
 - `cache` and `validate` are routes of their own (GET /api/v1/templates/cache, POST

@@ -1,4 +1,5 @@
-# Shared by infra/scripts/serve and infra/scripts/test: the project venv and the moto emulator.
+# Shared by infra/scripts/serve, test and bench: the project venv, the moto emulator and the check
+# that serve reuses the test build.
 # Source it; it defines functions only.
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -69,4 +70,41 @@ stop_moto() {
         wait "$MOTO_PID" 2>/dev/null || true
         MOTO_PID=
     fi
+}
+
+# Run by infra/scripts/test after `cargo test --workspace`: fails, naming them, when the build
+# infra/scripts/serve and bench make (`cargo run --locked -p hostfactory`) compiles a registry crate
+# or needs one built otherwise than the test build did. `-p hostfactory` resolves features over
+# hostfactory's dependencies only, so a feature another member enables on a shared dependency
+# would rebuild it and every crate above it (the AWS SDKs: issue #17); the root Cargo.toml declares
+# the union to prevent that. Comparing the artifacts' file names (cargo hashes the features into
+# them) catches this even when an earlier build left both variants in target/.
+check_serve_build_fresh() {
+    (cd "$ROOT" && "$VENV/bin/python" - <<'PY')
+import json, subprocess, sys
+
+def registry_artifacts(*command):
+    """Each registry package's artifact files in this cargo build, and the packages it compiled."""
+    run = subprocess.run(["cargo", *command, "--locked", "--offline", "--message-format=json"],
+                         capture_output=True, text=True)
+    if run.returncode:
+        sys.exit(run.stderr)
+    files, compiled = {}, set()
+    for message in map(json.loads, run.stdout.splitlines()):
+        package = message.get("package_id", "")
+        if message.get("reason") == "compiler-artifact" and package.startswith(("registry+", "sparse+")):
+            files.setdefault(package, set()).update(message["filenames"])
+            if not message["fresh"]:
+                compiled.add(package)
+    return files, compiled
+
+tested, _ = registry_artifacts("test", "--workspace", "--no-run")
+served, compiled = registry_artifacts("build", "-p", "hostfactory")
+differ = sorted(p.split("#")[-1] for p, f in served.items() if p in compiled or not f <= tested.get(p, set()))
+if differ:
+    sys.exit("build check: infra/scripts/serve builds these crates a second time, other than the test build:\n  "
+             + " ".join(differ) + "\nUsually a feature another member enables on a shared dependency: "
+             "declare it in the root Cargo.toml's [workspace.dependencies] (see the block at its end).")
+print(f"build check: infra/scripts/serve reuses the test build ({len(served)} registry crates)", file=sys.stderr)
+PY
 }

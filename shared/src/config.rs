@@ -50,6 +50,8 @@ pub struct Config {
     pub store: StoreLocation,
     pub table_prefix: String,
     pub listen: SocketAddr,
+    /// The local server's limits on a slow client (Lambda gets whole requests from API Gateway).
+    pub local_timeouts: LocalTimeouts,
     /// Provider instance used when a call does not name one (`HF_PROVIDER_NAME`).
     pub default_provider: String,
     pub templates_cache_ttl: Duration,
@@ -67,6 +69,16 @@ pub struct Config {
     pub reconcile: ReconcileTimings,
 }
 
+/// How long `hostfactory serve` waits for a client before it closes the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalTimeouts {
+    /// From accepting a connection (or the end of the previous response) to the end of the
+    /// request's headers: `HOSTFACTORY_HEADER_TIMEOUT_SECS`.
+    pub headers: Duration,
+    /// From the end of the headers to the end of the body: `HOSTFACTORY_BODY_TIMEOUT_SECS`.
+    pub body: Duration,
+}
+
 /// How long the reconciler waits before it heals something (all from `HOSTFACTORY_*_SECS`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReconcileTimings {
@@ -82,6 +94,10 @@ pub struct ReconcileTimings {
     /// An unused `hostfactory-*` launch template is deleted once it is this old:
     /// `HOSTFACTORY_LAUNCH_TEMPLATE_GRACE_SECS`.
     pub launch_template_grace: Duration,
+    /// A provisioning request no getRequestStatus has named this long after it was written was
+    /// never learned of by HostFactory (it polls every ~30 s): it is abandoned and its machines
+    /// are terminated. `HOSTFACTORY_UNCLAIMED_SECS`.
+    pub unclaimed: Duration,
 }
 
 /// The repository root (parent of `shared/`), for local defaults that point into the checkout.
@@ -125,6 +141,7 @@ impl Config {
             })?,
             None => SocketAddr::from(([127, 0, 0, 1], 8080)),
         };
+        let local_timeouts = parse_local_timeouts(&get)?;
         let default_provider = get("HF_PROVIDER_NAME").unwrap_or_else(|| "awsinst".into());
         validate_provider_name(&default_provider).map_err(|e| Error::Config(format!("HF_PROVIDER_NAME: {e}")))?;
         let templates_cache_ttl = Duration::from_secs(parse_seconds(&get, "HOSTFACTORY_TEMPLATES_CACHE_TTL_SECS", 60)?);
@@ -145,6 +162,7 @@ impl Config {
             launch_timeout: seconds("HOSTFACTORY_LAUNCH_TIMEOUT_SECS", 900)?,
             orphan_grace: seconds("HOSTFACTORY_ORPHAN_GRACE_SECS", 600)?,
             launch_template_grace: seconds("HOSTFACTORY_LAUNCH_TEMPLATE_GRACE_SECS", 3600)?,
+            unclaimed: seconds("HOSTFACTORY_UNCLAIMED_SECS", 600)?,
         };
         let metrics = match get("HOSTFACTORY_METRICS").map(|v| v.to_ascii_lowercase()) {
             None => runtime == Runtime::Lambda,
@@ -160,6 +178,7 @@ impl Config {
             store,
             table_prefix,
             listen,
+            local_timeouts,
             default_provider,
             templates_cache_ttl,
             retention,
@@ -178,6 +197,17 @@ fn parse_seconds(get: &impl Fn(&str) -> Option<String>, name: &str, default: u64
             value.parse().map_err(|_| Error::Config(format!("{name} '{value}' is not a whole number of seconds")))
         }
     }
+}
+
+fn parse_local_timeouts(get: &impl Fn(&str) -> Option<String>) -> Result<LocalTimeouts> {
+    let positive = |name: &str, default: u64| match parse_seconds(get, name, default)? {
+        0 => Err(Error::Config(format!("{name} must be at least 1 (seconds)"))),
+        secs => Ok(Duration::from_secs(secs)),
+    };
+    Ok(LocalTimeouts {
+        headers: positive("HOSTFACTORY_HEADER_TIMEOUT_SECS", 10)?,
+        body: positive("HOSTFACTORY_BODY_TIMEOUT_SECS", 30)?,
+    })
 }
 
 fn parse_templates_location(value: &str) -> Result<TemplatesLocation> {
@@ -206,12 +236,14 @@ fn parse_store_location(value: &str) -> Result<StoreLocation> {
 }
 
 /// A provider instance name becomes part of file names, so it is held to a safe charset.
+/// The message echoes at most [`crate::telemetry::MAX_LOGGED_CHARS`] characters of the name.
 pub fn validate_provider_name(name: &str) -> std::result::Result<(), String> {
+    let shown = crate::telemetry::bounded(name);
     if name.is_empty() || name.len() > 64 {
-        return Err(format!("'{name}' must be 1 to 64 characters long"));
+        return Err(format!("'{shown}' must be 1 to 64 characters long"));
     }
     if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-        return Err(format!("'{name}' may only hold letters, digits, '_' and '-'"));
+        return Err(format!("'{shown}' may only hold letters, digits, '_' and '-'"));
     }
     Ok(())
 }
@@ -233,6 +265,8 @@ mod tests {
         assert!(folder.join("awsprov_templates.json").is_file(), "sample templates at {}", folder.display());
         assert!(matches!(config.store, StoreLocation::Sqlite(ref p) if p.ends_with(".data/hostfactory.sqlite")));
         assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+        let timeouts = LocalTimeouts { headers: Duration::from_secs(10), body: Duration::from_secs(30) };
+        assert_eq!(config.local_timeouts, timeouts);
         assert_eq!(config.default_provider, "awsinst");
         assert_eq!(config.table_prefix, "hostfactory");
         assert_eq!(config.templates_cache_ttl, Duration::from_secs(60));
@@ -244,6 +278,7 @@ mod tests {
                 launch_timeout: Duration::from_secs(900),
                 orphan_grace: Duration::from_secs(600),
                 launch_template_grace: Duration::from_secs(3600),
+                unclaimed: Duration::from_secs(600),
             }
         );
         assert!(!config.metrics, "metrics are off locally unless asked for");
@@ -313,6 +348,8 @@ mod tests {
             ("HOSTFACTORY_LAUNCH_TIMEOUT_SECS", "-1"),
             ("HOSTFACTORY_ORPHAN_GRACE_SECS", "ten"),
             ("HOSTFACTORY_LAUNCH_TEMPLATE_GRACE_SECS", "1h"),
+            ("HOSTFACTORY_HEADER_TIMEOUT_SECS", "0"),
+            ("HOSTFACTORY_BODY_TIMEOUT_SECS", "soon"),
         ] {
             let err = parse(Runtime::Local, &[(name, value)]).unwrap_err();
             assert!(err.to_string().contains(name), "{name}: {err}");

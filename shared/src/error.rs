@@ -32,6 +32,10 @@ pub enum Error {
     #[error("{what} '{id}' was changed concurrently (expected version {expected})")]
     Stale { what: &'static str, id: String, expected: u64 },
 
+    /// The client did not send its request in time (408); the local server closes the connection.
+    #[error("{0}")]
+    TimedOut(String),
+
     /// The request is understood but cannot be granted now, e.g. over `maxNumber` (422).
     #[error("{0}")]
     Unprocessable(String),
@@ -77,6 +81,7 @@ impl Error {
             Error::Invalid { .. } => StatusCode::BAD_REQUEST,
             Error::NotFound { .. } => StatusCode::NOT_FOUND,
             Error::Conflict(_) | Error::Stale { .. } => StatusCode::CONFLICT,
+            Error::TimedOut(_) => StatusCode::REQUEST_TIMEOUT,
             Error::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Error::Config(_) | Error::Store { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             Error::Aws { throttled: true, .. } => StatusCode::SERVICE_UNAVAILABLE,

@@ -34,6 +34,8 @@ pub struct ReconcileFigures {
     pub requests_checked: u64,
     /// Requests moved to a final state.
     pub requests_completed: u64,
+    /// Provisioning requests HostFactory never claimed, reaped (their machines terminated).
+    pub requests_abandoned: u64,
     /// Requests still launching past `HOSTFACTORY_LAUNCH_TIMEOUT_SECS`, finished with an error
     /// (alarmed on: something is stuck).
     pub requests_timed_out: u64,
@@ -146,6 +148,7 @@ fn reconcile_line(namespace: &str, figures: &ReconcileFigures) -> Value {
         ("RequestsChecked", f.requests_checked),
         ("RequestsCompleted", f.requests_completed),
         ("RequestsTimedOut", f.requests_timed_out),
+        ("RequestsAbandoned", f.requests_abandoned),
         ("RequestsHealed", f.requests_healed),
         ("OrphansAdopted", f.orphans_adopted),
         ("OrphansTerminated", f.orphans_terminated),
@@ -239,13 +242,14 @@ mod tests {
             requests_checked: 7,
             requests_timed_out: 2,
             orphans_terminated: 5,
+            requests_abandoned: 3,
             aws_calls: 9,
             ..Default::default()
         };
         let line = reconcile_line("HF-Test", &figures);
         assert_eq!(line["Operation"], "reconcile");
         assert_eq!([&line["RequestsChecked"], &line["RequestsTimedOut"], &line["OrphansTerminated"]], [7.0, 2.0, 5.0]);
-        assert_eq!([&line["AwsCalls"], &line["StepErrors"]], [9.0, 0.0]);
-        assert_eq!(line["_aws"]["CloudWatchMetrics"][0]["Metrics"].as_array().unwrap().len(), 10);
+        assert_eq!([&line["AwsCalls"], &line["StepErrors"], &line["RequestsAbandoned"]], [9.0, 0.0, 3.0]);
+        assert_eq!(line["_aws"]["CloudWatchMetrics"][0]["Metrics"].as_array().unwrap().len(), 11);
     }
 }

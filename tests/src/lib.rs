@@ -4,6 +4,8 @@
 //! A test that needs moto panics with instructions when `AWS_ENDPOINT_URL` is not set: nothing
 //! skips silently.
 
+pub mod audit;
+pub mod hostfactory;
 pub mod rig;
 pub mod wire;
 

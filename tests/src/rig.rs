@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use aws_config::retry::RetryConfig;
+
 use serde_json::{Value, json};
 use shared::api::{AppState, local_router};
 use shared::config::{Config, Runtime, TemplatesLocation};
@@ -15,6 +17,8 @@ use crate::{Response, new_dynamo_store, new_sqlite_store, sdk_config, send_json,
 pub struct Rig {
     pub router: axum::Router,
     pub state: AppState,
+    /// The SDK configuration on the wire, for a restarted state ([`Rig::restarted`]).
+    pub sdk: aws_config::SdkConfig,
     pub ec2: aws_sdk_ec2::Client,
     pub log: CallLog,
     pub wire: Wire,
@@ -40,31 +44,90 @@ pub async fn rig_with(max_number: i64, dynamo: bool, launch: Value) -> Rig {
 /// [`rig_with`] with EC2 in `region`: moto keeps each region apart, so a test that sweeps
 /// every tagged instance or launch template (the reconciler) sees only its own.
 pub async fn rig_in(region: &'static str, max_number: i64, dynamo: bool, launch: Value) -> Rig {
+    let store = if dynamo { StoreOn::Dynamo } else { StoreOn::Sqlite };
+    rig_setup(Setup { region, max_number, store, launch, env: Vec::new(), fast_retries: false }).await
+}
+
+/// Where a rig keeps its records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreOn {
+    Sqlite,
+    /// DynamoDB on moto, its calls not recorded.
+    Dynamo,
+    /// DynamoDB on moto through the wire: every durable step is a recorded call that faults
+    /// and crashes can hit.
+    DynamoOnWire,
+}
+
+/// Reconciler timings (as environment variables) that make every wait already elapsed: time
+/// cannot be faked in moto, so a test that judges one pass sets them to 0.
+pub const ELAPSED: [(&str, &str); 4] = [
+    ("HOSTFACTORY_PENDING_TIMEOUT_SECS", "0"),
+    ("HOSTFACTORY_LAUNCH_TIMEOUT_SECS", "0"),
+    ("HOSTFACTORY_ORPHAN_GRACE_SECS", "0"),
+    ("HOSTFACTORY_UNCLAIMED_SECS", "0"),
+];
+
+/// How [`rig_setup`] builds a rig.
+pub struct Setup {
+    pub region: &'static str,
+    pub max_number: i64,
+    pub store: StoreOn,
+    /// The template's launch keys.
+    pub launch: Value,
+    /// Configuration variables as the environment would give them (reconciler timings).
+    pub env: Vec<(&'static str, &'static str)>,
+    /// SDK retries back off for milliseconds instead of up to seconds (for fault runs).
+    pub fast_retries: bool,
+}
+
+pub async fn rig_setup(setup: Setup) -> Rig {
     let wire = Wire::default();
-    let base = sdk_config().await.to_builder().region(aws_config::Region::from_static(region)).build();
-    let sdk = wire.sdk_config(&base);
+    let mut base = sdk_config().await.to_builder().region(aws_config::Region::from_static(setup.region));
+    if setup.fast_retries {
+        let retries = RetryConfig::standard()
+            .with_initial_backoff(Duration::from_millis(5))
+            .with_max_backoff(Duration::from_millis(50));
+        base = base.retry_config(retries);
+    }
+    let sdk = wire.sdk_config(&base.build());
     let ec2 = aws_sdk_ec2::Client::new(&sdk);
     let (subnet, sg) = crate::new_network(&ec2).await;
     let template_id = unique("T");
     let mut template = json!({
-        "templateId": template_id, "maxNumber": max_number, "imageId": "ami-12c6146b",
+        "templateId": template_id, "maxNumber": setup.max_number, "imageId": "ami-12c6146b",
         "subnetId": subnet, "securityGroupIds": [sg], "instanceTags": "team=grid;cost-center=42",
         "attributes": {"type": ["String", "X86_64"], "ncpus": ["Numeric", "2"], "ncores": ["Numeric", "1"], "nram": ["Numeric", "1024"]}
     });
-    template.as_object_mut().unwrap().extend(launch.as_object().unwrap().clone());
+    template.as_object_mut().unwrap().extend(setup.launch.as_object().unwrap().clone());
     let templates = json!({"templates": [template]});
     let folder = tempfile::tempdir().unwrap();
     std::fs::write(folder.path().join("awsprov_templates.json"), templates.to_string()).unwrap();
-    let mut config = Config::from_lookup(Runtime::Local, |_| None).unwrap();
+    let env = setup.env;
+    let lookup = |name: &str| env.iter().find(|(n, _)| *n == name).map(|(_, v)| (*v).to_owned());
+    let mut config = Config::from_lookup(Runtime::Local, lookup).unwrap();
     config.templates = TemplatesLocation::Folder(folder.path().into());
     let mut state = AppState::new(config, &sdk);
     let (store, store_folder) = new_sqlite_store();
-    state.store = if dynamo { new_dynamo_store(&sdk_config().await).await } else { store };
+    state.store = match setup.store {
+        StoreOn::Sqlite => store,
+        StoreOn::Dynamo => new_dynamo_store(&sdk_config().await).await,
+        StoreOn::DynamoOnWire => new_dynamo_store(&sdk).await,
+    };
     let router = local_router(state.clone());
-    Rig { router, state, ec2, log: wire.log.clone(), wire, template_id, _folders: (folder, store_folder) }
+    Rig { router, state, sdk, ec2, log: wire.log.clone(), wire, template_id, _folders: (folder, store_folder) }
 }
 
 impl Rig {
+    /// A process started afresh after a crash: a new state from the same configuration and
+    /// SDK, on the same store (its handle holds no state of its own: the records are in
+    /// DynamoDB or the SQLite file) and the same EC2.
+    pub fn restarted(&self) -> AppState {
+        let mut state = AppState::new((*self.state.config).clone(), &self.sdk);
+        state.store = self.state.store.clone();
+        state
+    }
+
     pub async fn post(&self, uri: &str, body: Value) -> Response {
         send_json(&self.router, "POST", uri, &body, &[]).await
     }
@@ -104,6 +167,14 @@ impl Rig {
         assert!(self.tagged().await.is_empty());
     }
 
+    /// Requests `count` machines and polls the request to `complete`, as HostFactory does: the
+    /// ids of the machines it then holds.
+    pub async fn granted(&self, count: i64) -> Vec<String> {
+        let answer = self.settled(&request_id(&self.request(count).await)).await;
+        assert_eq!(answer["status"], "complete", "{answer}");
+        answer["machines"].as_array().unwrap().iter().map(|m| m["machineId"].as_str().unwrap().to_owned()).collect()
+    }
+
     pub async fn in_use(&self) -> u64 {
         self.state.store.capacity.in_use(&capacity_key("awsinst", &self.template_id)).await.unwrap()
     }
@@ -117,6 +188,11 @@ impl Rig {
     pub async fn tagged(&self) -> Vec<instances::Observed> {
         instances::find_tagged(&self.ec2, tags::TEMPLATE_ID, &self.template_id).await.unwrap()
     }
+}
+
+/// The body of requestReturnMachines for `machines` (by id).
+pub fn return_body(machines: &[String]) -> Value {
+    json!({"machines": machines.iter().map(|id| json!({"machineId": id})).collect::<Vec<_>>()})
 }
 
 pub fn request_id(response: &Response) -> String {

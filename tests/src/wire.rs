@@ -3,8 +3,19 @@
 //!   (S3 bodies vs 304s, EC2 calls);
 //! - faults are injected: moto never runs out of capacity, never throttles and never rejects a
 //!   launch, so failure paths get a real AWS error document for chosen operations (the SDK
-//!   parses it as it would from AWS). A faulted call never reaches moto, so nothing is created.
+//!   parses it as it would from AWS). A fault answered [`Mode::Before`] never reaches moto, so
+//!   nothing is created; one answered [`Mode::AfterExecuting`] was applied and its answer lost.
+//!   Faults are scheduled per operation and count ([`Fault`]) or drawn at random from a seed
+//!   ([`Chaos`]);
+//! - a [`Crash`] stops answering at a chosen call, before or after moto executed it, so a test
+//!   aborts the caller there: a process killed at that durable step;
+//! - idempotency tokens are honoured as AWS does (moto does not), when asked
+//!   ([`Faults::replay_tokens`]): a repeated `ClientToken` / `ClientRequestToken` gets the first
+//!   2xx answer again without reaching moto.
 
+mod faults;
+
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use aws_config::SdkConfig;
@@ -12,57 +23,14 @@ use aws_smithy_runtime_api::client::http::{
     HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient, SharedHttpConnector,
 };
 use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
+use aws_smithy_runtime_api::client::result::ConnectorError;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_runtime_api::http::StatusCode;
 use aws_smithy_types::body::SdkBody;
+use aws_smithy_types::byte_stream::ByteStream;
 
-/// One injected failure: the next `times` calls of `operation` fail with `code`.
-#[derive(Debug, Clone)]
-pub struct Fault {
-    pub operation: String,
-    pub status: u16,
-    pub code: String,
-    pub message: String,
-    pub times: usize,
-}
-
-impl Fault {
-    /// A client error (HTTP 400) the SDK does not retry, e.g. `InsufficientInstanceCapacity`.
-    pub fn once(operation: &str, code: &str, message: &str) -> Fault {
-        Fault { operation: operation.into(), status: 400, code: code.into(), message: message.into(), times: 1 }
-    }
-
-    pub fn times(mut self, times: usize) -> Fault {
-        self.times = times;
-        self
-    }
-
-    fn response(&self, protocol: Protocol) -> HttpResponse {
-        let body = match protocol {
-            Protocol::Query => format!(
-                "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Errors><Error><Code>{}</Code><Message>{}</Message></Error></Errors><RequestID>fault-injected</RequestID></Response>",
-                self.code, self.message
-            ),
-            Protocol::Json => serde_json::json!({"__type": self.code, "message": self.message}).to_string(),
-        };
-        let mut response =
-            HttpResponse::new(StatusCode::try_from(self.status).expect("a valid status"), SdkBody::from(body));
-        let content_type = match protocol {
-            Protocol::Query => "text/xml",
-            Protocol::Json => "application/x-amz-json-1.0",
-        };
-        response.headers_mut().insert("content-type", content_type);
-        response
-    }
-}
-
-#[derive(Clone, Copy)]
-enum Protocol {
-    /// EC2, Auto Scaling: form body `Action=RunInstances&...`, XML errors.
-    Query,
-    /// DynamoDB: `X-Amz-Target: DynamoDB_20120810.PutItem`, JSON errors.
-    Json,
-}
+pub use faults::{Chaos, Crash, Fault, Faults, Kind, Mode};
+use faults::{Plan, Protocol, Remembered};
 
 /// The operation a request calls, and its protocol.
 fn operation_of(request: &HttpRequest) -> Option<(String, Protocol)> {
@@ -73,31 +41,16 @@ fn operation_of(request: &HttpRequest) -> Option<(String, Protocol)> {
     body.split('&').find_map(|pair| pair.strip_prefix("Action=")).map(|op| (op.to_owned(), Protocol::Query))
 }
 
-/// The faults still to be injected by a [`Wire`].
-#[derive(Debug, Clone, Default)]
-pub struct Faults {
-    pending: Arc<Mutex<Vec<Fault>>>,
-}
-
-impl Faults {
-    pub fn inject(&self, fault: Fault) {
-        self.pending.lock().unwrap().push(fault);
-    }
-
-    /// Faults not triggered yet (a test can assert its fault was hit).
-    pub fn remaining(&self) -> usize {
-        self.pending.lock().unwrap().iter().map(|f| f.times).sum()
-    }
-
-    fn take(&self, operation: &str) -> Option<Fault> {
-        let mut pending = self.pending.lock().unwrap();
-        let index = pending.iter().position(|f| f.operation == operation && f.times > 0)?;
-        pending[index].times -= 1;
-        let fault = pending[index].clone();
-        if pending[index].times == 0 {
-            pending.remove(index);
+/// The idempotency token a call carries: EC2's `ClientToken` form parameter, DynamoDB's
+/// `ClientRequestToken` (TransactWriteItems).
+fn token_of(request: &HttpRequest, protocol: Protocol) -> Option<String> {
+    let body = std::str::from_utf8(request.body().bytes()?).ok()?;
+    match protocol {
+        Protocol::Query => body.split('&').find_map(|pair| pair.strip_prefix("ClientToken=")).map(str::to_owned),
+        Protocol::Json => {
+            let json: serde_json::Value = serde_json::from_str(body).ok()?;
+            json.get("ClientRequestToken")?.as_str().map(str::to_owned)
         }
-        Some(fault)
     }
 }
 
@@ -108,9 +61,12 @@ pub struct Call {
     pub uri: String,
     /// The operation of query- and JSON-protocol calls (EC2 `Action=`, DynamoDB target).
     pub action: Option<String>,
+    /// The status answered to the SDK (moto's for a crash after executing; 0 for one before).
     pub status: u16,
-    /// Answered by an injected fault instead of moto.
+    /// Answered by the wire instead of moto (an injected fault, a replayed token, a crash).
     pub injected: bool,
+    /// What the wire did: a [`Fault::label`], `replayed`, `crash-before` or `crash-after`.
+    pub fault: Option<&'static str>,
 }
 
 /// Every call made through a [`Wire`].
@@ -139,6 +95,19 @@ impl CallLog {
     /// Calls of an operation (`DescribeInstanceTypes`, `RunInstances`, `PutItem`).
     pub fn actions(&self, action: &str) -> usize {
         self.calls().iter().filter(|c| c.action.as_deref() == Some(action)).count()
+    }
+
+    /// Calls the wire did something to, per [`Call::fault`] label.
+    pub fn faults(&self) -> BTreeMap<&'static str, usize> {
+        let mut counts = BTreeMap::new();
+        for fault in self.calls().iter().filter_map(|c| c.fault) {
+            *counts.entry(fault).or_default() += 1;
+        }
+        counts
+    }
+
+    fn push(&self, call: Call) {
+        self.0.lock().unwrap().push(call);
     }
 }
 
@@ -178,26 +147,106 @@ struct WireConnector {
 
 impl HttpConnector for WireConnector {
     fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
-        let method = request.method().to_owned();
-        let uri = request.uri().to_owned();
         let operation = operation_of(&request);
-        let action = operation.as_ref().map(|(name, _)| name.clone());
-        let log = self.wire.log.clone();
-        let record = move |status: u16, injected: bool| {
-            log.0.lock().unwrap().push(Call { method, uri, action, status, injected });
+        let token = operation.as_ref().and_then(|(name, protocol)| Some((name.clone(), token_of(&request, *protocol)?)));
+        let plan = match &operation {
+            Some((name, _)) => self.wire.faults.plan(name, token.as_ref()),
+            None => Plan::Forward,
         };
-        if let Some((name, protocol)) = &operation
-            && let Some(fault) = self.wire.faults.take(name)
+        let log = self.wire.log.clone();
+        let (method, uri) = (request.method().to_owned(), request.uri().to_owned());
+        let action = operation.as_ref().map(|(name, _)| name.clone());
+        let record = move |status: u16, fault: Option<&'static str>| {
+            let injected = fault.is_some_and(|f| f != "crash-after");
+            log.push(Call { method, uri, action, status, injected, fault });
+        };
+        let protocol = operation.map_or(Protocol::Query, |(_, protocol)| protocol);
+        let faults = self.wire.faults.clone();
+        let after = match plan {
+            Plan::Forward => None,
+            Plan::Answer(fault) if fault.mode == Mode::Before => {
+                let response = fault.response(protocol);
+                record(response.status().as_u16(), Some(fault.label()));
+                return HttpConnectorFuture::ready(Ok(response));
+            }
+            Plan::Replay(answer) => {
+                record(answer.status, Some("replayed"));
+                return HttpConnectorFuture::ready(Ok(answer.response()));
+            }
+            Plan::Crash(Mode::Before) => {
+                record(0, Some("crash-before"));
+                faults.signal_crash();
+                return HttpConnectorFuture::new(std::future::pending());
+            }
+            Plan::Crash(Mode::AfterExecuting) => Some(Err(())),
+            Plan::Answer(fault) => Some(Ok(fault)),
+        };
+        let remember = token.filter(|_| faults.remembers());
+        forwarded(self.inner.call(request), Forwarded { remember, after, protocol, faults }, record)
+    }
+}
+
+/// What happens to a forwarded call once moto answered it.
+struct Forwarded {
+    /// The token whose 2xx answer is remembered for replay.
+    remember: Option<(String, String)>,
+    /// A fault answered instead of moto's answer, or (`Err`) a crash.
+    after: Option<Result<Fault, ()>>,
+    protocol: Protocol,
+    faults: Faults,
+}
+
+fn forwarded(
+    call: HttpConnectorFuture,
+    then: Forwarded,
+    record: impl FnOnce(u16, Option<&'static str>) + Send + 'static,
+) -> HttpConnectorFuture {
+    HttpConnectorFuture::new(async move {
+        let mut response = call.await?;
+        if let Some(key) = then.remember
+            && response.status().is_success()
         {
-            let response = fault.response(*protocol);
-            record(response.status().as_u16(), true);
-            return HttpConnectorFuture::ready(Ok(response));
+            let answer = Remembered::read(response).await?;
+            response = answer.response();
+            then.faults.remember(key, answer);
         }
-        let call = self.inner.call(request);
-        HttpConnectorFuture::new(async move {
-            let response = call.await?;
-            record(response.status().as_u16(), false);
-            Ok(response)
-        })
+        match then.after {
+            None => record(response.status().as_u16(), None),
+            Some(Ok(fault)) => {
+                let lost = fault.response(then.protocol);
+                record(lost.status().as_u16(), Some(fault.label()));
+                return Ok(lost);
+            }
+            Some(Err(())) => {
+                record(response.status().as_u16(), Some("crash-after"));
+                then.faults.signal_crash();
+                std::future::pending::<()>().await;
+            }
+        }
+        Ok(response)
+    })
+}
+
+impl Remembered {
+    /// Reads moto's whole answer, to hand it out again.
+    async fn read(response: HttpResponse) -> Result<Remembered, ConnectorError> {
+        let status = response.status().as_u16();
+        let headers = response.headers().iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
+        let body = ByteStream::new(response.into_body())
+            .collect()
+            .await
+            .map_err(|e| ConnectorError::io(Box::new(e)))?
+            .into_bytes()
+            .to_vec();
+        Ok(Remembered { status, headers, body })
+    }
+
+    fn response(&self) -> HttpResponse {
+        let status = StatusCode::try_from(self.status).expect("a valid status");
+        let mut response = HttpResponse::new(status, SdkBody::from(self.body.clone()));
+        for (name, value) in &self.headers {
+            response.headers_mut().insert(name.clone(), value.clone());
+        }
+        response
     }
 }

@@ -226,12 +226,17 @@ async fn finished_requests_leave_the_active_list(store: Store) {
     );
 
     let mut done = requests[2].clone();
+    done.unclaimed = false;
     done.finish(RequestStatus::CompleteWithError, "1 of 2 failed", T0 + 10, Duration::from_secs(86_400));
     let done = store.requests.update(&done).await.unwrap();
     assert_eq!(done.expires_at, Some(T0 + 10 + 86_400));
     let mut in_progress = requests[0].clone();
     in_progress.status = RequestStatus::InProgress;
     store.requests.update(&in_progress).await.unwrap();
+    // Finished, but HostFactory never claimed it: the reconciler still has to reap it.
+    let mut unclaimed = requests[1].clone();
+    unclaimed.finish(RequestStatus::Complete, "", T0 + 10, Duration::from_secs(86_400));
+    store.requests.update(&unclaimed).await.unwrap();
 
     let active = store.requests.list_active().await.unwrap();
     assert_eq!(

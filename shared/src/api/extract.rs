@@ -14,11 +14,33 @@ use crate::hostfactory::parse_input;
 /// A HostFactory JSON document in the body; errors name the field (`template.machineCount`).
 pub struct HfJson<T>(pub T);
 
+/// When the body must have arrived, set by the local server as it starts a request (API Gateway
+/// hands Lambda whole bodies). A body still incomplete then is 408 and the connection is closed.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyDeadline {
+    pub at: tokio::time::Instant,
+    pub limit: std::time::Duration,
+}
+
+impl BodyDeadline {
+    pub fn after(limit: std::time::Duration) -> Self {
+        BodyDeadline { at: tokio::time::Instant::now() + limit, limit }
+    }
+}
+
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for HfJson<T> {
     type Rejection = Error;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Error> {
-        let body = Bytes::from_request(request, state).await.map_err(|err| Error::invalid("body", err.body_text()))?;
+        let deadline = request.extensions().get::<BodyDeadline>().copied();
+        let read = Bytes::from_request(request, state);
+        let body = match deadline {
+            None => read.await,
+            Some(BodyDeadline { at, limit }) => tokio::time::timeout_at(at, read).await.map_err(|_| {
+                Error::TimedOut(format!("body: not received within {} s; the connection is closed", limit.as_secs()))
+            })?,
+        };
+        let body = body.map_err(|err| Error::invalid("body", err.body_text()))?;
         parse_input(&body).map(HfJson)
     }
 }

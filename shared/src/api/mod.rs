@@ -24,7 +24,7 @@ use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::templates::{Catalog, TemplateSource};
 
-pub use extract::{HfJson, Provider};
+pub use extract::{BodyDeadline, HfJson, Provider};
 
 /// Everything a handler needs, built once per process.
 #[derive(Clone)]
@@ -45,7 +45,7 @@ impl AppState {
         let sdk = &crate::aws::counting(sdk);
         let ec2 = aws_sdk_ec2::Client::new(sdk);
         let source = TemplateSource::new(&config.templates, sdk);
-        let catalog = Catalog::new(source, ec2.clone(), config.templates_cache_ttl);
+        let catalog = Catalog::new(source, ec2.clone(), config.templates_cache_ttl, &config.default_provider);
         let store = Store::new(&config, sdk);
         let autoscaling = aws_sdk_autoscaling::Client::new(sdk);
         let metrics = Metrics::from_config(&config);
@@ -112,12 +112,15 @@ async fn method_not_allowed(request: Request) -> Response {
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let status = self.status();
+        // Messages may echo caller input (ids, paths, values): bounded in the log.
+        let message = self.to_string();
+        let logged = crate::telemetry::bounded(&message);
         if status.is_server_error() {
-            tracing::error!(status = status.as_u16(), error = %self, cause = ?std::error::Error::source(&self), "request failed");
+            tracing::error!(status = status.as_u16(), error = %logged, cause = ?std::error::Error::source(&self), "request failed");
         } else {
-            tracing::info!(status = status.as_u16(), error = %self, "request rejected");
+            tracing::info!(status = status.as_u16(), error = %logged, "request rejected");
         }
-        (status, Json(json!({ "message": self.to_string() }))).into_response()
+        (status, Json(json!({ "message": message }))).into_response()
     }
 }
 

@@ -33,6 +33,10 @@ fn query<T: DeserializeOwned>(uri: &Uri) -> Result<T> {
     Query::try_from_uri(uri).map(|q| q.0).map_err(|err| Error::invalid("query", err.body_text()))
 }
 
+/// Template keys getAvailableTemplates does not list: HostFactory does not use them and they often
+/// hold bootstrap secrets. `GET /api/v1/templates/{id}` still shows them.
+const NOT_LISTED: [&str; 1] = ["userData"];
+
 /// getAvailableTemplates: the merged templates of the caller's provider instance. Skipped files
 /// and entries are listed under `warnings`; nothing usable at all is an error, never `[]`.
 pub(super) async fn get_available_templates(
@@ -50,7 +54,11 @@ pub(super) async fn get_available_templates(
         .zip(in_use)
         .map(|(t, used)| {
             let available = (t.effective_max_number() - i64::try_from(used).unwrap_or(i64::MAX)).max(0);
-            t.to_info(Some(available))
+            let mut info = t.to_info(Some(available));
+            for key in NOT_LISTED {
+                info.extra.remove(key);
+            }
+            info
         })
         .collect();
     let warnings: Vec<String> = loaded.problems.iter().map(ToString::to_string).collect();
@@ -96,7 +104,7 @@ pub(super) async fn get_template(
         "sourceFile": found.file,
         "problems": found.problems,
     });
-    Ok((StatusCode::OK, etag_header(&found.etag), Json(body)).into_response())
+    Ok((StatusCode::OK, [(header::ETAG, found.etag)], Json(body)).into_response())
 }
 
 /// Creates or replaces a template after validating it. `?level=` picks the file level; an
@@ -153,16 +161,15 @@ fn if_match(headers: &HeaderMap) -> Result<Option<&str>> {
         .transpose()
 }
 
-fn etag_header(etag: &str) -> [(header::HeaderName, String); 1] {
-    [(header::ETAG, etag.to_owned())]
-}
-
+/// The file's new version as `ETag`; none when the write removed the file.
 fn written_response(status: StatusCode, id: &str, verb: &str, written: Written) -> Response {
+    let removed = if written.etag.is_none() { " (its last template: the file was removed)" } else { "" };
     let body = json!({
-        "message": format!("Template '{id}' {verb} {}.", written.file),
+        "message": format!("Template '{id}' {verb} {}{removed}.", written.file),
         "templateId": id,
         "sourceFile": written.file,
         "created": written.created,
     });
-    (status, etag_header(&written.etag), Json(body)).into_response()
+    let etag = written.etag.map(|etag| [(header::ETAG, etag)]);
+    (status, etag, Json(body)).into_response()
 }

@@ -9,6 +9,7 @@
 //! An idle pass (no unfinished request) costs one store query, one DescribeInstances and one
 //! DescribeLaunchTemplates.
 
+mod abandoned;
 pub mod events;
 mod launch_templates;
 mod orphans;
@@ -24,6 +25,7 @@ use crate::api::AppState;
 use crate::error::{Error, Result};
 use crate::hostfactory::{RequestRef, RequestState, RequestStatusInput};
 use crate::metrics::ReconcileFigures;
+use crate::service::Caller;
 use crate::store::{RequestRecord, RequestStatus, now, unless_stale};
 
 /// What one pass did, in counts (and the errors it met).
@@ -50,6 +52,8 @@ pub struct Report {
     /// Tagged instances of requests this store never had (another deployment's): left alone.
     pub foreign_instances: usize,
     pub launch_templates_deleted: usize,
+    /// Provisioning requests HostFactory never claimed, reaped after `HOSTFACTORY_UNCLAIMED_SECS`.
+    pub abandoned: usize,
     /// One line per failed step; the pass goes on after a failure.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<String>,
@@ -62,6 +66,7 @@ impl Report {
         ReconcileFigures {
             requests_checked: count(self.active),
             requests_completed: count(self.finished + self.pending_failed + self.timed_out),
+            requests_abandoned: count(self.abandoned),
             requests_timed_out: count(self.timed_out),
             requests_healed: count(self.pending_adopted),
             orphans_adopted: count(self.orphans_adopted),
@@ -110,6 +115,11 @@ pub async fn run_once(state: &AppState) -> Result<Report> {
             report.failed(&format!("timing out request {}", request.request_id), err);
         }
     }
+    for request in listed.iter().filter(|r| abandoned::due(state, r, now)) {
+        if let Err(err) = abandoned::reap(state, &request.request_id, now, &mut report).await {
+            report.failed(&format!("reaping abandoned request {}", request.request_id), err);
+        }
+    }
     let referenced: HashSet<&str> = listed.iter().filter_map(|r| r.launch_template_id.as_deref()).collect();
     if let Err(err) = launch_templates::clean(state, &referenced, now, &mut report).await {
         report.failed("cleaning up launch templates", err);
@@ -127,7 +137,8 @@ async fn refresh(state: &AppState, launching: &[&RequestRecord], report: &mut Re
     }
     for (provider, requests) in by_provider {
         let asked = requests.len();
-        let answer = crate::service::get_request_status(state, provider, RequestStatusInput { requests }).await?;
+        let input = RequestStatusInput { requests };
+        let answer = crate::service::status_of(state, provider, input, Caller::Reconciler).await?;
         report.refreshed += asked;
         report.finished += answer.requests.iter().filter(|r| r.status != RequestState::Running).count();
     }

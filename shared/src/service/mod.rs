@@ -2,6 +2,7 @@
 //! each takes the application state, the caller's provider instance and the parsed input.
 
 mod asg;
+mod claim;
 mod discover;
 mod fleet;
 mod fleets;
@@ -14,7 +15,9 @@ mod status;
 
 pub use request::request_machines;
 pub use returns::{get_return_requests, request_return_machines};
-pub use status::get_request_status;
+pub use claim::Caller;
+pub use status::{get_request_status, status_of};
 
 pub(crate) use request::{machine_record, release};
-pub(crate) use status::finish_with_error;
+pub(crate) use shrink::release_from_owners;
+pub(crate) use status::{finish_abandoned, finish_with_error};

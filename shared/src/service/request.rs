@@ -1,8 +1,10 @@
 //! requestMachines (spec §2.2): reserve capacity, record the request, then launch.
 //!
-//! The request record is written before EC2 is called, and every instance EC2 started is
-//! recorded before answering, so a crash or an EC2 error never leaves a launched instance
-//! unaccounted for (its launch tags name the request for the reconciler in any case).
+//! The request record is written before EC2 is called and every instance carries the request
+//! id in its launch tags, so a crash or a failed write never leaves a launched instance
+//! unaccounted for: the reconciler adopts it. Once EC2 started something the request id is
+//! answered; a request HostFactory then never polls (the answer was lost) is unclaimed and
+//! reaped by the reconciler (`reconcile::abandoned`).
 
 use crate::api::AppState;
 use crate::error::{Error, Result};
@@ -25,7 +27,6 @@ pub async fn request_machines(
         .map_err(|_| Error::invalid("template.machineCount", "is too large"))?;
     let loaded = state.catalog.load(provider, false).await?;
     let template = loaded.template(template_id).ok_or_else(|| Error::not_found("template", template_id))?;
-    let api = template.provider_api();
 
     let key = capacity_key(provider, template_id);
     let max = template.effective_max_number();
@@ -36,68 +37,86 @@ pub async fn request_machines(
     }
 
     let mut request = RequestRecord::new(RequestKind::Provision, template_id, provider, count, now());
-    request.provider_api = Some(api.to_string());
+    request.provider_api = Some(template.provider_api().to_string());
     request.fleet_type = template.fleet_type();
     if let Err(err) = state.store.requests.put_if_absent(&request).await {
         release(state, &key, count).await;
         return Err(err);
     }
-    let request_id = request.request_id.clone();
-
-    let launched = match launch::launch(state, template, provider, &request_id, count).await {
+    let launched = match launch::launch(state, template, provider, &request.request_id, count).await {
         Ok(launched) => launched,
         Err(err) => launch::Launched::failed(err),
     };
-    request.fleet_id = launched.fleet_id.clone();
-    request.asg_name = launched.asg_name.clone();
-    request.launch_template_id = launched.launch_template_id.clone();
+    record_launch(state, request, launched).await
+}
+
+/// Records what the launch started and answers. Once EC2 started anything, the request id is
+/// the answer whatever fails afterwards: HostFactory must learn it, or it would never poll the
+/// request and its machines would run unwatched. A machine or request write that fails here
+/// is healed by the reconciler (the request stays `pending`, or its tagged instances are
+/// adopted) and by the status calls that follow.
+async fn record_launch(
+    state: &AppState,
+    mut request: RequestRecord,
+    mut launched: launch::Launched,
+) -> Result<RequestAccepted> {
+    let count = request.machine_count;
+    let key = capacity_key(&request.provider, &request.template_id);
     let started = u32::try_from(launched.instances.len()).unwrap_or(count);
     let units = launched.units();
-    if request.fleet_id.is_some() && units >= count {
+    // A fleet or group that fills later keeps its reservation until getRequestStatus settles it.
+    if units < count && !(launched.deferred && launched.error.is_none()) {
+        release(state, &key, count - units).await;
+    }
+    if started == 0
+        && let Some(err) = launched.error.take()
+    {
+        request.finish(RequestStatus::CompleteWithError, err.to_string(), now(), state.config.retention);
+        if let Err(write) = state.store.requests.update(&request).await {
+            tracing::error!(request_id = %request.request_id, error = %write, "failed launch not recorded; the reconciler finishes it");
+        }
+        return Err(err);
+    }
+    if launched.fleet_id.is_some() && units >= count {
         // A filled weighted fleet may hold fewer machines than units: from here on the request
         // expects the machines the fleet launched. (Short of target it keeps the units asked,
         // so it ends complete_with_error, as a short RunInstances launch does.)
         request.machine_count = started;
     }
+    request.fleet_id = launched.fleet_id.clone();
+    request.asg_name = launched.asg_name.clone();
+    request.launch_template_id = launched.launch_template_id.clone();
     let machines: Vec<MachineRecord> = launched
         .instances
         .iter()
-        .map(|instance| MachineRecord {
-            units: launched.units_of(&instance.instance_id),
-            ..machine_record(instance, &request)
-        })
+        .map(|instance| MachineRecord { units: launched.units_of(&instance.instance_id), ..machine_record(instance, &request) })
         .collect();
-    state.store.machines.upsert_batch(&machines).await?;
-    // A fleet or group that fills later keeps its reservation until getRequestStatus settles it.
-    if units < count && !(launched.deferred && launched.error.is_none()) {
-        release(state, &key, count - units).await;
+    let request_id = request.request_id.clone();
+    if let Err(err) = state.store.machines.upsert_batch(&machines).await {
+        tracing::error!(%request_id, started, error = %err, "launched machines not recorded; the reconciler adopts them by tag");
     }
     overshoot(state, &key, units.saturating_sub(count)).await;
+    let message = accepted_message(&request, &launched, started, count);
+    request.status = RequestStatus::InProgress;
+    request.message = message.clone();
+    request.updated_at = now();
+    if let Err(err) = state.store.requests.update(&request).await {
+        tracing::error!(%request_id, error = %err, "launched request left pending; the reconciler heals it");
+    }
+    tracing::info!(%request_id, provider = %request.provider, template_id = %request.template_id, started, count, "machines requested");
+    Ok(RequestAccepted { message, request_id })
+}
 
-    match launched.error {
-        Some(err) if started == 0 => {
-            request.finish(RequestStatus::CompleteWithError, err.to_string(), now(), state.config.retention);
-            state.store.requests.update(&request).await?;
-            Err(err)
+fn accepted_message(request: &RequestRecord, launched: &launch::Launched, started: u32, count: u32) -> String {
+    match (&launched.error, &request.fleet_id, &request.asg_name) {
+        (Some(err), _, _) => format!("Launched {started} of {count} machine(s); {err}"),
+        (None, _, Some(group)) if launched.deferred => {
+            format!("Request VM from AWS successful: Auto Scaling group {group} launching {count} unit(s).")
         }
-        error => {
-            let message = match (error, &request.fleet_id, &request.asg_name) {
-                (Some(err), _, _) => format!("Launched {started} of {count} machine(s); {err}"),
-                (None, _, Some(group)) if launched.deferred => {
-                    format!("Request VM from AWS successful: Auto Scaling group {group} launching {count} unit(s).")
-                }
-                (None, Some(fleet), _) if launched.deferred => {
-                    format!("Request VM from AWS successful: fleet {fleet} launching {count} unit(s).")
-                }
-                (None, _, _) => format!("Request VM from AWS successful: {started} machine(s) launching."),
-            };
-            request.status = RequestStatus::InProgress;
-            request.message = message.clone();
-            request.updated_at = now();
-            state.store.requests.update(&request).await?;
-            tracing::info!(%request_id, provider, template_id, started, count, "machines requested");
-            Ok(RequestAccepted { message, request_id })
+        (None, Some(fleet), _) if launched.deferred => {
+            format!("Request VM from AWS successful: fleet {fleet} launching {count} unit(s).")
         }
+        (None, _, _) => format!("Request VM from AWS successful: {started} machine(s) launching."),
     }
 }
 

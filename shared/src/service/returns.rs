@@ -3,7 +3,7 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::api::AppState;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::hostfactory::{
     MachineRef, MachineResult, RequestAccepted, ReturnMachinesInput, ReturnRequest, ReturnRequestsInput,
     ReturnRequestsResponse,
@@ -19,14 +19,30 @@ use crate::store::{
 const SPOT_WARNING_SECS: i64 = 120;
 
 /// Terminates the named machines under a new `ret-` request. Machines we do not know, of
-/// another provider instance, or already gone are left out without failing the call; a return
-/// request is created even when nothing is left, so HostFactory always has an id to poll.
+/// another provider instance, already gone or already being returned are left out without
+/// failing the call; a return request is created even when nothing is left, so HostFactory
+/// always has an id to poll. A machine is terminated under one return request only: a
+/// concurrent return of the same machine loses the conditional write and, looking again,
+/// finds it already returning.
 pub async fn request_return_machines(
     state: &AppState,
     provider: &str,
     input: ReturnMachinesInput,
 ) -> Result<RequestAccepted> {
     input.validate()?;
+    let mut attempt = 1;
+    loop {
+        match return_once(state, provider, &input).await {
+            Err(Error::Stale { .. } | Error::Conflict(_)) if attempt < RETURN_ATTEMPTS => attempt += 1,
+            outcome => return outcome,
+        }
+    }
+}
+
+/// How often a return looks again after losing a machine to a concurrent return.
+const RETURN_ATTEMPTS: usize = 3;
+
+async fn return_once(state: &AppState, provider: &str, input: &ReturnMachinesInput) -> Result<RequestAccepted> {
     let (known, gone): (Vec<MachineRecord>, Vec<MachineRecord>) = find_machines(state, &input.machines)
         .await?
         .into_iter()
@@ -34,27 +50,21 @@ pub async fn request_return_machines(
         .partition(|m| m.state != "terminated");
     let now = now();
     forget_reclaimed(state, gone, now).await;
-    let count = u32::try_from(known.len()).unwrap_or(u32::MAX);
+    let (returning, fresh) = already_returning(state, known).await?;
+    let count = u32::try_from(fresh.len()).unwrap_or(u32::MAX);
     let mut request = RequestRecord::new(RequestKind::Return, "", provider, count, now);
     let request_id = request.request_id.clone();
-    if known.is_empty() {
-        request.finish(RequestStatus::Complete, "No active VM.", now, state.config.retention);
+    if fresh.is_empty() {
+        let message = match returning.is_empty() {
+            true => "No active VM.".to_owned(),
+            false => format!("Already returning: {}.", returning.join(", ")),
+        };
+        request.finish(RequestStatus::Complete, message.clone(), now, state.config.retention);
         state.store.requests.put_if_absent(&request).await?;
-        tracing::info!(%request_id, asked = input.machines.len(), "nothing to return");
-        return Ok(RequestAccepted { message: "No active VM.".to_owned(), request_id });
+        tracing::info!(%request_id, asked = input.machines.len(), returning = returning.len(), "nothing to return");
+        return Ok(RequestAccepted { message, request_id });
     }
-
-    let marked: Vec<MachineRecord> = known
-        .into_iter()
-        .map(|mut m| {
-            m.return_request_id = Some(request_id.clone());
-            m.reclaimed_at = None;
-            m.result = MachineResult::Executing;
-            m.message = String::new();
-            m.updated_at = now;
-            m
-        })
-        .collect();
+    let marked = mark(fresh, &request_id, now);
     // The request and (up to the transaction limit) its machines in one transaction; the rest
     // one by one. A machine changed concurrently fails the call: HostFactory retries it.
     let (first, rest) = marked.split_at(marked.len().min(MAX_TRANSACTION_MACHINES));
@@ -62,23 +72,79 @@ pub async fn request_return_machines(
     for machine in rest {
         state.store.machines.update(machine).await?;
     }
+    terminate(state, provider, &mut request, &marked, &returning, now).await
+}
 
+/// Splits `known` into the machines already under a return request (as `id under ret-…`; a
+/// return that failed does not count, so HostFactory can return its machines again) and the
+/// machines to return now.
+async fn already_returning(state: &AppState, known: Vec<MachineRecord>) -> Result<(Vec<String>, Vec<MachineRecord>)> {
+    let return_ids: Vec<String> =
+        known.iter().filter_map(|m| m.return_request_id.clone()).collect::<HashSet<_>>().into_iter().collect();
+    let failed: HashSet<String> = match return_ids.is_empty() {
+        true => HashSet::new(),
+        false => state
+            .store
+            .requests
+            .batch_get(&return_ids)
+            .await?
+            .into_iter()
+            .filter(|r| r.status == RequestStatus::CompleteWithError)
+            .map(|r| r.request_id)
+            .collect(),
+    };
+    let (returning, fresh): (Vec<MachineRecord>, Vec<MachineRecord>) = known
+        .into_iter()
+        .partition(|m| m.return_request_id.as_ref().is_some_and(|id| !failed.contains(id)));
+    let returning = returning
+        .into_iter()
+        .map(|m| format!("{} under {}", m.machine_id, m.return_request_id.unwrap_or_default()))
+        .collect();
+    Ok((returning, fresh))
+}
+
+fn mark(machines: Vec<MachineRecord>, request_id: &str, now: i64) -> Vec<MachineRecord> {
+    machines
+        .into_iter()
+        .map(|mut m| {
+            m.return_request_id = Some(request_id.to_owned());
+            m.reclaimed_at = None;
+            m.result = MachineResult::Executing;
+            m.message = String::new();
+            m.updated_at = now;
+            m
+        })
+        .collect()
+}
+
+/// Fleets and groups give the machines up first (or nothing is terminated), so AWS does not
+/// replace them; then one TerminateInstances per 1,000.
+async fn terminate(
+    state: &AppState,
+    provider: &str,
+    request: &mut RequestRecord,
+    marked: &[MachineRecord],
+    returning: &[String],
+    now: i64,
+) -> Result<RequestAccepted> {
+    let request_id = request.request_id.clone();
     let ids: Vec<String> = marked.iter().map(|m| m.machine_id.clone()).collect();
-    // Fleets and groups give the machines up first (or nothing is terminated), so AWS does not
-    // replace them.
-    let outcome = match shrink::release_from_owners(state, provider, &marked).await {
+    let outcome = match shrink::release_from_owners(state, provider, marked).await {
         Ok(()) => instances::terminate(&state.ec2, &ids).await,
         failed => failed,
     };
     if let Err(err) = outcome {
         request.finish(RequestStatus::CompleteWithError, err.to_string(), now, state.config.retention);
-        state.store.requests.update(&request).await?;
+        state.store.requests.update(request).await?;
         return Err(err);
     }
-    let message = format!("Delete VM success: {} machine(s) terminating.", ids.len());
+    let mut message = format!("Delete VM success: {} machine(s) terminating.", ids.len());
+    if !returning.is_empty() {
+        message.push_str(&format!(" Already returning: {}.", returning.join(", ")));
+    }
     request.status = RequestStatus::InProgress;
     request.message = message.clone();
-    state.store.requests.update(&request).await?;
+    state.store.requests.update(request).await?;
     tracing::info!(%request_id, machines = ids.len(), "machines returned");
     Ok(RequestAccepted { message, request_id })
 }

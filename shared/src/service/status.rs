@@ -23,6 +23,7 @@ use crate::store::{
     Lifecycle, MachineRecord, RequestKind, RequestRecord, RequestStatus, capacity_key, now, unless_stale,
 };
 
+use super::claim::{Caller, claim};
 use super::fleets;
 use super::request::{overshoot, release};
 
@@ -30,10 +31,22 @@ use super::request::{overshoot, release};
 /// consistent) before it counts as failed.
 const LAUNCH_VISIBILITY_SECS: i64 = 120;
 
+/// getRequestStatus as HostFactory calls it: the requests it names are claimed.
 pub async fn get_request_status(
     state: &AppState,
     provider: &str,
     input: RequestStatusInput,
+) -> Result<RequestStatusResponse> {
+    status_of(state, provider, input, Caller::HostFactory).await
+}
+
+/// The status of the named requests, refreshed from EC2; claims them when `caller` is
+/// HostFactory.
+pub async fn status_of(
+    state: &AppState,
+    provider: &str,
+    input: RequestStatusInput,
+    caller: Caller,
 ) -> Result<RequestStatusResponse> {
     input.validate()?;
     let ids: Vec<String> = input.requests.iter().map(|r| r.request_id.trim().to_owned()).collect();
@@ -46,6 +59,9 @@ pub async fn get_request_status(
         .filter(|r| r.provider == provider)
         .map(|r| (r.request_id.clone(), r))
         .collect();
+    if caller == Caller::HostFactory {
+        claim(state, &mut records).await;
+    }
     let found: Vec<&RequestRecord> = records.values().collect();
     let listings = try_join_all(found.iter().map(|r| async move {
         let machines = match r.kind {
@@ -214,6 +230,21 @@ async fn finish(
             format!("{failed} of {} machine(s) could not be returned.", machines.len()),
         ),
     };
+    commit(state, request, machines, (final_status, message), now, (shortfall, extra)).await
+}
+
+/// Writes the request's final status and message; if that write wins, gives back the capacity
+/// of machines that are gone (failed ones of a provisioning request, returned ones of a return
+/// request) plus the `shortfall` units a fleet never filled, and counts the `extra` units a
+/// fleet filled beyond its target.
+async fn commit(
+    state: &AppState,
+    request: &mut RequestRecord,
+    machines: &[MachineRecord],
+    (final_status, message): (RequestStatus, String),
+    now: i64,
+    (shortfall, extra): (u32, u32),
+) -> Result<()> {
     request.finish(final_status, message, now, state.config.retention);
     match unless_stale(state.store.requests.update(request).await)? {
         Some(written) => *request = written,
@@ -235,7 +266,7 @@ async fn finish(
         release(state, &key, count).await;
     }
     overshoot(state, &capacity_key(&request.provider, &request.template_id), extra).await;
-    tracing::info!(request_id = %request.request_id, status = ?final_status, failed, "request finished");
+    tracing::info!(request_id = %request.request_id, status = ?final_status, "request finished");
     Ok(())
 }
 
@@ -284,4 +315,18 @@ pub(crate) async fn finish_with_error(
         shortfall = request.machine_count.saturating_sub(machines.iter().map(|m| m.units).sum());
     }
     finish(state, request, machines, RequestState::CompleteWithError, now, (shortfall, 0)).await
+}
+
+/// Finishes a provisioning request HostFactory abandoned, whose `machines` (marked failed) were
+/// terminated and whose fleet or group gave them up: `complete_with_error` with `message`,
+/// their units and the `shortfall` a fleet never filled given back, once.
+pub(crate) async fn finish_abandoned(
+    state: &AppState,
+    request: &mut RequestRecord,
+    machines: &[MachineRecord],
+    message: String,
+    now: i64,
+    shortfall: u32,
+) -> Result<()> {
+    commit(state, request, machines, (RequestStatus::CompleteWithError, message), now, (shortfall, 0)).await
 }

@@ -307,10 +307,11 @@ fn decode<T: DeserializeOwned>(item: Item) -> Result<T> {
     serde_dynamo::from_item(item).map_err(|e| Error::store("decoding a DynamoDB item", e))
 }
 
-/// A request's item: its attributes plus `active` while unfinished (the sparse index key).
+/// A request's item: its attributes plus `active` while the reconciler has work on it
+/// ([`RequestRecord::is_active`], the sparse index key).
 fn request_item(request: &RequestRecord) -> Result<Item> {
     let mut item = encode(request)?;
-    if !request.is_finished() {
+    if request.is_active() {
         item.insert("active".to_owned(), s(ACTIVE));
     }
     Ok(item)
@@ -406,7 +407,11 @@ impl RequestRepository for DynamoStore {
                     .build(),
             );
         }
-        let result = self.client.transact_write_items().set_transact_items(Some(actions)).send().await;
+        // The token makes an SDK retry of a call whose answer was lost a no-op on AWS (36 chars:
+        // the request id's uuid).
+        let token = &request.request_id[request.request_id.len().saturating_sub(36)..];
+        let result =
+            self.client.transact_write_items().client_request_token(token).set_transact_items(Some(actions)).send().await;
         let err = match result {
             Ok(_) => return Ok(updated),
             Err(err) => err,

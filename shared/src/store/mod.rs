@@ -38,7 +38,8 @@ pub trait RequestRepository: Send + Sync {
     /// written (version + 1). [`Error::Stale`] when it moved on, [`Error::NotFound`] when absent.
     async fn update(&self, request: &RequestRecord) -> Result<RequestRecord>;
 
-    /// Unfinished requests, oldest first (sparse index; never a scan). On DynamoDB the index is
+    /// Requests the reconciler has work on ([`RequestRecord::is_active`]: unfinished, or
+    /// finished but never claimed), oldest first (sparse index; never a scan). On DynamoDB the index is
     /// eventually consistent: a request finished a moment ago may still be listed, so callers
     /// re-read by key ([`RequestRepository::get`]) before acting on one.
     async fn list_active(&self) -> Result<Vec<RequestRecord>>;

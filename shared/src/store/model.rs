@@ -91,6 +91,12 @@ pub struct RequestRecord {
     /// TTL (epoch seconds), set when the request finishes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<i64>,
+    /// Set on a new provisioning request until a getRequestStatus names it. A request
+    /// HostFactory never polls was never learned of (the requestMachines answer was lost) and
+    /// is reaped by the reconciler after `HOSTFACTORY_UNCLAIMED_SECS`. Records written before
+    /// this field existed read as claimed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unclaimed: bool,
 }
 
 impl RequestRecord {
@@ -113,11 +119,18 @@ impl RequestRecord {
             provider_api: None,
             fleet_type: None,
             expires_at: None,
+            unclaimed: kind == RequestKind::Provision,
         }
     }
 
     pub fn is_finished(&self) -> bool {
         self.status.is_finished()
+    }
+
+    /// Whether the reconciler still has work on it (the sparse `active` index): unfinished, or
+    /// finished but never claimed by HostFactory (it may hold machines nobody will return).
+    pub fn is_active(&self) -> bool {
+        !self.is_finished() || self.unclaimed
     }
 
     /// Moves to a final status and starts the retention clock.
@@ -257,6 +270,26 @@ mod tests {
         assert_eq!(json["status"], "pending");
         assert_eq!(json["machineCount"], 1);
         assert!(json.get("fleetId").is_none(), "absent options are left out: {json}");
+        assert!(json.get("unclaimed").is_none(), "a return request is never unclaimed: {json}");
+    }
+
+    #[test]
+    fn new_provisioning_requests_are_unclaimed_and_stay_active_until_claimed() {
+        let mut request = RequestRecord::new(RequestKind::Provision, "T", "awsinst", 2, 100);
+        assert!(request.unclaimed && request.is_active());
+        assert_eq!(serde_json::to_value(&request).unwrap()["unclaimed"], true);
+        request.finish(RequestStatus::Complete, "", 200, Duration::from_secs(50));
+        assert!(request.is_active(), "finished but never claimed: the reconciler reaps it");
+        request.unclaimed = false;
+        assert!(!request.is_active());
+    }
+
+    #[test]
+    fn records_written_before_claims_existed_read_as_claimed() {
+        let mut json = serde_json::to_value(RequestRecord::new(RequestKind::Provision, "T", "awsinst", 2, 100)).unwrap();
+        json.as_object_mut().unwrap().remove("unclaimed");
+        let old: RequestRecord = serde_json::from_value(json).unwrap();
+        assert!(!old.unclaimed);
     }
 
     #[test]

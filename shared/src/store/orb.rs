@@ -220,6 +220,8 @@ fn convert_request(orb: OrbRequest, provider: &str, retention: Duration) -> Resu
         provider_api: api,
         fleet_type: None,
         expires_at: status.is_finished().then(|| imported_expiry(updated_at, retention)),
+        // HostFactory knew the ORB plugin's requests: it polls them as before.
+        unclaimed: false,
         request_id: orb.request_id,
     })
 }

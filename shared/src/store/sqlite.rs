@@ -209,7 +209,7 @@ fn write_request(tx: &rusqlite::Transaction, request: &RequestRecord, mode: Writ
         request.version = expected + 1;
     }
     let body = encode(&request)?;
-    let active = !request.is_finished();
+    let active = request.is_active();
     let id = &request.request_id;
     let changed = match mode {
         Write::Insert => tx.execute(

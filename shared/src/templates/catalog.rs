@@ -13,8 +13,13 @@ use super::parse::{Format, ParsedFile, declared_id, parse_file};
 use super::source::{Fetch, TemplateSource, Version};
 use super::specs::{InstanceSpecs, derive_attributes, needs_specs};
 use super::validate::{Problem, describe};
-use super::{LEVELS, Level, level_files};
+use super::{LEVELS, level_files};
 use crate::error::{Error, Result};
+
+mod write;
+
+/// The most provider instances whose merged templates a process keeps.
+const MAX_CACHED_PROVIDERS: usize = 1024;
 
 /// The merged view of one provider instance.
 #[derive(Debug, Clone)]
@@ -46,8 +51,8 @@ pub struct Written {
     /// The template did not exist in the file before.
     pub created: bool,
     pub file: String,
-    /// The file's new version.
-    pub etag: String,
+    /// The file's new version; `None` when the write removed the file (its last template deleted).
+    pub etag: Option<String>,
 }
 
 /// A template as written in its file, with what HostFactory sees of it.
@@ -65,6 +70,9 @@ pub struct Catalog {
     source: TemplateSource,
     specs: InstanceSpecs,
     ttl: Duration,
+    /// The service's own provider instance (`HF_PROVIDER_NAME`): never "unknown", so a location
+    /// without its templates is a configuration error.
+    default_provider: String,
     state: tokio::sync::Mutex<State>,
     counters: Counters,
 }
@@ -87,11 +95,12 @@ struct Entry {
 
 impl Catalog {
     /// `ttl`: how long a provider instance's merged templates are served without revalidating.
-    pub fn new(source: TemplateSource, ec2: aws_sdk_ec2::Client, ttl: Duration) -> Self {
+    pub fn new(source: TemplateSource, ec2: aws_sdk_ec2::Client, ttl: Duration, default_provider: &str) -> Self {
         Catalog {
             source,
             specs: InstanceSpecs::new(ec2),
             ttl,
+            default_provider: default_provider.to_owned(),
             state: tokio::sync::Mutex::default(),
             counters: Counters::default(),
         }
@@ -108,7 +117,7 @@ impl Catalog {
 
     /// The merged templates of `provider`: from the cache within the TTL (unless `force`), else
     /// revalidated file by file with conditional reads. Fails, never answers empty, when nothing
-    /// usable is found.
+    /// usable is found: [`Error::NotFound`] for an unknown provider instance (see [`Catalog::unusable`]).
     pub async fn load(&self, provider: &str, force: bool) -> Result<Arc<Loaded>> {
         let mut state = self.state.lock().await;
         let cached = state.providers.get(provider).map(|e| (e.checked_at, e.loaded.clone()));
@@ -159,10 +168,23 @@ impl Catalog {
                 Arc::new(loaded)
             }
         };
-        state.providers.insert(provider.to_owned(), Entry { checked_at: Instant::now(), loaded: loaded.clone() });
+        self.remember(&mut state, provider, loaded.clone());
         let stats = self.counters.snapshot(state.providers.len(), state.files.len(), self.ttl.as_secs(), self.specs.calls());
         tracing::info!(provider, templates = loaded.templates.len(), problems = loaded.problems.len(), ?stats, "templates revalidated");
         Ok(loaded)
+    }
+
+    /// Caches `provider`'s merged templates. Callers name instances freely (with a stock or
+    /// shared file every name has templates), so the cache is bounded: when it is full the
+    /// expired entries go, else all.
+    fn remember(&self, state: &mut State, provider: &str, loaded: Arc<Loaded>) {
+        if state.providers.len() >= MAX_CACHED_PROVIDERS && !state.providers.contains_key(provider) {
+            state.providers.retain(|_, entry| entry.checked_at.elapsed() < self.ttl);
+            if state.providers.len() >= MAX_CACHED_PROVIDERS {
+                state.providers.clear();
+            }
+        }
+        state.providers.insert(provider.to_owned(), Entry { checked_at: Instant::now(), loaded });
     }
 
     /// Merges files (highest priority first) and completes attributes with one batched
@@ -207,17 +229,28 @@ impl Catalog {
 
         if usable.is_empty() {
             // An empty list makes HostFactory drop the provider: answer an error instead.
-            return Err(Error::Config(if problems.is_empty() {
-                format!(
-                    "no templates for provider instance '{provider}' in {} (missing: {})",
-                    self.source,
-                    looked_for.join(", ")
-                )
-            } else {
-                format!("no usable templates for provider instance '{provider}' in {}: {}", self.source, describe(&problems))
-            }));
+            let empty: Vec<&str> = files.iter().map(|(name, _)| name.as_str()).collect();
+            return Err(self.unusable(provider, owners.is_empty() && problems.is_empty(), &problems, &empty, looked_for));
         }
         Ok(Loaded { templates: usable, problems, files, owners })
+    }
+
+    /// Why `provider` has no usable template. When no file of its levels declares any template
+    /// (all absent, or holding an empty list), an instance the caller named is unknown (404);
+    /// the service's own `HF_PROVIDER_NAME`, or templates that are all invalid, is a
+    /// configuration error (500). Answers name files only; the location is logged.
+    fn unusable(&self, provider: &str, undeclared: bool, problems: &[Problem], empty: &[&str], missing: &[String]) -> Error {
+        if undeclared && provider != self.default_provider {
+            return Error::not_found("provider instance", provider);
+        }
+        let error = Error::Config(if undeclared {
+            let empty = if empty.is_empty() { String::new() } else { format!("empty: {}; ", empty.join(", ")) };
+            format!("no templates for provider instance '{provider}' ({empty}missing: {})", missing.join(", "))
+        } else {
+            format!("no usable templates for provider instance '{provider}': {}", describe(problems))
+        });
+        tracing::error!(provider, location = %self.source, error = %error, "templates unusable");
+        error
     }
 
     /// Template `id` as written in its file (read fresh, so the ETag is current).
@@ -240,114 +273,10 @@ impl Catalog {
             problems: loaded.problems.iter().filter(|p| p.template_id.as_deref() == Some(id)).cloned().collect(),
         })
     }
-
-    /// Creates or replaces template `id` (already validated by the caller).
-    ///
-    /// Target: the file of `level` when given (its first existing file, else its first name);
-    /// otherwise the file the template resolves to today; otherwise (new) the `prov` level. The
-    /// write is conditional on the version read (or on `if_match`, the version the client read).
-    pub async fn put(
-        &self,
-        provider: &str,
-        id: &str,
-        entry: Value,
-        level: Option<Level>,
-        if_match: Option<&str>,
-    ) -> Result<Written> {
-        let target = match level {
-            Some(level) => self.first_existing(provider, level).await?,
-            None => self.load(provider, true).await.ok().and_then(|l| l.owner(id).map(str::to_owned)),
-        };
-        let file = match target {
-            Some(file) => file,
-            None => match self.first_existing(provider, level.unwrap_or(Level::Prov)).await? {
-                Some(file) => file,
-                None => level_files(provider, level.unwrap_or(Level::Prov)).swap_remove(0),
-            },
-        };
-        self.edit(&file, if_match, |templates| {
-            let position = templates.iter().position(|e| declared_id(e).as_deref() == Some(id));
-            match position {
-                Some(i) => templates[i] = entry,
-                None => templates.push(entry),
-            }
-            Ok(position.is_none())
-        })
-        .await
-    }
-
-    /// Removes template `id` from the file it resolves to (a lower-priority definition of the
-    /// same id, if any, becomes visible).
-    pub async fn delete(&self, provider: &str, id: &str, if_match: Option<&str>) -> Result<Written> {
-        let loaded = self.load(provider, true).await?;
-        let file = loaded.owner(id).ok_or_else(|| Error::not_found("template", id))?.to_owned();
-        self.edit(&file, if_match, |templates| {
-            let before = templates.len();
-            templates.retain(|e| declared_id(e).as_deref() != Some(id));
-            if templates.len() == before {
-                return Err(Error::not_found("template", id));
-            }
-            Ok(false)
-        })
-        .await
-    }
-
-    /// The first file of `level` that exists.
-    async fn first_existing(&self, provider: &str, level: Level) -> Result<Option<String>> {
-        for name in level_files(provider, level) {
-            if let Fetch::Body { .. } = self.source.fetch(&name, None).await? {
-                return Ok(Some(name));
-            }
-        }
-        Ok(None)
-    }
-
-    /// Read-modify-write of `file`'s `templates` array, conditional on the version read.
-    /// `change` answers whether the template was created. Drops the cache afterwards.
-    async fn edit(
-        &self,
-        file: &str,
-        if_match: Option<&str>,
-        change: impl FnOnce(&mut Vec<Value>) -> Result<bool>,
-    ) -> Result<Written> {
-        if Format::of(file) == Format::Yaml {
-            return Err(Error::Unprocessable(format!(
-                "{file} is a YAML file: this API writes JSON only and would lose its comments and layout; \
-                 edit it directly, or write the template to a JSON level with ?level="
-            )));
-        }
-        let (mut document, expected) = match self.source.fetch(file, None).await? {
-            Fetch::Body { body, version } => (read_document(file, &body)?, Some(version.etag)),
-            Fetch::Missing | Fetch::NotModified => (serde_json::json!({ "templates": [] }), None),
-        };
-        if let Some(wanted) = if_match
-            && expected.as_deref() != Some(wanted)
-        {
-            return Err(Error::Conflict(format!(
-                "{file} is at version {} but the request expects {wanted} (If-Match); read it again and retry",
-                expected.as_deref().unwrap_or("(none: the file does not exist)")
-            )));
-        }
-        let templates = document
-            .get_mut("templates")
-            .and_then(Value::as_array_mut)
-            .ok_or_else(|| Error::Unprocessable(format!("{file} holds no \"templates\" array; fix it by hand first")))?;
-        let created = change(templates)?;
-        let mut body = serde_json::to_vec_pretty(&document).map_err(|err| Error::Config(format!("{file}: {err}")))?;
-        body.push(b'\n');
-        let etag = self.source.write(file, body, expected.as_deref()).await?;
-
-        let mut state = self.state.lock().await;
-        state.providers.clear();
-        state.files.remove(file);
-        Counters::bump(&self.counters.invalidations);
-        tracing::info!(file, created, etag = %etag, "template file written, cache invalidated");
-        Ok(Written { created, file: file.to_owned(), etag })
-    }
 }
 
 /// A template file as a JSON value; one that does not parse must be fixed by hand.
-fn read_document(file: &str, body: &[u8]) -> Result<Value> {
+pub(super) fn read_document(file: &str, body: &[u8]) -> Result<Value> {
     let parsed = match Format::of(file) {
         Format::Json => serde_json::from_slice(body).map_err(|err| err.to_string()),
         Format::Yaml => serde_yaml_ng::from_slice(body).map_err(|err| err.to_string()),
@@ -355,6 +284,6 @@ fn read_document(file: &str, body: &[u8]) -> Result<Value> {
     parsed.map_err(|err| Error::Unprocessable(format!("{file} does not parse ({err}); fix it by hand first")))
 }
 
-fn entries(document: &Value) -> Option<&Vec<Value>> {
+pub(super) fn entries(document: &Value) -> Option<&Vec<Value>> {
     document.get("templates").and_then(Value::as_array)
 }

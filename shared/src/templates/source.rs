@@ -60,7 +60,7 @@ impl TemplateSource {
                 let metadata = match tokio::fs::metadata(&path).await {
                     Ok(metadata) => metadata,
                     Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Fetch::Missing),
-                    Err(err) => return Err(Error::Config(format!("cannot read {}: {err}", path.display()))),
+                    Err(err) => return Err(folder_error("read", name, &path, err)),
                 };
                 let stamp = metadata.modified().ok().map(|modified| (modified, metadata.len()));
                 if stamp.is_some() && known.is_some_and(|k| k.stamp == stamp) {
@@ -69,7 +69,7 @@ impl TemplateSource {
                 match tokio::fs::read(&path).await {
                     Ok(body) => Ok(Fetch::Body { version: Version { etag: content_hash(&body), stamp }, body }),
                     Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(Fetch::Missing),
-                    Err(err) => Err(Error::Config(format!("cannot read {}: {err}", path.display()))),
+                    Err(err) => Err(folder_error("read", name, &path, err)),
                 }
             }
             TemplateSource::S3 { client, bucket, prefix } => {
@@ -116,7 +116,7 @@ impl TemplateSource {
                 let current = match tokio::fs::read(&path).await {
                     Ok(current) => Some(content_hash(&current)),
                     Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
-                    Err(err) => return Err(Error::Config(format!("cannot read {}: {err}", path.display()))),
+                    Err(err) => return Err(folder_error("read", name, &path, err)),
                 };
                 if current.as_deref() != expected {
                     return Err(conflict());
@@ -130,7 +130,7 @@ impl TemplateSource {
                 };
                 if let Err(err) = written.await {
                     let _ = tokio::fs::remove_file(&temp).await;
-                    return Err(Error::Config(format!("cannot write {}: {err}", path.display())));
+                    return Err(folder_error("write", name, &path, err));
                 }
                 Ok(etag)
             }
@@ -160,6 +160,46 @@ impl TemplateSource {
             }
         }
     }
+
+    /// Removes file `name` only if it is still at version `expected` (an ETag): S3 `If-Match`
+    /// on DeleteObject, or the content hash checked under the folder lock. A lost race is
+    /// [`Error::Conflict`].
+    pub async fn remove(&self, name: &str, expected: &str) -> Result<()> {
+        let conflict = || {
+            Error::Conflict(format!("{name} changed since it was read (version {expected}); read it again and retry"))
+        };
+        match self {
+            TemplateSource::Folder(folder) => {
+                let path = folder.join(name);
+                let _guard = FOLDER_WRITES.lock().await;
+                match tokio::fs::read(&path).await {
+                    Ok(current) if content_hash(&current) == expected => {}
+                    Ok(_) => return Err(conflict()),
+                    Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Err(conflict()),
+                    Err(err) => return Err(folder_error("read", name, &path, err)),
+                }
+                tokio::fs::remove_file(&path).await.map_err(|err| folder_error("remove", name, &path, err))
+            }
+            TemplateSource::S3 { client, bucket, prefix } => {
+                let key = format!("{prefix}{name}");
+                match client.delete_object().bucket(bucket).key(&key).if_match(expected).send().await {
+                    Ok(_) => Ok(()),
+                    // 412: changed meanwhile; 404: removed meanwhile.
+                    Err(err) if err.raw_response().is_some_and(|r| matches!(r.status().as_u16(), 409 | 412 | 404)) => {
+                        Err(conflict())
+                    }
+                    Err(err) => Err(Error::aws(format!("removing s3://{bucket}/{key}"), err)),
+                }
+            }
+        }
+    }
+}
+
+/// A folder file that cannot be read or written: the answer names the file, the log its path
+/// (an HTTP answer never shows the server's folder).
+fn folder_error(action: &str, name: &str, path: &std::path::Path, err: std::io::Error) -> Error {
+    tracing::error!(path = %path.display(), error = %err, "cannot {action} a template file");
+    Error::Config(format!("cannot {action} template file {name}: {}", err.kind()))
 }
 
 /// The folder's version token: a hash of the content (mtime alone is too coarse for races).
