@@ -1,53 +1,32 @@
 //! `hostfactory serve` as a newcomer runs it: a real process on a real socket, embedded
 //! defaults (sample templates folder), one JSON log line per request.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use common::Server;
 use serde_json::Value;
 
-struct Server {
-    child: Child,
-    address: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts the binary on an ephemeral port and reads the address it prints.
 fn start_server(data: &std::path::Path) -> Server {
     start_server_with(data, &[])
 }
 
-/// [`start_server`] with extra environment variables.
+/// The binary on embedded defaults (the sample templates folder), logging JSON, with extra
+/// environment variables.
 fn start_server_with(data: &std::path::Path, env: &[(&str, &str)]) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hostfactory"))
-        .arg("serve")
-        .envs(env.iter().copied())
-        .env("HOSTFACTORY_LISTEN", "127.0.0.1:0")
-        .env("HOSTFACTORY_STORE", format!("sqlite:{}", data.join("store.sqlite").display()))
-        .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
-        .env("RUST_LOG", "info")
-        .env_remove("HOSTFACTORY_TEMPLATES")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start hostfactory serve");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).expect("read the listening line");
-    let address = line
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_owned();
-    Server { child, address }
+    common::start_server(|command| {
+        command
+            .envs(env.iter().copied())
+            .env("HOSTFACTORY_STORE", format!("sqlite:{}", data.join("store.sqlite").display()))
+            .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
+            .env("RUST_LOG", "info")
+            .env_remove("HOSTFACTORY_TEMPLATES")
+            .stderr(Stdio::piped());
+    })
 }
 
 /// A minimal HTTP/1.1 GET; returns the status code and the body.

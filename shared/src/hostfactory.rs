@@ -17,9 +17,14 @@ use crate::error::Error;
 /// Parses a HostFactory input document, naming the offending field in the error.
 ///
 /// An empty body counts as `{}` because HostFactory sends `{}` to calls without input and
-/// simple HTTP clients send nothing at all.
+/// simple HTTP clients send nothing at all. Any other body must be a JSON object: serde would
+/// otherwise fill a document's fields from an array by position (`[]` read as `{}`).
 pub fn parse_input<T: DeserializeOwned>(body: &[u8]) -> Result<T, Error> {
     let body = if body.iter().all(u8::is_ascii_whitespace) { b"{}".as_slice() } else { body };
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        serde_json::from_slice::<de::IgnoredAny>(body).map_err(|err| input_error(None, err))?;
+        return Err(Error::invalid("body", "must be a JSON object"));
+    }
     let mut json = serde_json::Deserializer::from_slice(body);
     let value = serde_path_to_error::deserialize(&mut json).map_err(|err| {
         let path = err.path().to_string();

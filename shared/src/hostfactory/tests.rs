@@ -176,6 +176,14 @@ fn malformed_json_and_trailing_garbage_are_rejected() {
 }
 
 #[test]
+fn a_body_that_is_json_but_no_object_is_rejected() {
+    for body in [&b"[]"[..], b" [{\"machines\": []}]", b"\"machines\"", b"3", b"null"] {
+        let (field, problem) = invalid_field(parse_input::<ReturnRequestsInput>(body).unwrap_err());
+        assert_eq!((field.as_str(), problem.as_str()), ("body", "must be a JSON object"), "{}", body.escape_ascii());
+    }
+}
+
+#[test]
 fn an_empty_body_reads_as_an_empty_document() {
     let input: ReturnRequestsInput = parse_input(b"").unwrap();
     assert!(input.machines.is_empty());
