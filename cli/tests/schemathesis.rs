@@ -24,7 +24,7 @@ const TIME_LIMIT: Duration = Duration::from_secs(240);
 /// How long a time-budgeted run (the soak's) may take past its budget to shrink and report.
 const REPORT_MARGIN: Duration = Duration::from_secs(300);
 /// A region no other test launches in, so their reconcile passes never see these instances.
-const REGION: &str = "eu-north-1";
+const REGION: &str = "ap-south-2";
 const MAX_NUMBER: i64 = 3;
 
 fn root() -> PathBuf {
