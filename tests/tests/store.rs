@@ -274,6 +274,7 @@ async fn batch_write_goes_beyond_25_items_and_repeats_safely(store: Store) {
 async fn requests_with_capacity_changes_to_apply_stay_listed(store: Store) {
     let mut request = request(RequestKind::Provision, T0);
     store.requests.put_if_absent(&request).await.unwrap();
+    request.unclaimed = false;
     request.finish(RequestStatus::Complete, "done", T0 + 1, Duration::from_secs(3600));
     let change = CapacityChange {
         op_id: format!("release:{}:finish", request.request_id),

@@ -186,7 +186,17 @@ async fn refresh(
             // As for instant fleets: a filled weighted fleet holds fewer machines than units.
             request.machine_count = u32::try_from(machines.len()).unwrap_or(u32::MAX);
         }
-        finish(state, &mut request, &machines, status, now, (shortfall, extra)).await?;
+        if !finish(state, &mut request, &machines, status, now, (shortfall, extra)).await? {
+            // Another writer moved the request first: its outcome stands, and the next poll
+            // answers it. Answering this call's outcome instead could tell HostFactory "final"
+            // about a request whose record still takes machines in.
+            return Ok(HfRequestStatus {
+                request_id: request.request_id.clone(),
+                status: RequestState::Running,
+                message: "The request changed concurrently; poll again.".to_owned(),
+                machines: machines.iter().map(machine_status).collect(),
+            });
+        }
     }
     Ok(HfRequestStatus {
         request_id: request.request_id.clone(),
@@ -199,7 +209,7 @@ async fn refresh(
 /// Records the final state and gives back the capacity of machines that are gone: failed ones
 /// of a provisioning request, returned ones of a return request, plus the `shortfall` units a
 /// fleet never filled; and counts the `extra` units a fleet filled beyond its target. Only the
-/// caller whose update wins does either, so each happens once.
+/// caller whose update wins does either, so each happens once; `true` when this caller's did.
 async fn finish(
     state: &AppState,
     request: &mut RequestRecord,
@@ -207,7 +217,7 @@ async fn finish(
     status: RequestState,
     now: i64,
     (shortfall, extra): (u32, u32),
-) -> Result<()> {
+) -> Result<bool> {
     let failed = machines.iter().filter(|m| m.result == MachineResult::Fail && !handed_back(request, m)).count();
     let (final_status, message) = match (request.kind, status) {
         (RequestKind::Provision, RequestState::Complete) => {
@@ -238,7 +248,7 @@ async fn finish(
 /// of machines that are gone (failed ones of a provisioning request, returned ones of a return
 /// request) plus the `shortfall` units a fleet never filled, and counts the `extra` units a
 /// fleet filled beyond its target. `stage` names the capacity operations (one per stage and
-/// template, so each applies once).
+/// template, so each applies once). `true` when this write won.
 async fn commit(
     state: &AppState,
     request: &mut RequestRecord,
@@ -247,17 +257,17 @@ async fn commit(
     now: i64,
     (shortfall, extra): (u32, u32),
     stage: &str,
-) -> Result<()> {
+) -> Result<bool> {
     request.finish(final_status, message, now, state.config.retention);
     // Decided by the update below (only its winner applies them), applied after it.
     let changes = capacity_changes(request, machines, (shortfall, extra), stage);
     request.pending_capacity.extend(changes);
     match unless_stale(state.store.requests.update(request).await)? {
         Some(written) => *request = capacity::settle(state, written).await,
-        None => return Ok(()),
+        None => return Ok(false),
     }
     tracing::info!(request_id = %request.request_id, status = ?final_status, "request finished");
-    Ok(())
+    Ok(true)
 }
 
 /// What a finishing request gives back (per template: its machines that are gone, and the
@@ -336,7 +346,7 @@ pub(crate) async fn finish_with_error(
         super::shrink::stop_filling(state, request, api, None, filled).await?;
         shortfall = request.machine_count.saturating_sub(machines.iter().map(|m| m.units).sum());
     }
-    finish(state, request, machines, RequestState::CompleteWithError, now, (shortfall, 0)).await
+    finish(state, request, machines, RequestState::CompleteWithError, now, (shortfall, 0)).await.map(|_| ())
 }
 
 /// Finishes a provisioning request HostFactory abandoned, whose `machines` (marked failed) were
@@ -351,5 +361,5 @@ pub(crate) async fn finish_abandoned(
     shortfall: u32,
 ) -> Result<()> {
     let outcome = (RequestStatus::CompleteWithError, message);
-    commit(state, request, machines, outcome, now, (shortfall, 0), "abandoned").await
+    commit(state, request, machines, outcome, now, (shortfall, 0), "abandoned").await.map(|_| ())
 }
