@@ -180,28 +180,26 @@ async fn refresh(
         }
         None => (request.kind == RequestKind::Return || machines.len() >= request.machine_count as usize, true, 0, 0),
     };
-    let status = request_state(results.iter().copied(), target_reached, given_up);
+    let mut status = request_state(results.iter().copied(), target_reached, given_up);
+    let mut message = request.message.clone();
     if status != RequestState::Running {
         if fleet.is_some() && target_reached {
             // As for instant fleets: a filled weighted fleet holds fewer machines than units.
             request.machine_count = u32::try_from(machines.len()).unwrap_or(u32::MAX);
         }
-        if !finish(state, &mut request, &machines, status, now, (shortfall, extra)).await? {
+        if finish(state, &mut request, &machines, status, now, (shortfall, extra)).await? {
+            message = request.message.clone();
+        } else {
             // Another writer moved the request first: its outcome stands, and the next poll
             // answers it. Answering this call's outcome instead could tell HostFactory "final"
             // about a request whose record still takes machines in.
-            return Ok(HfRequestStatus {
-                request_id: request.request_id.clone(),
-                status: RequestState::Running,
-                message: "The request changed concurrently; poll again.".to_owned(),
-                machines: machines.iter().map(machine_status).collect(),
-            });
+            status = RequestState::Running;
         }
     }
     Ok(HfRequestStatus {
         request_id: request.request_id.clone(),
         status,
-        message: request.message.clone(),
+        message,
         machines: machines.iter().map(machine_status).collect(),
     })
 }
