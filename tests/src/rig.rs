@@ -1,18 +1,21 @@
 //! A router over one generated template, on a fresh moto network, with a recording wire: the
-//! rig the lifecycle, fleet and reconciler tests drive.
+//! rig the lifecycle, fleet and reconciler tests drive. Built with [`Rig::builder`]:
+//! `Rig::builder().region("eu-west-3").max(5).dynamo().build().await`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
 
 use serde_json::{Value, json};
 use shared::api::{AppState, local_router};
-use shared::config::{Config, Runtime, TemplatesLocation};
+use shared::config::{Config, ReconcileTimings, Runtime, TemplatesLocation};
+use shared::metrics::Metrics;
 use shared::provision::{instances, tags};
 use shared::store::capacity_key;
 
 use crate::wire::{CallLog, Wire};
-use crate::{Response, new_dynamo_store, new_sqlite_store, sdk_config, send_json, unique};
+use crate::{Captured, Response, new_dynamo_store, new_sqlite_store, sdk_config, send_json, unique};
 
 pub struct Rig {
     pub router: axum::Router,
@@ -24,28 +27,6 @@ pub struct Rig {
     pub wire: Wire,
     pub template_id: String,
     pub _folders: (tempfile::TempDir, tempfile::TempDir),
-}
-
-/// A router over one template in a folder, a SQLite store, and a recording wire.
-pub async fn rig(max_number: i64) -> Rig {
-    rig_on(max_number, false).await
-}
-
-/// [`rig`], with the store on DynamoDB (moto) when `dynamo`; store calls are not recorded.
-pub async fn rig_on(max_number: i64, dynamo: bool) -> Rig {
-    rig_with(max_number, dynamo, json!({"vmType": "t3.micro"})).await
-}
-
-/// [`rig_on`] with `launch` (the template's launch keys) instead of `vmType` t3.micro.
-pub async fn rig_with(max_number: i64, dynamo: bool, launch: Value) -> Rig {
-    rig_in("us-east-1", max_number, dynamo, launch).await
-}
-
-/// [`rig_with`] with EC2 in `region`: moto keeps each region apart, so a test that sweeps
-/// every tagged instance or launch template (the reconciler) sees only its own.
-pub async fn rig_in(region: &'static str, max_number: i64, dynamo: bool, launch: Value) -> Rig {
-    let store = if dynamo { StoreOn::Dynamo } else { StoreOn::Sqlite };
-    rig_setup(Setup { region, max_number, store, launch, env: Vec::new(), fast_retries: false }).await
 }
 
 /// Where a rig keeps its records.
@@ -60,7 +41,7 @@ pub enum StoreOn {
 }
 
 /// Reconciler timings (as environment variables) that make every wait already elapsed: time
-/// cannot be faked in moto, so a test that judges one pass sets them to 0.
+/// cannot be faked in moto, so a test that judges one pass sets them to 0 ([`RigBuilder::env`]).
 pub const ELAPSED: [(&str, &str); 5] = [
     ("HOSTFACTORY_PENDING_TIMEOUT_SECS", "0"),
     ("HOSTFACTORY_CAPACITY_QUIET_SECS", "0"),
@@ -69,57 +50,134 @@ pub const ELAPSED: [(&str, &str); 5] = [
     ("HOSTFACTORY_UNCLAIMED_SECS", "0"),
 ];
 
-/// How [`rig_setup`] builds a rig.
-pub struct Setup {
-    pub region: &'static str,
-    pub max_number: i64,
-    pub store: StoreOn,
-    /// The template's launch keys.
-    pub launch: Value,
-    /// Configuration variables as the environment would give them (reconciler timings).
-    pub env: Vec<(&'static str, &'static str)>,
-    /// SDK retries back off for milliseconds instead of up to seconds (for fault runs).
-    pub fast_retries: bool,
+/// How a [`Rig`] is built; every option has a default ([`Rig::builder`]).
+pub struct RigBuilder {
+    region: &'static str,
+    max_number: i64,
+    store: StoreOn,
+    launch: Value,
+    env: Vec<(&'static str, &'static str)>,
+    fast_retries: bool,
+    metrics: Option<Captured>,
 }
 
-pub async fn rig_setup(setup: Setup) -> Rig {
-    let wire = Wire::default();
-    let mut base = sdk_config().await.to_builder().region(aws_config::Region::from_static(setup.region));
-    if setup.fast_retries {
-        let retries = RetryConfig::standard()
-            .with_initial_backoff(Duration::from_millis(5))
-            .with_max_backoff(Duration::from_millis(50));
-        base = base.retry_config(retries);
+impl RigBuilder {
+    /// EC2 in `region` (default us-east-1): moto keeps each region apart, so a test that sweeps
+    /// every tagged instance or launch template (the reconciler) sees only its own.
+    pub fn region(mut self, region: &'static str) -> Self {
+        self.region = region;
+        self
     }
-    let sdk = wire.sdk_config(&base.build());
-    let ec2 = aws_sdk_ec2::Client::new(&sdk);
-    let (subnet, sg) = crate::new_network(&ec2).await;
-    let template_id = unique("T");
-    let mut template = json!({
-        "templateId": template_id, "maxNumber": setup.max_number, "imageId": "ami-12c6146b",
-        "subnetId": subnet, "securityGroupIds": [sg], "instanceTags": "team=grid;cost-center=42",
-        "attributes": {"type": ["String", "X86_64"], "ncpus": ["Numeric", "2"], "ncores": ["Numeric", "1"], "nram": ["Numeric", "1024"]}
-    });
-    template.as_object_mut().unwrap().extend(setup.launch.as_object().unwrap().clone());
-    let templates = json!({"templates": [template]});
-    let folder = tempfile::tempdir().unwrap();
-    std::fs::write(folder.path().join("awsprov_templates.json"), templates.to_string()).unwrap();
-    let env = setup.env;
-    let lookup = |name: &str| env.iter().find(|(n, _)| *n == name).map(|(_, v)| (*v).to_owned());
-    let mut config = Config::from_lookup(Runtime::Local, lookup).unwrap();
-    config.templates = TemplatesLocation::Folder(folder.path().into());
-    let mut state = AppState::new(config, &sdk);
-    let (store, store_folder) = new_sqlite_store();
-    state.store = match setup.store {
-        StoreOn::Sqlite => store,
-        StoreOn::Dynamo => new_dynamo_store(&sdk_config().await).await,
-        StoreOn::DynamoOnWire => new_dynamo_store(&sdk).await,
-    };
-    let router = local_router(state.clone());
-    Rig { router, state, sdk, ec2, log: wire.log.clone(), wire, template_id, _folders: (folder, store_folder) }
+
+    /// The template's `maxNumber` (default 10).
+    pub fn max(mut self, max_number: i64) -> Self {
+        self.max_number = max_number;
+        self
+    }
+
+    /// The template's launch keys, instead of the default `vmType` t3.micro.
+    pub fn launch(mut self, launch: Value) -> Self {
+        self.launch = launch;
+        self
+    }
+
+    /// Where the records are kept (default SQLite in a temporary folder).
+    pub fn store(mut self, store: StoreOn) -> Self {
+        self.store = store;
+        self
+    }
+
+    /// The records on DynamoDB (moto), its calls not recorded: [`StoreOn::Dynamo`].
+    pub fn dynamo(self) -> Self {
+        self.store(StoreOn::Dynamo)
+    }
+
+    /// Configuration variables as the environment would give them (reconciler timings, e.g.
+    /// [`ELAPSED`]); unset ones take their defaults.
+    pub fn env(mut self, vars: impl IntoIterator<Item = (&'static str, &'static str)>) -> Self {
+        self.env.extend(vars);
+        self
+    }
+
+    /// SDK retries back off for milliseconds instead of up to seconds (for fault runs).
+    pub fn fast_retries(mut self) -> Self {
+        self.fast_retries = true;
+        self
+    }
+
+    /// The state and the router write their EMF metrics lines to `out` (namespace `HF-Test`).
+    pub fn metrics(mut self, out: Captured) -> Self {
+        self.metrics = Some(out);
+        self
+    }
+
+    pub async fn build(self) -> Rig {
+        let wire = Wire::default();
+        let sdk = wire.sdk_config(&self.sdk_base().await);
+        let ec2 = aws_sdk_ec2::Client::new(&sdk);
+        let template_id = unique("T");
+        let folder = self.template_folder(&ec2, &template_id).await;
+        let env = &self.env;
+        let lookup = |name: &str| env.iter().find(|(n, _)| *n == name).map(|(_, v)| (*v).to_owned());
+        let mut config = Config::from_lookup(Runtime::Local, lookup).unwrap();
+        config.templates = TemplatesLocation::Folder(folder.path().into());
+        let mut state = AppState::new(config, &sdk);
+        let (store, store_folder) = new_sqlite_store();
+        state.store = match self.store {
+            StoreOn::Sqlite => store,
+            StoreOn::Dynamo => new_dynamo_store(&sdk_config().await).await,
+            StoreOn::DynamoOnWire => new_dynamo_store(&sdk).await,
+        };
+        if let Some(out) = self.metrics {
+            state.metrics = Metrics::to_writer("HF-Test", out);
+        }
+        let router = local_router(state.clone());
+        Rig { router, state, sdk, ec2, log: wire.log.clone(), wire, template_id, _folders: (folder, store_folder) }
+    }
+
+    /// The moto SDK configuration in the rig's region, with its retries.
+    async fn sdk_base(&self) -> aws_config::SdkConfig {
+        let mut base = sdk_config().await.to_builder().region(aws_config::Region::from_static(self.region));
+        if self.fast_retries {
+            let retries = RetryConfig::standard()
+                .with_initial_backoff(Duration::from_millis(5))
+                .with_max_backoff(Duration::from_millis(50));
+            base = base.retry_config(retries);
+        }
+        base.build()
+    }
+
+    /// A folder holding the one template, `template_id`, on a fresh network.
+    async fn template_folder(&self, ec2: &aws_sdk_ec2::Client, template_id: &str) -> tempfile::TempDir {
+        let (subnet, sg) = crate::new_network(ec2).await;
+        let mut template = json!({
+            "templateId": template_id, "maxNumber": self.max_number, "imageId": "ami-12c6146b",
+            "subnetId": subnet, "securityGroupIds": [sg], "instanceTags": "team=grid;cost-center=42",
+            "attributes": {"type": ["String", "X86_64"], "ncpus": ["Numeric", "2"], "ncores": ["Numeric", "1"], "nram": ["Numeric", "1024"]}
+        });
+        template.as_object_mut().unwrap().extend(self.launch.as_object().unwrap().clone());
+        let templates = json!({"templates": [template]});
+        let folder = tempfile::tempdir().unwrap();
+        std::fs::write(folder.path().join("awsprov_templates.json"), templates.to_string()).unwrap();
+        folder
+    }
 }
 
 impl Rig {
+    /// A rig in us-east-1 over a template of `maxNumber` 10 launching t3.micro, on SQLite,
+    /// unless the builder's options say otherwise.
+    pub fn builder() -> RigBuilder {
+        RigBuilder {
+            region: "us-east-1",
+            max_number: 10,
+            store: StoreOn::Sqlite,
+            launch: json!({"vmType": "t3.micro"}),
+            env: Vec::new(),
+            fast_retries: false,
+            metrics: None,
+        }
+    }
+
     /// A process started afresh after a crash: a new state from the same configuration and
     /// SDK, on the same store (its handle holds no state of its own: the records are in
     /// DynamoDB or the SQLite file) and the same EC2.
@@ -127,6 +185,13 @@ impl Rig {
         let mut state = AppState::new((*self.state.config).clone(), &self.sdk);
         state.store = self.state.store.clone();
         state
+    }
+
+    /// The rig's state with other reconciler timings (waits a test cannot sit out in moto).
+    pub fn with_timings(&self, change: impl FnOnce(&mut ReconcileTimings)) -> AppState {
+        let mut config = (*self.state.config).clone();
+        change(&mut config.reconcile);
+        AppState { config: Arc::new(config), ..self.state.clone() }
     }
 
     pub async fn post(&self, uri: &str, body: Value) -> Response {
@@ -173,7 +238,7 @@ impl Rig {
     pub async fn granted(&self, count: i64) -> Vec<String> {
         let answer = self.settled(&request_id(&self.request(count).await)).await;
         assert_eq!(answer["status"], "complete", "{answer}");
-        answer["machines"].as_array().unwrap().iter().map(|m| m["machineId"].as_str().unwrap().to_owned()).collect()
+        machine_ids(&answer)
     }
 
     pub async fn in_use(&self) -> u64 {
@@ -189,6 +254,11 @@ impl Rig {
     pub async fn tagged(&self) -> Vec<instances::Observed> {
         instances::find_tagged(&self.ec2, tags::TEMPLATE_ID, &self.template_id).await.unwrap()
     }
+}
+
+/// The ids of the machines of a getRequestStatus answer.
+pub fn machine_ids(answer: &Value) -> Vec<String> {
+    answer["machines"].as_array().unwrap().iter().map(|m| m["machineId"].as_str().unwrap().to_owned()).collect()
 }
 
 /// The body of requestReturnMachines for `machines` (by id).

@@ -1,27 +1,26 @@
 //! Requests HostFactory never learned of, and machines returned more than once: on moto, through
 //! the routers and the reconciler.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use hostfactory_tests::rig::{Rig, request_id, rig_in};
+use hostfactory_tests::rig::{Rig, StoreOn, request_id};
+use hostfactory_tests::send_json;
 use hostfactory_tests::wire::Fault;
-use hostfactory_tests::{new_dynamo_store, send_json};
 use serde_json::{Value, json};
-use shared::api::{AppState, local_router};
+use shared::api::AppState;
 use shared::reconcile::run_once;
 use shared::store::RequestStatus;
 
 async fn rig(region: &'static str) -> Rig {
-    rig_in(region, 5, false, json!({"vmType": "t3.micro"})).await
+    Rig::builder().region(region).max(5).build().await
 }
 
 /// The rig's state with no waiting: unclaimed requests and orphans are due at once.
 fn impatient(rig: &Rig) -> AppState {
-    let mut config = (*rig.state.config).clone();
-    config.reconcile.unclaimed = Duration::ZERO;
-    config.reconcile.orphan_grace = Duration::ZERO;
-    AppState { config: Arc::new(config), ..rig.state.clone() }
+    rig.with_timings(|timings| {
+        timings.unclaimed = Duration::ZERO;
+        timings.orphan_grace = Duration::ZERO;
+    })
 }
 
 async fn running(rig: &Rig) -> usize {
@@ -85,11 +84,9 @@ async fn an_unclaimed_request_is_reaped_in_one_pass_and_its_machines_fail() {
 
 #[tokio::test]
 async fn a_launch_whose_machines_could_not_be_recorded_still_answers_its_request_id() {
-    let rig = rig("ap-southeast-3").await;
     // The store goes through the recording wire, so its writes can fail.
-    let wired = rig.wire.sdk_config(&hostfactory_tests::sdk_config().await);
-    let state = AppState { store: new_dynamo_store(&wired).await, ..rig.state.clone() };
-    let router = local_router(state.clone());
+    let rig = Rig::builder().region("ap-southeast-3").max(5).store(StoreOn::DynamoOnWire).build().await;
+    let (state, router) = (rig.state.clone(), rig.router.clone());
     rig.wire.faults.inject(Fault::once("BatchWriteItem", "ValidationException", "the write was refused"));
 
     let body = json!({"template": {"templateId": rig.template_id, "machineCount": 2}});

@@ -3,16 +3,13 @@
 //! request's finish (kept pending on the record, applied once later), and counters that
 //! drifted (recounted from the records by the reconciler).
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use hostfactory_tests::rig::{Rig, request_id, rig_in};
-use hostfactory_tests::wire::{Fault, Wire};
 use hostfactory_tests::{Captured, new_dynamo_store, sdk_config};
-use serde_json::{Value, json};
+use hostfactory_tests::rig::{Rig, StoreOn, request_id, return_body};
+use hostfactory_tests::wire::{Fault, Wire};
+use serde_json::json;
 use shared::Error;
-use shared::api::{AppState, local_router};
-use shared::metrics::Metrics;
 use shared::reconcile::events::{Outcome, dispatch};
 use shared::reconcile::run_once;
 use shared::store::{RequestKind, RequestRecord, RequestStatus, capacity_key};
@@ -20,32 +17,12 @@ use shared::store::{RequestKind, RequestRecord, RequestStatus, capacity_key};
 /// A rig in `region` whose store is DynamoDB on moto through the rig's own wire, so store
 /// calls are recorded and can be faulted.
 async fn wired_rig(region: &'static str, max_number: i64) -> Rig {
-    let mut rig = rig_in(region, max_number, false, json!({"vmType": "t3.micro"})).await;
-    let sdk = rig.wire.sdk_config(&sdk_config().await);
-    rig.state.store = new_dynamo_store(&sdk).await;
-    rig.router = local_router(rig.state.clone());
-    rig
-}
-
-/// Requests `count` machines and waits until they are ready; their ids.
-async fn ready(rig: &Rig, count: i64) -> Vec<String> {
-    let req = request_id(&rig.request(count).await);
-    let answer = rig.settled(&req).await;
-    assert_eq!(answer["status"], "complete", "{answer}");
-    answer["machines"].as_array().unwrap().iter().map(|m| m["machineId"].as_str().unwrap().to_owned()).collect()
+    Rig::builder().region(region).max(max_number).store(StoreOn::DynamoOnWire).build().await
 }
 
 /// Returns `machines`; the return request's id.
 async fn give_back(rig: &Rig, machines: &[String]) -> String {
-    let machines: Vec<Value> = machines.iter().map(|id| json!({"machineId": id})).collect();
-    request_id(&rig.post("/api/v1/machines/return", json!({"machines": machines})).await)
-}
-
-/// The rig's state with the recount's quiet period set to `quiet`.
-fn with_quiet(rig: &Rig, quiet: Duration) -> AppState {
-    let mut config = (*rig.state.config).clone();
-    config.reconcile.capacity_quiet = quiet;
-    AppState { config: Arc::new(config), ..rig.state.clone() }
+    request_id(&rig.post("/api/v1/machines/return", return_body(machines)).await)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -67,8 +44,8 @@ async fn a_reservation_whose_answer_was_lost_counts_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_release_whose_answer_was_lost_gives_back_once() {
     let rig = wired_rig("us-east-1", 3).await;
-    let machines = ready(&rig, 2).await;
-    ready(&rig, 1).await;
+    let machines = rig.granted(2).await;
+    rig.granted(1).await;
     assert_eq!(rig.in_use().await, 3);
     let ret = give_back(&rig, &machines[..1]).await;
     rig.wire.faults.inject(Fault::after_executing("TransactWriteItems"));
@@ -106,7 +83,7 @@ async fn versioned_writes_whose_answer_was_lost_succeed() {
 /// Returns one of two ready machines while every attempt of the release at the return
 /// request's finish is throttled: the request finishes with the release pending on its record.
 async fn finish_with_a_throttled_release(rig: &Rig) -> String {
-    let machines = ready(rig, 2).await;
+    let machines = rig.granted(2).await;
     let ret = give_back(rig, &machines[..1]).await;
     let throttled = Fault::once("TransactWriteItems", "ProvisionedThroughputExceededException", "Rate exceeded");
     rig.wire.faults.inject(throttled.times(3));
@@ -159,11 +136,10 @@ async fn drift(rig: &Rig, in_use: u64) {
     assert!(rig.state.store.capacity.correct(&counter, in_use).await.unwrap());
 }
 
-async fn a_drifted_counter_is_corrected_by_one_pass(region: &'static str, dynamo: bool) {
-    let mut rig = rig_in(region, 5, dynamo, json!({"vmType": "t3.micro"})).await;
+async fn a_drifted_counter_is_corrected_by_one_pass(region: &'static str, store: StoreOn) {
     let out = Captured::default();
-    rig.state.metrics = Metrics::to_writer("HF-Test", out.clone());
-    let machines = ready(&rig, 3).await;
+    let rig = Rig::builder().region(region).max(5).store(store).metrics(out.clone()).build().await;
+    let machines = rig.granted(3).await;
     let ret = give_back(&rig, &machines[..1]).await;
     assert_eq!(rig.settled(&ret).await["status"], "complete");
     assert_eq!(rig.in_use().await, 2);
@@ -174,7 +150,7 @@ async fn a_drifted_counter_is_corrected_by_one_pass(region: &'static str, dynamo
     assert_eq!(report.capacity_repaired, 0, "{report:?}");
     assert_eq!(rig.in_use().await, 5, "changed moments ago: left alone");
 
-    let quiet = with_quiet(&rig, Duration::ZERO);
+    let quiet = rig.with_timings(|t| t.capacity_quiet = Duration::ZERO);
     let Outcome::Reconciled { report } = dispatch(&quiet, json!({"detail-type": "Scheduled Event"})).await.unwrap()
     else {
         panic!("a scheduled event runs a pass");
@@ -195,10 +171,10 @@ async fn a_drifted_counter_is_corrected_by_one_pass(region: &'static str, dynamo
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_drifted_counter_is_corrected_on_sqlite() {
-    a_drifted_counter_is_corrected_by_one_pass("eu-central-1", false).await;
+    a_drifted_counter_is_corrected_by_one_pass("eu-central-1", StoreOn::Sqlite).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_drifted_counter_is_corrected_on_dynamodb() {
-    a_drifted_counter_is_corrected_by_one_pass("ap-northeast-2", true).await;
+    a_drifted_counter_is_corrected_by_one_pass("ap-northeast-2", StoreOn::Dynamo).await;
 }

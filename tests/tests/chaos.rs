@@ -12,10 +12,9 @@ use std::time::Instant;
 
 use hostfactory_tests::audit::Audit;
 use hostfactory_tests::hostfactory::{HostFactory, POLLS};
-use hostfactory_tests::rig::{ELAPSED, Setup, StoreOn, rig_setup};
+use hostfactory_tests::rig::{ELAPSED, Rig, StoreOn};
 use hostfactory_tests::wire::Chaos;
 use hostfactory_tests::sdk_config;
-use serde_json::json;
 use shared::reconcile::run_once;
 
 const MAX_NUMBER: i64 = 8;
@@ -37,9 +36,7 @@ async fn chaos_run(region: &'static str, store: StoreOn, seed: u64) {
     let seed = setting("HOSTFACTORY_CHAOS_SEED", seed);
     let cycles = setting("HOSTFACTORY_CHAOS_CYCLES", CYCLES);
     let rate = setting("HOSTFACTORY_CHAOS_RATE_PERCENT", RATE_PERCENT) as f64 / 100.0;
-    let launch = json!({"vmType": "t3.micro"});
-    let env = ELAPSED.to_vec();
-    let rig = rig_setup(Setup { region, max_number: MAX_NUMBER, store, launch, env, fast_retries: true }).await;
+    let rig = Rig::builder().region(region).max(MAX_NUMBER).store(store).env(ELAPSED).fast_retries().build().await;
     let direct = aws_sdk_ec2::Client::new(&sdk_config().await.to_builder().region(aws_config::Region::new(region)).build());
     let mut hostfactory = HostFactory::default();
     // One machine HostFactory keeps through the run: a capacity released twice shows as drift.

@@ -9,7 +9,7 @@
 use std::collections::HashSet;
 
 use hostfactory_tests::audit::Audit;
-use hostfactory_tests::rig::{ELAPSED, Rig, Setup, StoreOn, return_body, rig_setup};
+use hostfactory_tests::rig::{ELAPSED, Rig, StoreOn, return_body};
 use hostfactory_tests::wire::{Crash, Mode};
 use hostfactory_tests::{Response, send_json};
 use serde_json::{Value, json};
@@ -17,9 +17,7 @@ use shared::api::local_router;
 use shared::reconcile::run_once;
 
 async fn crash_rig(region: &'static str) -> Rig {
-    let launch = json!({"vmType": "t3.micro"});
-    let env = ELAPSED.to_vec();
-    rig_setup(Setup { region, max_number: 10, store: StoreOn::DynamoOnWire, launch, env, fast_retries: true }).await
+    Rig::builder().region(region).store(StoreOn::DynamoOnWire).env(ELAPSED).fast_retries().build().await
 }
 
 /// Runs `uri` on a task until the armed crash is hit, then aborts the task (the process dies

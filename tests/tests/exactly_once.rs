@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 
 use hostfactory_tests::audit::Audit;
-use hostfactory_tests::rig::{Rig, rig_on};
+use hostfactory_tests::rig::Rig;
 use hostfactory_tests::send_json;
 use serde_json::json;
 
@@ -52,10 +52,10 @@ async fn twenty_returns_of_one_machine(rig: Rig) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn twenty_concurrent_returns_terminate_the_machine_once_on_sqlite() {
-    twenty_returns_of_one_machine(rig_on(5, false).await).await;
+    twenty_returns_of_one_machine(Rig::builder().max(5).build().await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn twenty_concurrent_returns_terminate_the_machine_once_on_dynamodb() {
-    twenty_returns_of_one_machine(rig_on(5, true).await).await;
+    twenty_returns_of_one_machine(Rig::builder().max(5).dynamo().build().await).await;
 }

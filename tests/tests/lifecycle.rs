@@ -1,14 +1,14 @@
 //! The machine lifecycle end to end through the routers on moto: requestMachines,
 //! getRequestStatus, requestReturnMachines, getReturnRequests.
 
-use hostfactory_tests::rig::{request_id, rig, rig_on, rig_with};
+use hostfactory_tests::rig::{Rig, request_id};
 use hostfactory_tests::wire::Fault;
 use serde_json::{Value, json};
 use shared::provision::tags;
 
 #[tokio::test]
 async fn request_status_return_and_status_again() {
-    let rig = rig(5).await;
+    let rig = Rig::builder().max(5).build().await;
 
     let accepted = rig.request(3).await;
     let req = request_id(&accepted);
@@ -64,7 +64,7 @@ async fn request_status_return_and_status_again() {
 
 #[tokio::test]
 async fn a_machine_returned_before_its_request_finished_is_counted_once() {
-    let rig = rig(5).await;
+    let rig = Rig::builder().max(5).build().await;
     let req = request_id(&rig.request(2).await);
     let launched = rig.state.store.machines.list_by_request(&req).await.unwrap();
     let early = launched[0].machine_id.clone();
@@ -79,7 +79,7 @@ async fn a_machine_returned_before_its_request_finished_is_counted_once() {
 
 #[tokio::test]
 async fn the_cycle_on_the_dynamodb_store() {
-    let rig = rig_on(5, true).await;
+    let rig = Rig::builder().max(5).dynamo().build().await;
     let req = request_id(&rig.request(2).await);
     let answer = rig.settled(&req).await;
     assert_eq!(answer["status"], "complete", "{answer}");
@@ -97,66 +97,8 @@ async fn the_cycle_on_the_dynamodb_store() {
 }
 
 #[tokio::test]
-async fn an_instant_ec2_fleet_launches_in_one_call_and_reuses_its_launch_template() {
-    let launch = json!({"providerApi": "EC2Fleet", "fleetType": "instant", "vmTypes": {"t3.micro": 1}});
-    let rig = rig_with(10, false, launch).await;
-
-    let first = request_id(&rig.request(3).await);
-    let second = request_id(&rig.request(2).await);
-
-    assert_eq!(rig.log.actions("CreateFleet"), 2);
-    assert_eq!(rig.log.actions("CreateLaunchTemplate"), 1, "the second request reuses the launch template");
-    assert_eq!(rig.log.actions("RunInstances"), 0);
-    let answer = rig.settled(&first).await;
-    assert_eq!(answer["status"], "complete", "{answer}");
-    assert_eq!(answer["machines"].as_array().unwrap().len(), 3);
-    assert!(answer["machines"].as_array().unwrap().iter().all(|m| m["result"] == "succeed" && m["name"] != ""));
-    assert_eq!(rig.settled(&second).await["status"], "complete");
-    let tagged = rig.tagged().await;
-    assert_eq!(tagged.len(), 5);
-    assert_eq!(tagged.iter().filter(|i| i.tags[tags::REQUEST_ID] == first).count(), 3);
-    assert!(tagged.iter().all(|i| i.tags["team"] == "grid"));
-    let record = rig.state.store.requests.get(&first).await.unwrap().unwrap();
-    assert!(record.fleet_id.is_some_and(|id| id.starts_with("fleet-")), "the fleet is recorded");
-    assert_eq!(rig.in_use().await, 5);
-
-    let hosts: Vec<Value> = tagged.iter().map(|i| json!({"machineId": i.instance_id})).collect();
-    let ret = request_id(&rig.post("/api/v1/machines/return", json!({"machines": hosts})).await);
-    let answer = rig.settled(&ret).await;
-    assert_eq!(answer["status"], "complete", "{answer}");
-    assert_eq!(answer["machines"].as_array().unwrap().len(), 5);
-    assert!(rig.tagged().await.iter().all(|i| i.state == "terminated"));
-    assert_eq!(rig.in_use().await, 0);
-}
-
-#[tokio::test]
-async fn a_weighted_spot_fleet_counts_capacity_in_units() {
-    let launch = json!({"priceType": "spot", "vmTypes": {"t3.micro": 1, "t3.small": 2}});
-    let rig = rig_with(10, false, launch).await;
-
-    let req = request_id(&rig.request(4).await);
-
-    assert_eq!(rig.log.actions("CreateFleet"), 1, "spot templates default to an instant EC2 Fleet");
-    let answer = rig.settled(&req).await;
-    assert_eq!(answer["status"], "complete", "{answer}");
-    let machines = answer["machines"].as_array().unwrap().len();
-    let tagged = rig.tagged().await;
-    assert_eq!(tagged.len(), machines);
-    assert!(tagged.iter().all(|i| i.lifecycle == "spot"), "every instance is spot: {tagged:?}");
-    assert_eq!(rig.in_use().await, 4, "capacity counts units, not machines");
-}
-
-#[tokio::test]
-async fn a_refused_fleet_releases_its_capacity() {
-    let launch = json!({"providerApi": "EC2Fleet", "vmTypes": {"t3.micro": 1, "t3.small": 2}});
-    let rig = rig_with(10, false, launch).await;
-    rig.wire.faults.inject(Fault::once("CreateFleet", "InsufficientInstanceCapacity", "No capacity in any pool."));
-    rig.assert_launch_refused(4, "No capacity in any pool.").await;
-}
-
-#[tokio::test]
 async fn bad_requests_are_refused_before_anything_launches() {
-    let rig = rig(5).await;
+    let rig = Rig::builder().max(5).build().await;
 
     let over = rig.request(6).await;
     assert_eq!(over.status, 422, "{}", over.body);
@@ -176,7 +118,7 @@ async fn bad_requests_are_refused_before_anything_launches() {
 
 #[tokio::test]
 async fn mixed_ids_in_one_status_call_and_return_by_name() {
-    let rig = rig(5).await;
+    let rig = Rig::builder().max(5).build().await;
     let req = request_id(&rig.request(2).await);
     let answer = rig.settled(&req).await;
     let name = answer["machines"][0]["name"].as_str().unwrap().to_owned();
@@ -212,7 +154,7 @@ async fn mixed_ids_in_one_status_call_and_return_by_name() {
 
 #[tokio::test]
 async fn an_ec2_failure_is_reported_recorded_and_releases_capacity() {
-    let rig = rig(5).await;
+    let rig = Rig::builder().max(5).build().await;
     rig.wire.faults.inject(Fault::once("RunInstances", "InsufficientInstanceCapacity", "No t3.micro capacity."));
 
     let response = rig.request(2).await;
@@ -238,7 +180,7 @@ async fn an_ec2_failure_is_reported_recorded_and_releases_capacity() {
 
 #[tokio::test]
 async fn a_partial_fill_is_topped_up_with_further_calls() {
-    let rig = rig(5).await;
+    let rig = Rig::builder().max(5).build().await;
     // moto fills MinCount (1) and ignores MaxCount, like a real EC2 short of capacity.
     let req = request_id(&rig.request(3).await);
     assert_eq!(rig.log.actions("RunInstances"), 3);
@@ -250,7 +192,7 @@ async fn a_partial_fill_is_topped_up_with_further_calls() {
 
 #[tokio::test]
 async fn get_return_requests_reports_hosts_the_cloud_took() {
-    let rig = rig(5).await;
+    let rig = Rig::builder().max(5).build().await;
     let req = request_id(&rig.request(2).await);
     let answer = rig.settled(&req).await;
     let gone = answer["machines"][0].clone();
@@ -281,7 +223,7 @@ async fn get_return_requests_reports_hosts_the_cloud_took() {
 /// 1,000 ids fit one call), never one per request or per machine.
 #[tokio::test]
 async fn one_status_call_for_a_thousand_machines_describes_them_at_most_twice() {
-    let rig = rig(1000).await;
+    let rig = Rig::builder().max(1000).build().await;
     let mut ids = Vec::new();
     for _ in 0..20 {
         ids.push(request_id(&rig.request(50).await));

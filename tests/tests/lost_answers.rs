@@ -11,19 +11,15 @@ use std::collections::HashSet;
 
 use hostfactory_tests::audit::Audit;
 use hostfactory_tests::hostfactory::HostFactory;
-use hostfactory_tests::rig::{ELAPSED, Rig, Setup, StoreOn, rig_setup};
+use hostfactory_tests::rig::{ELAPSED, Rig, StoreOn};
 use hostfactory_tests::wire::Fault;
-use serde_json::json;
 use shared::reconcile::run_once;
 
 /// The SDK's default attempts per call (standard retry mode).
 const ATTEMPTS: usize = 3;
 
 async fn lost_rig(region: &'static str) -> Rig {
-    let launch = json!({"vmType": "t3.micro"});
-    let env = ELAPSED.to_vec();
-    let rig = rig_setup(Setup { region, max_number: 10, store: StoreOn::DynamoOnWire, launch, env, fast_retries: true });
-    let rig = rig.await;
+    let rig = Rig::builder().region(region).store(StoreOn::DynamoOnWire).env(ELAPSED).fast_retries().build().await;
     rig.wire.faults.replay_tokens();
     rig
 }

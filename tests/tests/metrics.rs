@@ -2,21 +2,16 @@
 //! match what happened, and `AwsCalls` matches the calls the wire saw.
 
 use serde_json::{Value, json};
-use shared::api::local_router;
-use shared::metrics::Metrics;
 use shared::reconcile::events::{Outcome, dispatch};
 
-use hostfactory_tests::rig::{Rig, request_id, rig};
+use hostfactory_tests::rig::{Rig, request_id};
 use hostfactory_tests::wire::Fault;
 use hostfactory_tests::{Captured, get};
 
 /// The rig's router with metrics written to a captured writer.
 async fn metered() -> (Rig, Captured) {
-    let mut rig = rig(10).await;
     let out = Captured::default();
-    rig.state.metrics = Metrics::to_writer("HF-Test", out.clone());
-    rig.router = local_router(rig.state.clone());
-    (rig, out)
+    (Rig::builder().metrics(out.clone()).build().await, out)
 }
 
 /// The single line a call wrote; its `AwsCalls` is what went over the wire.

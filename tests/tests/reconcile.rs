@@ -4,14 +4,10 @@
 //! Each test that sweeps tagged instances or launch templates runs EC2 in a region of its own,
 //! so it never sees what other tests of the run launched.
 
-use std::sync::Arc;
-
 use aws_sdk_ec2::types::{InstanceType, ResourceType, Tag, TagSpecification};
-use hostfactory_tests::rig::{Rig, request_id, rig_in};
+use hostfactory_tests::rig::{Rig, request_id};
 use hostfactory_tests::wire::Fault;
 use serde_json::{Value, json};
-use shared::api::AppState;
-use shared::config::ReconcileTimings;
 use shared::hostfactory::MachineResult;
 use shared::provision::tags;
 use shared::reconcile::events::{Outcome, dispatch};
@@ -19,11 +15,11 @@ use shared::reconcile::{Report, run_once};
 use shared::store::{Lifecycle, MachineRecord, RequestKind, RequestRecord, RequestStatus, capacity_key, now};
 
 async fn rig(region: &'static str, max_number: i64) -> Rig {
-    rig_in(region, max_number, false, json!({"vmType": "t3.micro"})).await
+    Rig::builder().region(region).max(max_number).build().await
 }
 
 async fn dynamo_rig(region: &'static str, max_number: i64) -> Rig {
-    rig_in(region, max_number, true, json!({"vmType": "t3.micro"})).await
+    Rig::builder().region(region).max(max_number).dynamo().build().await
 }
 
 /// Requests `count` machines, waits for them, and makes the first a Spot instance: the
@@ -35,13 +31,6 @@ async fn ready_with_a_spot(rig: &Rig, count: i64) -> Vec<MachineRecord> {
     machines[0].lifecycle = Lifecycle::Spot;
     machines[0] = rig.state.store.machines.update(&machines[0]).await.unwrap();
     machines
-}
-
-/// The rig's state with other reconciler timings.
-fn with_timings(rig: &Rig, change: impl FnOnce(&mut ReconcileTimings)) -> AppState {
-    let mut config = (*rig.state.config).clone();
-    change(&mut config.reconcile);
-    AppState { config: Arc::new(config), ..rig.state.clone() }
 }
 
 /// Launches one instance straight through the SDK with `tags`, as a request handler that died
@@ -201,7 +190,7 @@ async fn unrecorded_tagged_instances_are_adopted_or_terminated_after_the_grace()
     let machines = rig.state.store.machines.list_by_request(&req).await.unwrap();
     assert!(machines.iter().any(|m| m.machine_id == stray), "{machines:?}");
 
-    let no_grace = with_timings(&rig, |t| t.orphan_grace = std::time::Duration::ZERO);
+    let no_grace = rig.with_timings(|t| t.orphan_grace = std::time::Duration::ZERO);
     let report = run_once(&no_grace).await.unwrap();
     assert_eq!((report.orphans_adopted, report.orphans_terminated), (0, 1), "{report:?}");
     assert_eq!(state_of(&rig, &orphan).await, "terminated");
@@ -216,7 +205,7 @@ async fn unrecorded_tagged_instances_are_adopted_or_terminated_after_the_grace()
 async fn a_request_stuck_launching_times_out() {
     let rig = rig("eu-west-3", 5).await;
     let req = request_id(&rig.request(2).await);
-    let stuck = with_timings(&rig, |t| t.launch_timeout = std::time::Duration::ZERO);
+    let stuck = rig.with_timings(|t| t.launch_timeout = std::time::Duration::ZERO);
     // EC2 cannot be observed (moto starts every instance at once, so nothing stays pending):
     // the store still says launching, and the timeout applies to what it says.
     rig.wire.faults.inject(Fault::once("DescribeInstances", "UnauthorizedOperation", "not allowed").times(2));
@@ -265,7 +254,7 @@ async fn unused_managed_launch_templates_are_deleted() {
     let report = run_once(&rig.state).await.unwrap();
     assert_eq!(report.launch_templates_deleted, 0, "all younger than the grace: {report:?}");
 
-    let no_grace = with_timings(&rig, |t| t.launch_template_grace = std::time::Duration::ZERO);
+    let no_grace = rig.with_timings(|t| t.launch_template_grace = std::time::Duration::ZERO);
     let report = run_once(&no_grace).await.unwrap();
     assert_eq!(report.launch_templates_deleted, 1, "{report:?}");
     let left = rig.ec2.describe_launch_templates().send().await.unwrap();

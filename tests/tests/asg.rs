@@ -1,0 +1,119 @@
+//! Auto Scaling groups (`providerApi` ASG) through a HostFactory cycle on moto: request → status
+//! until complete → return → status until the return is complete → instances terminated and the
+//! group deleted, with the AWS calls each HostFactory call makes counted; and one status call
+//! over many groups and Spot Fleets.
+
+use hostfactory_tests::cycle::{FLEET_ROLE, assert_tagged, past_expiry, provision, record_of, return_all, succeeded};
+use hostfactory_tests::rig::{Rig, request_id};
+use serde_json::{Value, json};
+
+#[tokio::test]
+async fn asg_full_cycle() {
+    let launch = json!({"providerApi": "ASG", "priceType": "spot", "percentOnDemand": 50, "vmType": "t3.micro",
+        "allocationStrategy": "priceCapacityOptimized", "maxSpotPrice": 0.1});
+    let rig = Rig::builder().launch(launch).build().await;
+
+    let req = request_id(&rig.request(2).await);
+    assert_eq!(rig.log.actions("CreateAutoScalingGroup"), 1);
+    rig.log.clear();
+    let answer = rig.settled(&req).await;
+    assert_eq!(answer["status"], "complete", "{answer}");
+    assert_eq!(succeeded(&answer), 2, "{answer}");
+    assert_eq!(rig.log.actions("DescribeAutoScalingGroups"), 1, "{:?}", rig.log.calls());
+    assert_eq!(rig.log.actions("DescribeInstances"), 1);
+    assert_tagged(&rig, &req, 2).await;
+    let record = record_of(&rig, &req).await;
+    assert_eq!(record.asg_name.as_deref(), Some(format!("hostfactory-{req}").as_str()));
+
+    let ret = return_all(&rig, &answer).await;
+    assert_eq!(ret["status"], "complete", "{ret}");
+    assert!(rig.tagged().await.iter().all(|i| i.state == "terminated"));
+    assert!(rig.asg_describe(&format!("hostfactory-{req}")).await.is_none(), "the empty group is deleted");
+    assert_eq!(rig.in_use().await, 0);
+}
+
+#[tokio::test]
+async fn returning_part_of_a_group_detaches_it_and_the_last_return_deletes_the_group() {
+    let rig = Rig::builder().launch(json!({"providerApi": "ASG", "vmType": "t3.micro"})).build().await;
+    let (answer, record) = provision(&rig, 3).await;
+    assert_eq!(answer["status"], "complete", "{answer}");
+    let ids: Vec<String> =
+        answer["machines"].as_array().unwrap().iter().map(|m| m["machineId"].as_str().unwrap().to_owned()).collect();
+    let group = record.asg_name.unwrap();
+
+    rig.log.clear();
+    let ret = request_id(&rig.post("/api/v1/machines/return", json!({"machines": [{"machineId": ids[0]}]})).await);
+    assert_eq!(rig.log.actions("DetachInstances"), 1, "{:?}", rig.log.calls());
+    assert_eq!(rig.log.actions("DeleteAutoScalingGroup"), 0);
+    assert_eq!(rig.settled(&ret).await["status"], "complete");
+    let groups = rig.asg_describe(&group).await;
+    assert_eq!(groups.as_ref().and_then(|g| g.desired_capacity()), Some(2), "{groups:?}");
+    assert_eq!(groups.unwrap().instances().len(), 2, "no replacement was launched");
+
+    let rest: Vec<Value> = ids[1..].iter().map(|id| json!({"machineId": id})).collect();
+    let ret = request_id(&rig.post("/api/v1/machines/return", json!({"machines": rest})).await);
+    assert_eq!(rig.log.actions("DeleteAutoScalingGroup"), 1);
+    assert_eq!(rig.settled(&ret).await["status"], "complete");
+    assert!(rig.asg_describe(&group).await.is_none(), "the empty group is deleted");
+    assert!(rig.tagged().await.iter().all(|i| i.state == "terminated"));
+    assert_eq!(rig.in_use().await, 0);
+}
+
+#[tokio::test]
+async fn a_group_short_at_expiry_is_stopped_at_what_it_filled() {
+    let launch = json!({"providerApi": "ASG", "vmType": "t3.micro", "spotFleetRequestExpiry": 5});
+    let rig = Rig::builder().launch(launch).build().await;
+    let req = request_id(&rig.request(3).await);
+    let record = record_of(&rig, &req).await;
+    let group = record.asg_name.clone().unwrap();
+    // The group filled one of three (moto fills at once: it is shrunk behind our back).
+    rig.state
+        .autoscaling
+        .set_desired_capacity()
+        .auto_scaling_group_name(&group)
+        .desired_capacity(1)
+        .send()
+        .await
+        .unwrap();
+    past_expiry(&rig, &req).await;
+
+    rig.log.clear();
+    let answer = rig.settled(&req).await;
+
+    assert_eq!(answer["status"], "complete_with_error", "{answer}");
+    assert_eq!(rig.log.actions("UpdateAutoScalingGroup"), 1, "{:?}", rig.log.calls());
+    let described = rig.asg_describe(&group).await.unwrap();
+    assert_eq!((described.max_size(), described.desired_capacity()), (Some(1), Some(1)));
+    assert_eq!(rig.in_use().await, 1, "the two units never filled are given back");
+}
+
+#[tokio::test]
+async fn one_status_call_over_many_groups_and_fleets_stays_within_the_call_budget() {
+    let rig = Rig::builder().max(20).launch(json!({"providerApi": "ASG", "vmType": "t3.micro"})).build().await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(request_id(&rig.request(2).await));
+    }
+    rig.log.clear();
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let answers = rig.status(&ids).await.body["requests"].clone();
+    assert!(answers.as_array().unwrap().iter().all(|a| a["status"] == "complete"), "{answers}");
+    assert_eq!(rig.log.actions("DescribeAutoScalingGroups"), 1, "one call for every group: {:?}", rig.log.calls());
+    assert_eq!(rig.log.actions("DescribeInstances"), 1);
+
+    let launch =
+        json!({"providerApi": "SpotFleet", "priceType": "spot", "fleetRole": FLEET_ROLE, "vmTypes": {"t3.micro": 1}});
+    let rig = Rig::builder().max(20).launch(launch).build().await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(request_id(&rig.request(2).await));
+    }
+    rig.log.clear();
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let answers = rig.status(&ids).await.body["requests"].clone();
+    assert!(answers.as_array().unwrap().iter().all(|a| a["status"] == "complete"), "{answers}");
+    let calls = rig.log.calls();
+    assert_eq!(rig.log.actions("DescribeSpotFleetInstances"), 3, "one per fleet: {calls:?}");
+    assert_eq!(rig.log.actions("DescribeInstances"), 1);
+    assert_eq!(calls.len(), 4, "nothing else for filled fleets: {calls:?}");
+}
