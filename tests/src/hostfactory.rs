@@ -15,6 +15,13 @@ pub const POLLS: usize = 30;
 /// Tries of one return (HostFactory repeats a return that failed).
 const RETURN_TRIES: usize = 5;
 
+/// A request HostFactory still polls: a `req-` (its machines not yet taken) or a `ret-` of
+/// these machines.
+enum Waiting {
+    Provision(String),
+    Return(String, Vec<String>),
+}
+
 /// HostFactory as the run sees it: what it holds and every answer it got.
 #[derive(Default)]
 pub struct HostFactory {
@@ -26,8 +33,11 @@ pub struct HostFactory {
     pub wrong: Vec<String>,
     pub granted: usize,
     pub returned: usize,
-    /// Requests still running after [`POLLS`] polls.
+    /// Requests still running after [`POLLS`] polls (counted each time one is left waiting).
     pub unsettled: usize,
+    /// Requests left running, polled again by [`HostFactory::settle`]: real HostFactory keeps
+    /// polling a request until it is final, whatever a cycle's patience.
+    waiting: Vec<Waiting>,
     /// Host names of the machines it got, to their ids (getReturnRequests names hosts).
     names: HashMap<String, String>,
 }
@@ -88,16 +98,44 @@ impl HostFactory {
         let Some(id) = body["requestId"].as_str().filter(|id| id.starts_with("req-")) else {
             return self.wrong.push(format!("requestMachines answered 200 with {body}"));
         };
-        let (last, _) = self.poll(rig, id).await;
+        match self.poll(rig, id).await {
+            (last, true) => self.take(rig, last.as_ref()).await,
+            (_, false) => self.waiting.push(Waiting::Provision(id.to_owned())),
+        }
+    }
+
+    /// Takes the machines a final request reports `succeed`, then gives them back.
+    async fn take(&mut self, rig: &Rig, last: Option<&Value>) {
         for machine in last.iter().flat_map(|r| r["machines"].as_array().cloned().unwrap_or_default()) {
             if let (Some(name), Some(id)) = (machine["name"].as_str(), machine["machineId"].as_str()) {
                 self.names.insert(name.to_owned(), id.to_owned());
             }
         }
-        let got = succeeded(last.as_ref());
+        let got = succeeded(last);
         self.granted += got.len();
         self.held.extend(got.iter().cloned());
         self.give_back(rig, got).await;
+    }
+
+    /// Polls again every request left running; those still running stay waiting.
+    pub async fn settle(&mut self, rig: &Rig) {
+        for waiting in std::mem::take(&mut self.waiting) {
+            match waiting {
+                Waiting::Provision(id) => match self.poll(rig, &id).await {
+                    (last, true) => self.take(rig, last.as_ref()).await,
+                    (_, false) => self.waiting.push(Waiting::Provision(id)),
+                },
+                Waiting::Return(id, machines) => self.poll_return(rig, id, machines).await,
+            }
+        }
+    }
+
+    /// Requests still running after [`HostFactory::settle`]: HostFactory would wait forever.
+    pub fn never_final(&self) -> Vec<String> {
+        let id = |w: &Waiting| match w {
+            Waiting::Provision(id) | Waiting::Return(id, _) => id.clone(),
+        };
+        self.waiting.iter().map(|w| format!("{} never left running", id(w))).collect()
     }
 
     /// Returns `machines`, as HostFactory does: repeated until a return is accepted, then
@@ -114,12 +152,21 @@ impl HostFactory {
             let Some(id) = accepted["requestId"].as_str().filter(|id| id.starts_with("ret-")) else {
                 return self.wrong.push(format!("requestReturnMachines answered 200 with {accepted}"));
             };
-            if let (Some(last), true) = self.poll(rig, id).await {
+            return self.poll_return(rig, id.to_owned(), machines).await;
+        }
+    }
+
+    /// Polls a return: `complete` gave back all its machines, `complete_with_error` those it
+    /// reports `succeed`; still running, it waits for [`HostFactory::settle`].
+    async fn poll_return(&mut self, rig: &Rig, id: String, machines: Vec<String>) {
+        match self.poll(rig, &id).await {
+            (Some(last), true) => {
                 let gone = if last["status"] == "complete" { machines } else { succeeded(Some(&last)) };
                 self.returned += gone.len();
                 self.held.retain(|m| !gone.contains(m));
             }
-            return;
+            (_, true) => {}
+            (_, false) => self.waiting.push(Waiting::Return(id, machines)),
         }
     }
 }
