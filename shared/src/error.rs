@@ -49,8 +49,12 @@ pub enum Error {
     Config(String),
 
     /// An AWS call failed; `context` says what we were doing (502, or 503 when throttled).
+    /// `refused`: AWS answered the last attempt with a client error other than throttling, so
+    /// with the call's idempotency token no attempt was applied (a retry of an applied call
+    /// answers its first outcome); otherwise (a 5xx, a timeout, throttling after an attempt
+    /// whose answer was lost) it may have been applied.
     #[error("{context}: {message}")]
-    Aws { context: String, message: String, throttled: bool, source: Cause },
+    Aws { context: String, message: String, throttled: bool, refused: bool, source: Cause },
 
     /// The embedded store failed (500).
     #[error("{context}: {source}")]
@@ -72,7 +76,15 @@ impl Error {
         E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
     {
         let (message, throttled) = describe_sdk_error(&err);
-        Error::Aws { context: context.into(), message, throttled, source: Box::new(err) }
+        let client_error = err.raw_response().is_some_and(|r| r.status().is_client_error());
+        let refused = client_error && !throttled;
+        Error::Aws { context: context.into(), message, throttled, refused, source: Box::new(err) }
+    }
+
+    /// Whether the failed call may have been applied all the same (see [`Error::Aws`]): a
+    /// launch that fails so must not give its capacity back before EC2 is looked at.
+    pub fn may_have_applied(&self) -> bool {
+        matches!(self, Error::Aws { refused: false, .. })
     }
 
     pub fn store(context: impl Into<String>, source: impl Into<Cause>) -> Self {

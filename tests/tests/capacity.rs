@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use hostfactory_tests::{Captured, new_dynamo_store, sdk_config};
-use hostfactory_tests::rig::{Rig, StoreOn, request_id, return_body};
+use hostfactory_tests::rig::{ELAPSED, Rig, StoreOn, request_id, return_body};
 use hostfactory_tests::wire::{Fault, Wire};
 use serde_json::json;
 use shared::Error;
@@ -177,4 +177,25 @@ async fn a_drifted_counter_is_corrected_on_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_drifted_counter_is_corrected_on_dynamodb() {
     a_drifted_counter_is_corrected_by_one_pass("ap-northeast-2", StoreOn::Dynamo).await;
+}
+
+/// A machine write refused at a return's finishing poll: that poll does not finish the return
+/// (its record would stay `executing` under a finished return, and the reconciler's recount
+/// would take the released units back); the next poll records it and finishes, released once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_return_finishes_only_once_its_machines_are_recorded() {
+    let rig = Rig::builder().region("af-south-1").max(3).store(StoreOn::DynamoOnWire).env(ELAPSED).build().await;
+    let machines = rig.granted(2).await;
+    rig.granted(1).await;
+    let ret = give_back(&rig, &machines).await;
+    rig.wire.faults.inject(Fault::once("PutItem", "ValidationException", "the write was refused"));
+    let first = rig.status(&[&ret]).await.body["requests"][0].clone();
+    assert_eq!(rig.wire.faults.remaining(), 0, "a machine write was refused");
+    assert_eq!(first["status"], "running", "{first}");
+    assert_eq!(rig.in_use().await, 3, "nothing released yet");
+    assert_eq!(rig.settled(&ret).await["status"], "complete");
+    assert_eq!(rig.in_use().await, 1, "both returned machines released");
+    let report = run_once(&rig.state).await.unwrap();
+    assert_eq!(report.capacity_repaired, 0, "{report:?}");
+    assert_eq!(rig.in_use().await, 1, "the recount agrees with the release");
 }

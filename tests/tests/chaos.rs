@@ -92,13 +92,8 @@ async fn random_faults_leak_nothing_on_sqlite() {
     chaos_run("ap-southeast-1", StoreOn::Sqlite, 0x5EED_0011).await;
 }
 
-/// Known to fail (issue #11 stays open): with the default seed no instance leaks, but the counter
-/// ends one unit above what HostFactory holds after the pass (an over-count: the template offers
-/// one machine fewer, never more than `maxNumber`), which the recount does not correct in that
-/// pass. Run it with `cargo test -p hostfactory-tests --test chaos -- --ignored` or
-/// `infra/scripts/soak`.
+/// The same on DynamoDB through the wire: every durable step is a call the faults can hit.
 #[tokio::test]
-#[ignore = "known capacity over-count of one unit under random DynamoDB faults"]
 async fn random_faults_leak_nothing_on_dynamodb() {
     chaos_run("ap-northeast-2", StoreOn::DynamoOnWire, 0x5EED_0012).await;
 }

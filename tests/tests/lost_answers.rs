@@ -11,7 +11,7 @@ use std::collections::HashSet;
 
 use hostfactory_tests::audit::Audit;
 use hostfactory_tests::hostfactory::HostFactory;
-use hostfactory_tests::rig::{ELAPSED, Rig, StoreOn};
+use hostfactory_tests::rig::{ELAPSED, Rig, StoreOn, machine_ids, request_id};
 use hostfactory_tests::wire::Fault;
 use shared::reconcile::run_once;
 
@@ -58,6 +58,10 @@ async fn every_operation(region: &'static str, times: usize, pass: bool) {
         if pass {
             let report = run_once(&rig.restarted()).await.expect("a reconcile pass");
             wrong.extend(report.errors.iter().map(|e| format!("pass error: {e}")));
+            // HostFactory goes on polling what it still waits for (a launch whose outcome was
+            // unknown until the pass looked at EC2) and takes what the pass finished.
+            hostfactory.settle(&rig).await;
+            wrong.extend(hostfactory.never_final());
         }
         let held: HashSet<String> = hostfactory.held.clone();
         wrong.extend(Audit::of(&rig, &held).await.violations());
@@ -77,4 +81,35 @@ async fn an_answer_lost_once_is_retried_exactly_once() {
 #[tokio::test]
 async fn answers_lost_on_every_attempt_leak_nothing_after_a_pass() {
     every_operation("eu-south-2", ATTEMPTS, true).await;
+}
+
+/// A launch whose answer is lost on every attempt (EC2 started the machines; the SDK gives up)
+/// and one refused with a 500 on every attempt (nothing started) look the same to
+/// requestMachines. Neither may give the capacity back before EC2 is looked at (the first would
+/// then run machines beyond `maxNumber`), nor answer an error (HostFactory would never learn of
+/// the machines): the request id is answered, the request waits `pending`, and one pass adopts
+/// what the first started and fails the second, releasing its capacity. The first is a top-up
+/// (moto fills one machine per RunInstances): its second call's answer is the one lost.
+#[tokio::test]
+async fn a_launch_of_unknown_outcome_holds_its_capacity_until_ec2_is_looked_at() {
+    let rig = Rig::builder().region("eu-central-2").max(3).store(StoreOn::DynamoOnWire).env(ELAPSED).fast_retries().build().await;
+    rig.wire.faults.replay_tokens();
+    rig.wire.faults.inject(Fault::after_executing("RunInstances").after_calls(1).times(ATTEMPTS));
+    let answer = rig.request(2).await;
+    let launched = request_id(&answer);
+    assert!(answer.message().contains("Launch outcome unknown after 1 machine(s) started"), "{}", answer.message());
+    assert_eq!((rig.wire.faults.remaining(), rig.tagged().await.len()), (0, 2), "the second started, its answer lost");
+    rig.wire.faults.inject(Fault::internal("RunInstances").times(ATTEMPTS));
+    let refused = request_id(&rig.request(1).await);
+    assert_eq!(rig.in_use().await, 3, "both reservations held while the outcome is unknown");
+    assert_eq!(rig.request(1).await.status, 422, "maxNumber 3 holds: two machines run, one may");
+    assert_eq!(rig.status(&[&launched]).await.body["requests"][0]["status"], "running");
+
+    let report = run_once(&rig.state).await.expect("a reconcile pass");
+    assert_eq!((report.pending_adopted, report.pending_failed), (1, 1), "{report:?}");
+    let adopted = rig.settled(&launched).await;
+    assert_eq!((adopted["status"].as_str(), machine_ids(&adopted).len()), (Some("complete"), 2), "{adopted}");
+    assert_eq!(rig.settled(&refused).await["status"], "complete_with_error");
+    assert_eq!(rig.in_use().await, 2, "the refused launch gave its unit back, once");
+    assert_eq!(rig.tagged().await.len(), 2);
 }

@@ -1,6 +1,7 @@
 //! Provider instances at the edges: an unknown one is 404 on every route that needs its templates
 //! (no path, no bucket in any answer), a bad name is 400, writes never create a file the caller
-//! did not name, deleting the last template leaves no file that fails its provider, and the
+//! did not name, deleting the last template leaves no file that fails its provider (and the
+//! service's own provider keeps its last one), and the
 //! listing keeps `userData` to the single-template route.
 
 use hostfactory_tests::{Response, get, new_bucket, new_sqlite_store, put_object, sdk_config, send_json};
@@ -220,6 +221,24 @@ async fn deleting_the_last_template_of_a_folder_file_removes_it_and_the_provider
     let refilled = send_json(&router, "PUT", "/api/v1/templates/Back?provider=legacy", &template("Back"), &[]).await;
     assert_eq!((refilled.status.as_u16(), refilled.body["sourceFile"].as_str()), (201, Some("legacyprov_templates.json")));
     assert_eq!(ids(&get(&router, "/api/v1/templates?provider=legacy", &[]).await.body), ["Back"]);
+}
+
+/// The service's own provider instance (`HF_PROVIDER_NAME`) with no template would fail every
+/// call, so its last template is kept: 409 naming why, the file untouched, the listing intact.
+#[tokio::test]
+async fn the_last_template_of_the_services_own_provider_is_not_deleted() {
+    let sdk = sdk_config().await;
+    let (router, folder) = folder_router(&[("awsinstprov_templates.json", file(&["Only", "Other"]))], &sdk);
+    let first = send_json(&router, "DELETE", "/api/v1/templates/Other", &Value::Null, &[]).await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    let before = std::fs::read_to_string(folder.path().join("awsinstprov_templates.json")).unwrap();
+
+    let last = send_json(&router, "DELETE", "/api/v1/templates/Only", &Value::Null, &[]).await;
+    assert_eq!(last.status, 409, "{}", last.body);
+    assert!(last.message().contains("the only template of provider instance 'awsinst'"), "{}", last.message());
+    assert_eq!(std::fs::read_to_string(folder.path().join("awsinstprov_templates.json")).unwrap(), before);
+    let listed = get(&router, "/api/v1/templates?force_refresh=true", &[]).await;
+    assert_eq!((listed.status.as_u16(), ids(&listed.body)), (200, vec!["Only"]));
 }
 
 #[tokio::test]

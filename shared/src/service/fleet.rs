@@ -63,6 +63,8 @@ pub async fn create_instant_fleet(
             source: Box::new(std::io::Error::other(message.clone())),
             message,
             throttled: false,
+            // The instant fleet's answer is its outcome: what it did not launch, it never will.
+            refused: true,
         }
     });
     tracing::info!(launched = instances.len(), requested = count, fleet = ?output.fleet_id(), "instant fleet created");

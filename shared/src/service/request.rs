@@ -66,6 +66,9 @@ async fn record_launch(
     let key = capacity_key(&request.provider, &request.template_id);
     let started = u32::try_from(launched.instances.len()).unwrap_or(count);
     let units = launched.units();
+    if launched.error.as_ref().is_some_and(Error::may_have_applied) {
+        return Ok(outcome_unknown(state, request, launched).await);
+    }
     // A fleet or group that fills later keeps its reservation until getRequestStatus settles it.
     // The changes are written with the request's next update and applied after it.
     if units < count && !(launched.deferred && launched.error.is_none()) {
@@ -88,15 +91,8 @@ async fn record_launch(
     request.fleet_id = launched.fleet_id.clone();
     request.asg_name = launched.asg_name.clone();
     request.launch_template_id = launched.launch_template_id.clone();
-    let machines: Vec<MachineRecord> = launched
-        .instances
-        .iter()
-        .map(|instance| MachineRecord { units: launched.units_of(&instance.instance_id), ..machine_record(instance, &request) })
-        .collect();
     let request_id = request.request_id.clone();
-    if let Err(err) = state.store.machines.upsert_batch(&machines).await {
-        tracing::error!(%request_id, started, error = %err, "launched machines not recorded; the reconciler adopts them by tag");
-    }
+    record_machines(state, &request, &launched).await;
     let message = accepted_message(&request, &launched, started, count);
     request.status = RequestStatus::InProgress;
     request.message = message.clone();
@@ -104,6 +100,42 @@ async fn record_launch(
     write_and_settle(state, &request, "launched request left pending; the reconciler heals it").await;
     tracing::info!(%request_id, provider = %request.provider, template_id = %request.template_id, started, count, "machines requested");
     Ok(RequestAccepted { message, request_id })
+}
+
+/// The launch failed in a way that may have started instances all the same (an answer lost
+/// on every attempt, a 5xx, a timeout), before or after others started. The machines known are
+/// recorded, but the request stays `pending` with its whole reservation: the reconciler
+/// resolves it from EC2 after `HOSTFACTORY_PENDING_TIMEOUT_SECS` (adopts every instance tagged
+/// with its id and gives back what did not start). Releasing now could let instances run beyond
+/// `maxNumber`; answering an error would hide them from HostFactory.
+async fn outcome_unknown(state: &AppState, request: RequestRecord, launched: launch::Launched) -> RequestAccepted {
+    record_machines(state, &request, &launched).await;
+    let err = launched.error.map(|e| e.to_string()).unwrap_or_default();
+    let started = launched.instances.len();
+    tracing::warn!(request_id = %request.request_id, started, error = %err, "launch outcome unknown; the reconciler resolves it from EC2");
+    RequestAccepted {
+        message: format!(
+            "Launch outcome unknown after {started} machine(s) started ({err}); the request is resolved from EC2 shortly."
+        ),
+        request_id: request.request_id,
+    }
+}
+
+/// Records the machines the launch started; a failed write is logged (the reconciler adopts
+/// them by tag).
+async fn record_machines(state: &AppState, request: &RequestRecord, launched: &launch::Launched) {
+    let machines: Vec<MachineRecord> = launched
+        .instances
+        .iter()
+        .map(|instance| MachineRecord { units: launched.units_of(&instance.instance_id), ..machine_record(instance, request) })
+        .collect();
+    if machines.is_empty() {
+        return;
+    }
+    if let Err(err) = state.store.machines.upsert_batch(&machines).await {
+        let (request_id, started) = (&request.request_id, machines.len());
+        tracing::error!(%request_id, started, error = %err, "launched machines not recorded; the reconciler adopts them by tag");
+    }
 }
 
 /// Writes the request and applies the capacity changes it carries; a failed write is logged

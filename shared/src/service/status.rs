@@ -155,12 +155,7 @@ async fn refresh(
             changed.push(machine.clone());
         }
     }
-    // A concurrent caller writing the same observation is harmless: stale writes are dropped.
-    for outcome in join_all(changed.iter().map(|m| state.store.machines.update(m))).await {
-        if let Err(err) = outcome {
-            tracing::warn!(error = %err, "machine update skipped");
-        }
-    }
+    let recorded = write_machines(state, &changed).await;
 
     let results: Vec<MachineResult> =
         machines.iter().map(|m| if handed_back(&request, m) { MachineResult::Succeed } else { m.result }).collect();
@@ -181,6 +176,12 @@ async fn refresh(
         None => (request.kind == RequestKind::Return || machines.len() >= request.machine_count as usize, true, 0, 0),
     };
     let mut status = request_state(results.iter().copied(), target_reached, given_up);
+    if !recorded {
+        // Finishing now would leave a machine record behind the request's outcome (a returned
+        // machine still `executing` under a finished return holds its units in the
+        // reconciler's recount, which would undo the release). The next poll writes, then finishes.
+        status = RequestState::Running;
+    }
     let mut message = request.message.clone();
     if status != RequestState::Running {
         if fleet.is_some() && target_reached {
@@ -202,6 +203,19 @@ async fn refresh(
         message,
         machines: machines.iter().map(machine_status).collect(),
     })
+}
+
+/// Writes the machines whose state changed; `false` when a write failed. A concurrent caller's
+/// newer version is not a failure: it recorded the same observation or a later one.
+async fn write_machines(state: &AppState, changed: &[MachineRecord]) -> bool {
+    let mut written = true;
+    for outcome in join_all(changed.iter().map(|m| state.store.machines.update(m))).await {
+        if let Err(err) = unless_stale(outcome) {
+            tracing::warn!(error = %err, "machine update failed; the request finishes on a later poll");
+            written = false;
+        }
+    }
+    written
 }
 
 /// Records the final state and gives back the capacity of machines that are gone: failed ones

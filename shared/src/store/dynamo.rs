@@ -367,6 +367,7 @@ async fn unprocessed_backoff(attempt: u32, left: usize, table: &str) -> Result<(
             context: format!("batch call on {table}"),
             message: message.clone(),
             throttled: true,
+            refused: false,
             source: message.into(),
         });
     }

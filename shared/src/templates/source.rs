@@ -93,6 +93,7 @@ impl TemplateSource {
                     context: format!("reading s3://{bucket}/{key}"),
                     message: err.to_string(),
                     throttled: false,
+                    refused: false,
                     source: Box::new(err),
                 })?;
                 Ok(Fetch::Body { body: body.to_vec(), version: Version { etag, stamp: None } })

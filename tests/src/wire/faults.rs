@@ -40,6 +40,8 @@ pub struct Fault {
     pub code: String,
     pub message: String,
     pub times: usize,
+    /// Calls of `operation` let through before the fault hits ([`Fault::after_calls`]).
+    pub skip: usize,
     pub kind: Kind,
     pub mode: Mode,
 }
@@ -53,6 +55,7 @@ impl Fault {
             code: code.into(),
             message: message.into(),
             times: 1,
+            skip: 0,
             kind: Kind::Client,
             mode: Mode::Before,
         }
@@ -76,6 +79,12 @@ impl Fault {
     /// This fault, answered after moto executed the call ([`Mode::AfterExecuting`]).
     pub fn executed(mut self) -> Fault {
         self.mode = Mode::AfterExecuting;
+        self
+    }
+
+    /// The first `calls` calls of the operation pass; the fault hits the ones after.
+    pub fn after_calls(mut self, calls: usize) -> Fault {
+        self.skip = calls;
         self
     }
 
@@ -290,6 +299,10 @@ impl Faults {
 /// The next scheduled fault of `operation`, counted down.
 fn take_scheduled(pending: &mut Vec<Fault>, operation: &str) -> Option<Fault> {
     let index = pending.iter().position(|f| f.operation == operation && f.times > 0)?;
+    if pending[index].skip > 0 {
+        pending[index].skip -= 1;
+        return None;
+    }
     pending[index].times -= 1;
     let fault = pending[index].clone();
     if pending[index].times == 0 {

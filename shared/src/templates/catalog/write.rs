@@ -61,6 +61,14 @@ impl Catalog {
     pub async fn delete(&self, provider: &str, id: &str, if_match: Option<&str>) -> Result<Written> {
         let loaded = self.load(provider, true).await?;
         let file = loaded.owner(id).ok_or_else(|| Error::not_found("template", id))?.to_owned();
+        if provider == self.default_provider && loaded.templates.iter().all(|t| t.template_id == id) {
+            // With none left the service's own provider fails every call (an empty list would
+            // make HostFactory drop it), so the last one stays until another exists.
+            return Err(Error::Conflict(format!(
+                "template '{id}' is the only template of provider instance '{provider}' (the service's own): \
+                 HostFactory drops a provider that lists no template; add another template first"
+            )));
+        }
         self.edit(&file, if_match, |templates| {
             let before = templates.len();
             templates.retain(|e| declared_id(e).as_deref() != Some(id));
