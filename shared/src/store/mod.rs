@@ -222,6 +222,14 @@ fn op_marker(op_id: &str) -> String {
     format!("op#{op_id}")
 }
 
-fn too_many_machines(count: usize) -> Error {
-    Error::invalid("machines", format!("{count} machines in one transaction; at most {MAX_TRANSACTION_MACHINES}"))
+/// Refuses more machines than one [`RequestRepository::put_with_machines`] transaction takes.
+fn check_transaction_size(machines: &[MachineRecord]) -> Result<()> {
+    let count = machines.len();
+    if count > MAX_TRANSACTION_MACHINES {
+        return Err(Error::invalid(
+            "machines",
+            format!("{count} machines in one transaction; at most {MAX_TRANSACTION_MACHINES}"),
+        ));
+    }
+    Ok(())
 }

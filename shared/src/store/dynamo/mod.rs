@@ -20,8 +20,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{
-    Describe, MAX_TRANSACTION_MACHINES, MachineRecord, MachineRepository, Page, RecordSource, RequestRecord,
-    RequestRepository, exists, stale, too_many_machines,
+    Describe, MachineRecord, MachineRepository, Page, RecordSource, RequestRecord, RequestRepository,
+    check_transaction_size, exists, stale,
 };
 use crate::error::{Error, Result};
 use tables::{
@@ -415,9 +415,7 @@ impl RequestRepository for DynamoStore {
         request: &RequestRecord,
         machines: &[MachineRecord],
     ) -> Result<Vec<MachineRecord>> {
-        if machines.len() > MAX_TRANSACTION_MACHINES {
-            return Err(too_many_machines(machines.len()));
-        }
+        check_transaction_size(machines)?;
         let build = |e| Error::store("building a transaction", e);
         let mut actions = vec![
             TransactWriteItem::builder()

@@ -8,18 +8,16 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use async_trait::async_trait;
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params, params_from_iter};
+use rusqlite::{Connection, TransactionBehavior};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{
-    Describe, MAX_TRANSACTION_MACHINES, MachineRecord, MachineRepository, Page, RecordSource, RequestRecord,
-    RequestRepository, exists, now, stale, too_many_machines,
-};
+use super::{Describe, now};
 use crate::error::{Error, Result};
 
 mod capacity;
+mod repositories;
+mod table;
 #[cfg(test)]
 use capacity::read_in_use;
 
@@ -62,9 +60,6 @@ CREATE TABLE applied_ops (
 );
 CREATE INDEX machines_template ON machines (json_extract(body, '$.templateId'), json_extract(body, '$.provider'));
 "#];
-
-/// Ids per `IN (...)` query, well under SQLite's bound-parameter limit.
-const IN_CHUNK: usize = 500;
 
 pub struct SqliteStore {
     path: PathBuf,
@@ -139,7 +134,7 @@ fn migrate(connection: &mut Connection) -> rusqlite::Result<()> {
     tx.commit()
 }
 
-fn db(context: &'static str) -> impl FnOnce(rusqlite::Error) -> Error {
+fn db(context: &str) -> impl FnOnce(rusqlite::Error) -> Error + '_ {
     move |err| Error::store(context, err)
 }
 
@@ -149,167 +144,6 @@ fn encode<T: Serialize>(record: &T) -> Result<String> {
 
 fn decode<T: DeserializeOwned>(body: &str) -> Result<T> {
     serde_json::from_str(body).map_err(|e| Error::store("decoding a stored record", e))
-}
-
-/// Rows of `SELECT body ...` decoded.
-fn bodies<T: DeserializeOwned>(
-    connection: &Connection,
-    sql: &str,
-    params: impl rusqlite::Params,
-    context: &'static str,
-) -> Result<Vec<T>> {
-    let mut statement = connection.prepare_cached(sql).map_err(db(context))?;
-    let rows = statement.query_map(params, |row| row.get::<_, String>(0)).map_err(db(context))?;
-    rows.map(|body| decode(&body.map_err(db(context))?)).collect()
-}
-
-/// `SELECT body FROM table WHERE column IN (ids)`, chunked.
-fn bodies_in<T: DeserializeOwned>(
-    connection: &Connection,
-    table: &str,
-    column: &str,
-    ids: &[String],
-    context: &'static str,
-) -> Result<Vec<T>> {
-    let mut out = Vec::with_capacity(ids.len());
-    for chunk in ids.chunks(IN_CHUNK) {
-        let marks = vec!["?"; chunk.len()].join(",");
-        let sql = format!("SELECT body FROM {table} WHERE {column} IN ({marks})");
-        out.extend(bodies(connection, &sql, params_from_iter(chunk), context)?);
-    }
-    Ok(out)
-}
-
-fn page<T: DeserializeOwned>(
-    connection: &Connection,
-    table: &str,
-    key: &str,
-    after: Option<String>,
-    limit: usize,
-) -> Result<Page<T>> {
-    let sql = format!("SELECT body, {key} FROM {table} WHERE {key} > ?1 ORDER BY {key} LIMIT ?2");
-    let mut statement = connection.prepare_cached(&sql).map_err(db("listing records"))?;
-    let rows = statement
-        .query_map(params![after.unwrap_or_default(), limit as i64], |row| {
-            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
-        })
-        .map_err(db("listing records"))?;
-    let mut items = Vec::new();
-    let mut last = None;
-    for row in rows {
-        let (body, id) = row.map_err(db("listing records"))?;
-        items.push(decode(&body)?);
-        last = Some(id);
-    }
-    let next = if items.len() == limit { last } else { None };
-    Ok(Page { items, next })
-}
-
-/// How a record is written.
-#[derive(Clone, Copy)]
-enum Write {
-    /// Fails when the id exists.
-    Insert,
-    /// Replaces whatever is there (migration, recording instances).
-    Upsert,
-    /// Replaces the record only at this version, writing version + 1.
-    Update(u64),
-}
-
-fn write_request(tx: &rusqlite::Transaction, request: &RequestRecord, mode: Write) -> Result<RequestRecord> {
-    let mut request = request.clone();
-    if let Write::Update(expected) = mode {
-        request.version = expected + 1;
-    }
-    let body = encode(&request)?;
-    let active = request.is_active();
-    let id = &request.request_id;
-    let changed = match mode {
-        Write::Insert => tx.execute(
-            "INSERT INTO requests (request_id, active, created_at, version, expires_at, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-             ON CONFLICT (request_id) DO NOTHING",
-            params![id, active, request.created_at, request.version as i64, request.expires_at, body],
-        ),
-        Write::Upsert => tx.execute(
-            "INSERT OR REPLACE INTO requests (request_id, active, created_at, version, expires_at, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![id, active, request.created_at, request.version as i64, request.expires_at, body],
-        ),
-        Write::Update(expected) => tx.execute(
-            "UPDATE requests SET active = ?2, created_at = ?3, version = ?4, expires_at = ?5, body = ?6
-             WHERE request_id = ?1 AND version = ?7",
-            params![id, active, request.created_at, request.version as i64, request.expires_at, body, expected as i64],
-        ),
-    }
-    .map_err(db("writing a request"))?;
-    if changed == 0 {
-        return Err(match mode {
-            Write::Update(expected) if row_exists(tx, "requests", "request_id", id)? => stale("request", id, expected),
-            Write::Update(_) => Error::not_found("request", id.as_str()),
-            _ => exists("request", id),
-        });
-    }
-    Ok(request)
-}
-
-fn write_machine(tx: &rusqlite::Transaction, machine: &MachineRecord, mode: Write) -> Result<MachineRecord> {
-    let mut machine = machine.clone();
-    if let Write::Update(expected) = mode {
-        machine.version = expected + 1;
-    }
-    let body = encode(&machine)?;
-    let id = &machine.machine_id;
-    let values = params![
-        id,
-        machine.request_id,
-        machine.return_request_id,
-        machine.name,
-        machine.version as i64,
-        machine.expires_at,
-        body
-    ];
-    let changed = match mode {
-        Write::Insert => tx.execute(
-            "INSERT INTO machines (machine_id, request_id, return_request_id, name, version, expires_at, body)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (machine_id) DO NOTHING",
-            values,
-        ),
-        Write::Upsert => tx.execute(
-            "INSERT OR REPLACE INTO machines (machine_id, request_id, return_request_id, name, version, expires_at, body)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            values,
-        ),
-        Write::Update(expected) => tx.execute(
-            "UPDATE machines SET request_id = ?2, return_request_id = ?3, name = ?4, version = ?5, expires_at = ?6, body = ?7
-             WHERE machine_id = ?1 AND version = ?8",
-            params![
-                id,
-                machine.request_id,
-                machine.return_request_id,
-                machine.name,
-                machine.version as i64,
-                machine.expires_at,
-                body,
-                expected as i64
-            ],
-        ),
-    }
-    .map_err(db("writing a machine"))?;
-    if changed == 0 {
-        return Err(match mode {
-            Write::Update(expected) if row_exists(tx, "machines", "machine_id", id)? => stale("machine", id, expected),
-            Write::Update(_) => Error::not_found("machine", id.as_str()),
-            _ => exists("machine", id),
-        });
-    }
-    Ok(machine)
-}
-
-fn row_exists(connection: &Connection, table: &str, key: &str, id: &str) -> Result<bool> {
-    connection
-        .query_row(&format!("SELECT 1 FROM {table} WHERE {key} = ?1"), [id], |_| Ok(()))
-        .optional()
-        .map(|row| row.is_some())
-        .map_err(db("reading a record"))
 }
 
 /// One IMMEDIATE transaction (the write lock is taken up front, so concurrent writers from
@@ -322,191 +156,10 @@ fn transaction<T>(connection: &mut Connection, work: impl FnOnce(&rusqlite::Tran
     Ok(out)
 }
 
-#[async_trait]
-impl RequestRepository for SqliteStore {
-    async fn get(&self, request_id: &str) -> Result<Option<RequestRecord>> {
-        let id = request_id.to_owned();
-        self.run(move |c| {
-            let mut found = bodies(c, "SELECT body FROM requests WHERE request_id = ?1", [id], "reading a request")?;
-            Ok(found.pop())
-        })
-        .await
-    }
-
-    async fn batch_get(&self, ids: &[String]) -> Result<Vec<RequestRecord>> {
-        let ids = ids.to_vec();
-        self.run(move |c| bodies_in(c, "requests", "request_id", &ids, "reading requests")).await
-    }
-
-    async fn put_if_absent(&self, request: &RequestRecord) -> Result<()> {
-        let request = request.clone();
-        self.run(move |c| transaction(c, |tx| write_request(tx, &request, Write::Insert).map(drop))).await
-    }
-
-    async fn update(&self, request: &RequestRecord) -> Result<RequestRecord> {
-        let request = request.clone();
-        self.run(move |c| transaction(c, |tx| write_request(tx, &request, Write::Update(request.version)))).await
-    }
-
-    async fn list_active(&self) -> Result<Vec<RequestRecord>> {
-        self.run(|c| {
-            bodies(
-                c,
-                "SELECT body FROM requests WHERE active = 1 ORDER BY created_at, request_id",
-                [],
-                "listing active requests",
-            )
-        })
-        .await
-    }
-
-    async fn put_with_machines(
-        &self,
-        request: &RequestRecord,
-        machines: &[MachineRecord],
-    ) -> Result<Vec<MachineRecord>> {
-        if machines.len() > MAX_TRANSACTION_MACHINES {
-            return Err(too_many_machines(machines.len()));
-        }
-        let request = request.clone();
-        let machines = machines.to_vec();
-        self.run(move |c| {
-            transaction(c, |tx| {
-                write_request(tx, &request, Write::Insert)?;
-                machines.iter().map(|m| write_machine(tx, m, Write::Update(m.version))).collect()
-            })
-        })
-        .await
-    }
-
-    async fn delete(&self, request_id: &str) -> Result<()> {
-        let id = request_id.to_owned();
-        self.run(move |c| {
-            c.execute("DELETE FROM requests WHERE request_id = ?1", [id]).map(drop).map_err(db("deleting a request"))
-        })
-        .await
-    }
-
-    async fn upsert_batch(&self, requests: &[RequestRecord]) -> Result<()> {
-        let requests = requests.to_vec();
-        self.run(move |c| {
-            transaction(c, |tx| requests.iter().try_for_each(|r| write_request(tx, r, Write::Upsert).map(drop)))
-        })
-        .await
-    }
-}
-
-#[async_trait]
-impl MachineRepository for SqliteStore {
-    async fn get(&self, machine_id: &str) -> Result<Option<MachineRecord>> {
-        let id = machine_id.to_owned();
-        self.run(move |c| {
-            let mut found = bodies(c, "SELECT body FROM machines WHERE machine_id = ?1", [id], "reading a machine")?;
-            Ok(found.pop())
-        })
-        .await
-    }
-
-    async fn batch_get(&self, ids: &[String]) -> Result<Vec<MachineRecord>> {
-        let ids = ids.to_vec();
-        self.run(move |c| bodies_in(c, "machines", "machine_id", &ids, "reading machines")).await
-    }
-
-    async fn put_if_absent(&self, machine: &MachineRecord) -> Result<()> {
-        let machine = machine.clone();
-        self.run(move |c| transaction(c, |tx| write_machine(tx, &machine, Write::Insert).map(drop))).await
-    }
-
-    async fn update(&self, machine: &MachineRecord) -> Result<MachineRecord> {
-        let machine = machine.clone();
-        self.run(move |c| transaction(c, |tx| write_machine(tx, &machine, Write::Update(machine.version)))).await
-    }
-
-    async fn list_by_request(&self, request_id: &str) -> Result<Vec<MachineRecord>> {
-        let id = request_id.to_owned();
-        self.run(move |c| {
-            bodies(c, "SELECT body FROM machines WHERE request_id = ?1", [id], "listing the machines of a request")
-        })
-        .await
-    }
-
-    async fn list_by_return_request(&self, return_request_id: &str) -> Result<Vec<MachineRecord>> {
-        let id = return_request_id.to_owned();
-        self.run(move |c| {
-            bodies(
-                c,
-                "SELECT body FROM machines WHERE return_request_id = ?1",
-                [id],
-                "listing the machines of a return request",
-            )
-        })
-        .await
-    }
-
-    async fn find_by_names(&self, names: &[String]) -> Result<Vec<MachineRecord>> {
-        // An empty name means "not known yet", never a match (as in DynamoDB, where it is absent).
-        let names: Vec<String> = names.iter().filter(|n| !n.is_empty()).cloned().collect();
-        self.run(move |c| bodies_in(c, "machines", "name", &names, "finding machines by name")).await
-    }
-
-    async fn list_reclaimed(&self, provider: &str) -> Result<Vec<MachineRecord>> {
-        let provider = provider.to_owned();
-        self.run(move |c| {
-            bodies(
-                c,
-                "SELECT body FROM machines WHERE json_extract(body, '$.reclaimedAt') IS NOT NULL
-                 AND json_extract(body, '$.provider') = ?1",
-                [provider],
-                "listing reclaimed machines",
-            )
-        })
-        .await
-    }
-
-    async fn list_by_template(&self, provider: &str, template_id: &str) -> Result<Vec<MachineRecord>> {
-        let keys = [template_id.to_owned(), provider.to_owned()];
-        self.run(move |c| {
-            bodies(
-                c,
-                "SELECT body FROM machines WHERE json_extract(body, '$.templateId') = ?1
-                 AND json_extract(body, '$.provider') = ?2",
-                keys,
-                "listing the machines of a template",
-            )
-        })
-        .await
-    }
-
-    async fn upsert_batch(&self, machines: &[MachineRecord]) -> Result<()> {
-        let machines = machines.to_vec();
-        self.run(move |c| {
-            transaction(c, |tx| machines.iter().try_for_each(|m| write_machine(tx, m, Write::Upsert).map(drop)))
-        })
-        .await
-    }
-
-    async fn delete(&self, machine_id: &str) -> Result<()> {
-        let id = machine_id.to_owned();
-        self.run(move |c| {
-            c.execute("DELETE FROM machines WHERE machine_id = ?1", [id]).map(drop).map_err(db("deleting a machine"))
-        })
-        .await
-    }
-}
-
-#[async_trait]
-impl RecordSource for SqliteStore {
-    async fn page_requests(&self, after: Option<String>, limit: usize) -> Result<Page<RequestRecord>> {
-        self.run(move |c| page(c, "requests", "request_id", after, limit)).await
-    }
-
-    async fn page_machines(&self, after: Option<String>, limit: usize) -> Result<Page<MachineRecord>> {
-        self.run(move |c| page(c, "machines", "machine_id", after, limit)).await
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use rusqlite::params;
+
     use super::*;
 
     #[test]

@@ -1,0 +1,175 @@
+//! The requests and machines tables as [`Row`]s, and the repositories on them: the common
+//! operations are the generic ones of [`super::table`], the rest are the queries of each.
+
+use async_trait::async_trait;
+use rusqlite::types::Value;
+
+use super::table::{Row, Write, write};
+use super::{SqliteStore, transaction};
+use crate::error::Result;
+use crate::store::{
+    MachineRecord, MachineRepository, Page, RecordSource, RequestRecord, RequestRepository, check_transaction_size,
+};
+
+impl Row for RequestRecord {
+    const TABLE: &'static str = "requests";
+    const KEY: &'static str = "request_id";
+    const WHAT: &'static str = "request";
+    const COLUMNS: &'static [&'static str] = &["active", "created_at", "expires_at"];
+
+    fn id(&self) -> &str {
+        &self.request_id
+    }
+
+    fn version(&self) -> u64 {
+        self.version
+    }
+
+    fn set_version(&mut self, version: u64) {
+        self.version = version;
+    }
+
+    fn values(&self) -> Vec<Value> {
+        vec![self.is_active().into(), self.created_at.into(), self.expires_at.into()]
+    }
+}
+
+impl Row for MachineRecord {
+    const TABLE: &'static str = "machines";
+    const KEY: &'static str = "machine_id";
+    const WHAT: &'static str = "machine";
+    const COLUMNS: &'static [&'static str] = &["request_id", "return_request_id", "name", "expires_at"];
+
+    fn id(&self) -> &str {
+        &self.machine_id
+    }
+
+    fn version(&self) -> u64 {
+        self.version
+    }
+
+    fn set_version(&mut self, version: u64) {
+        self.version = version;
+    }
+
+    fn values(&self) -> Vec<Value> {
+        let (request, returned) = (self.request_id.clone(), self.return_request_id.clone());
+        vec![request.into(), returned.into(), self.name.clone().into(), self.expires_at.into()]
+    }
+}
+
+#[async_trait]
+impl RequestRepository for SqliteStore {
+    async fn get(&self, request_id: &str) -> Result<Option<RequestRecord>> {
+        self.get_row(request_id).await
+    }
+
+    async fn batch_get(&self, ids: &[String]) -> Result<Vec<RequestRecord>> {
+        self.rows_in("request_id", ids.to_vec(), "reading requests").await
+    }
+
+    async fn put_if_absent(&self, request: &RequestRecord) -> Result<()> {
+        self.write_row(request, Write::Insert).await.map(drop)
+    }
+
+    async fn update(&self, request: &RequestRecord) -> Result<RequestRecord> {
+        self.write_row(request, Write::Update(request.version)).await
+    }
+
+    async fn list_active(&self) -> Result<Vec<RequestRecord>> {
+        let sql = "SELECT body FROM requests WHERE active = 1 ORDER BY created_at, request_id";
+        self.rows_where(sql, Vec::new(), "listing active requests").await
+    }
+
+    async fn put_with_machines(
+        &self,
+        request: &RequestRecord,
+        machines: &[MachineRecord],
+    ) -> Result<Vec<MachineRecord>> {
+        check_transaction_size(machines)?;
+        let request = request.clone();
+        let machines = machines.to_vec();
+        self.run(move |c| {
+            transaction(c, |tx| {
+                write(tx, &request, Write::Insert)?;
+                machines.iter().map(|m| write(tx, m, Write::Update(m.version))).collect()
+            })
+        })
+        .await
+    }
+
+    async fn delete(&self, request_id: &str) -> Result<()> {
+        self.delete_row::<RequestRecord>(request_id).await
+    }
+
+    async fn upsert_batch(&self, requests: &[RequestRecord]) -> Result<()> {
+        self.upsert_rows(requests).await
+    }
+}
+
+#[async_trait]
+impl MachineRepository for SqliteStore {
+    async fn get(&self, machine_id: &str) -> Result<Option<MachineRecord>> {
+        self.get_row(machine_id).await
+    }
+
+    async fn batch_get(&self, ids: &[String]) -> Result<Vec<MachineRecord>> {
+        self.rows_in("machine_id", ids.to_vec(), "reading machines").await
+    }
+
+    async fn put_if_absent(&self, machine: &MachineRecord) -> Result<()> {
+        self.write_row(machine, Write::Insert).await.map(drop)
+    }
+
+    async fn update(&self, machine: &MachineRecord) -> Result<MachineRecord> {
+        self.write_row(machine, Write::Update(machine.version)).await
+    }
+
+    async fn list_by_request(&self, request_id: &str) -> Result<Vec<MachineRecord>> {
+        let sql = "SELECT body FROM machines WHERE request_id = ?1";
+        self.rows_where(sql, vec![request_id.to_owned()], "listing the machines of a request").await
+    }
+
+    async fn list_by_return_request(&self, return_request_id: &str) -> Result<Vec<MachineRecord>> {
+        let sql = "SELECT body FROM machines WHERE return_request_id = ?1";
+        self.rows_where(sql, vec![return_request_id.to_owned()], "listing the machines of a return request").await
+    }
+
+    async fn find_by_names(&self, names: &[String]) -> Result<Vec<MachineRecord>> {
+        // An empty name means "not known yet", never a match (as in DynamoDB, where it is absent).
+        let names: Vec<String> = names.iter().filter(|n| !n.is_empty()).cloned().collect();
+        self.rows_in("name", names, "finding machines by name").await
+    }
+
+    async fn list_reclaimed(&self, provider: &str) -> Result<Vec<MachineRecord>> {
+        let sql = "SELECT body FROM machines WHERE json_extract(body, '$.reclaimedAt') IS NOT NULL
+                 AND json_extract(body, '$.provider') = ?1";
+        self.rows_where(sql, vec![provider.to_owned()], "listing reclaimed machines").await
+    }
+
+    async fn list_by_template(&self, provider: &str, template_id: &str) -> Result<Vec<MachineRecord>> {
+        let sql = "SELECT body FROM machines WHERE json_extract(body, '$.templateId') = ?1
+                 AND json_extract(body, '$.provider') = ?2";
+        let keys = vec![template_id.to_owned(), provider.to_owned()];
+        self.rows_where(sql, keys, "listing the machines of a template").await
+    }
+
+    async fn upsert_batch(&self, machines: &[MachineRecord]) -> Result<()> {
+        self.upsert_rows(machines).await
+    }
+
+    async fn delete(&self, machine_id: &str) -> Result<()> {
+        self.delete_row::<MachineRecord>(machine_id).await
+    }
+}
+
+#[async_trait]
+impl RecordSource for SqliteStore {
+    async fn page_requests(&self, after: Option<String>, limit: usize) -> Result<Page<RequestRecord>> {
+        self.page_rows(after, limit).await
+    }
+
+    async fn page_machines(&self, after: Option<String>, limit: usize) -> Result<Page<MachineRecord>> {
+        self.page_rows(after, limit).await
+    }
+}
