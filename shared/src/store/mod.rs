@@ -14,6 +14,7 @@ pub mod migrate;
 mod model;
 pub mod orb;
 pub mod sqlite;
+mod versioned;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +29,7 @@ pub use model::{
     CapacityChange, Counter, Direction, Lifecycle, MachineRecord, PROVISION_PREFIX, Page, RETURN_PREFIX, RequestKind,
     RequestRecord, RequestStatus, Reservation, expiry, limit, now,
 };
+pub use versioned::Versioned;
 
 #[async_trait]
 pub trait RequestRepository: Send + Sync {

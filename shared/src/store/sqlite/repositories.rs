@@ -14,20 +14,7 @@ use crate::store::{
 impl Row for RequestRecord {
     const TABLE: &'static str = "requests";
     const KEY: &'static str = "request_id";
-    const WHAT: &'static str = "request";
     const COLUMNS: &'static [&'static str] = &["active", "created_at", "expires_at"];
-
-    fn id(&self) -> &str {
-        &self.request_id
-    }
-
-    fn version(&self) -> u64 {
-        self.version
-    }
-
-    fn set_version(&mut self, version: u64) {
-        self.version = version;
-    }
 
     fn values(&self) -> Vec<Value> {
         vec![self.is_active().into(), self.created_at.into(), self.expires_at.into()]
@@ -37,20 +24,7 @@ impl Row for RequestRecord {
 impl Row for MachineRecord {
     const TABLE: &'static str = "machines";
     const KEY: &'static str = "machine_id";
-    const WHAT: &'static str = "machine";
     const COLUMNS: &'static [&'static str] = &["request_id", "return_request_id", "name", "expires_at"];
-
-    fn id(&self) -> &str {
-        &self.machine_id
-    }
-
-    fn version(&self) -> u64 {
-        self.version
-    }
-
-    fn set_version(&mut self, version: u64) {
-        self.version = version;
-    }
 
     fn values(&self) -> Vec<Value> {
         let (request, returned) = (self.request_id.clone(), self.return_request_id.clone());

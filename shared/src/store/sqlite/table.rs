@@ -4,28 +4,22 @@
 
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Transaction, params, params_from_iter};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{SqliteStore, db, decode, encode, transaction};
 use crate::error::{Error, Result};
-use crate::store::{Page, exists, stale};
+use crate::store::{Page, Versioned, exists, stale};
 
 /// Ids per `IN (...)` query, well under SQLite's bound-parameter limit.
 const IN_CHUNK: usize = 500;
 
 /// A record kept in a table of its own: key column, version, body and the indexed `COLUMNS`.
-pub(super) trait Row: Serialize + DeserializeOwned + Clone + Send + 'static {
+pub(super) trait Row: Versioned {
     const TABLE: &'static str;
     const KEY: &'static str;
-    /// The record's name in errors (`request`, `machine`).
-    const WHAT: &'static str;
     /// The columns besides the key, `version` and `body`.
     const COLUMNS: &'static [&'static str];
 
-    fn id(&self) -> &str;
-    fn version(&self) -> u64;
-    fn set_version(&mut self, version: u64);
     /// The values of [`Row::COLUMNS`], in that order.
     fn values(&self) -> Vec<Value>;
 }
