@@ -1,4 +1,5 @@
-//! DynamoDB backend (production): `{prefix}_requests`, `{prefix}_machines`, `{prefix}_templates`.
+//! DynamoDB backend (production): `{prefix}_requests`, `{prefix}_machines` and the capacity table
+//! (named `{prefix}_templates` for compatibility with deployed stacks, see [`tables::CAPACITY`]).
 //!
 //! Items are the records' camelCase attributes (`serde_dynamo`). Every write is conditional
 //! (`attribute_not_exists` for new records, `version = :expected` for updates); reads by key are
@@ -21,7 +22,7 @@ use serde::de::DeserializeOwned;
 
 use super::Describe;
 use crate::error::{Error, Result};
-use tables::{MACHINES, REQUESTS, TEMPLATES};
+use tables::{MACHINES, REQUESTS, CAPACITY};
 
 pub use tables::create_tables;
 
@@ -31,7 +32,8 @@ pub struct DynamoStore {
     client: Client,
     requests: String,
     machines: String,
-    templates: String,
+    /// The capacity counters' table (`{prefix}_templates`).
+    capacity: String,
 }
 
 impl DynamoStore {
@@ -40,14 +42,14 @@ impl DynamoStore {
             client,
             requests: REQUESTS.name(prefix),
             machines: MACHINES.name(prefix),
-            templates: TEMPLATES.name(prefix),
+            capacity: CAPACITY.name(prefix),
         }
     }
 }
 
 impl Describe for DynamoStore {
     fn describe(&self) -> String {
-        format!("dynamodb:{}, {}, {}", self.requests, self.machines, self.templates)
+        format!("dynamodb:{}, {}, {}", self.requests, self.machines, self.capacity)
     }
 }
 
