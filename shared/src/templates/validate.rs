@@ -5,7 +5,8 @@ use std::fmt;
 
 use serde::Serialize;
 
-use super::model::{FleetType, PriceType, ProviderApi, Template, VolumeType};
+use super::kinds::{FleetType, PriceType, ProviderApi, VolumeType};
+use super::model::Template;
 use crate::hostfactory::AttributeType;
 
 /// One problem found in a template file or a posted document.
