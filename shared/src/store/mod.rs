@@ -14,6 +14,7 @@ pub mod migrate;
 mod model;
 pub mod orb;
 pub mod sqlite;
+mod table;
 mod versioned;
 
 use std::sync::Arc;
@@ -29,6 +30,7 @@ pub use model::{
     CapacityChange, Counter, Direction, Lifecycle, MachineRecord, PROVISION_PREFIX, Page, RETURN_PREFIX, RequestKind,
     RequestRecord, RequestStatus, Reservation, expiry, limit, now,
 };
+pub use table::{MachineQueries, RequestQueries, Table};
 pub use versioned::Versioned;
 
 #[async_trait]

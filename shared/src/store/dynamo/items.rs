@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 
+use async_trait::async_trait;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -11,7 +12,7 @@ use serde::de::DeserializeOwned;
 
 use super::{DynamoStore, Item, decode, encode, n, s};
 use crate::error::{Error, Result};
-use crate::store::{Page, Versioned, exists, stale};
+use crate::store::{Page, Table, Versioned, exists, stale};
 
 /// A record kept as an item of a table of its own.
 pub(super) trait Stored: Versioned {
@@ -43,7 +44,7 @@ fn condition_failed(err: &SdkError<PutItemError>) -> bool {
 }
 
 impl DynamoStore {
-    pub(super) async fn get_item<T: DeserializeOwned>(&self, table: &str, key: &str, id: &str) -> Result<Option<T>> {
+    async fn get_item<T: DeserializeOwned>(&self, table: &str, key: &str, id: &str) -> Result<Option<T>> {
         let output = self
             .client
             .get_item()
@@ -54,58 +55,6 @@ impl DynamoStore {
             .await
             .map_err(|e| Error::aws(format!("reading {id} from {table}"), e))?;
         output.item.map(decode).transpose()
-    }
-
-    pub(super) async fn get_record<R: Stored>(&self, id: &str) -> Result<Option<R>> {
-        self.get_item(R::table(self), R::KEY, id).await
-    }
-
-    /// A new item: fails with Conflict when the key exists (unless this call's retry wrote it).
-    pub(super) async fn put_record<R: Stored>(&self, record: &R) -> Result<()> {
-        let (table, id, what) = (R::table(self), record.id(), R::WHAT);
-        let item = with_write_id(record.item()?);
-        let result = self
-            .client
-            .put_item()
-            .table_name(table)
-            .set_item(Some(item.clone()))
-            .condition_expression("attribute_not_exists(#k)")
-            .expression_attribute_names("#k", R::KEY)
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err) if condition_failed(&err) => self.unless_own::<R>(id, &item, |_| exists(what, id)).await,
-            Err(err) => Err(Error::aws(format!("writing {what} {id} to {table}"), err)),
-        }
-    }
-
-    /// Replaces the item if it is still at `record`'s version; returns what was written (the
-    /// record at version + 1).
-    pub(super) async fn update_record<R: Stored>(&self, record: &R) -> Result<R> {
-        let (table, id, what, expected) = (R::table(self), record.id(), R::WHAT, record.version());
-        let next = record.next_version();
-        let item = with_write_id(next.item()?);
-        let result = self
-            .client
-            .put_item()
-            .table_name(table)
-            .set_item(Some(item.clone()))
-            .condition_expression("version = :expected")
-            .expression_attribute_values(":expected", n(expected))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err) if condition_failed(&err) => {
-                self.unless_own::<R>(id, &item, |found| {
-                    if found { stale(what, id, expected) } else { Error::not_found(what, id) }
-                })
-                .await
-            }
-            Err(err) => Err(Error::aws(format!("updating {what} {id} in {table}"), err)),
-        }?;
-        Ok(next)
     }
 
     /// A conditional write failed: `Ok` when the stored item carries this call's `writeId`
@@ -154,8 +103,68 @@ impl DynamoStore {
             .map_err(|e| Error::aws(format!("querying {index} of {table} for {value}"), e))?;
         pages.into_iter().flat_map(|page| page.items.unwrap_or_default()).map(decode).collect()
     }
+}
 
-    pub(super) async fn delete_record<R: Stored>(&self, id: &str) -> Result<()> {
+/// Both tables: reads by key strongly consistent, every write conditional.
+#[async_trait]
+impl<R: Stored> Table<R> for DynamoStore {
+    async fn get(&self, id: &str) -> Result<Option<R>> {
+        self.get_item(R::table(self), R::KEY, id).await
+    }
+
+    async fn batch_get(&self, ids: &[String]) -> Result<Vec<R>> {
+        self.batch_get_records(ids).await
+    }
+
+    /// A new item: fails with Conflict when the key exists (unless this call's retry wrote it).
+    async fn put_if_absent(&self, record: &R) -> Result<()> {
+        let (table, id, what) = (R::table(self), record.id(), R::WHAT);
+        let item = with_write_id(record.item()?);
+        let result = self
+            .client
+            .put_item()
+            .table_name(table)
+            .set_item(Some(item.clone()))
+            .condition_expression("attribute_not_exists(#k)")
+            .expression_attribute_names("#k", R::KEY)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) if condition_failed(&err) => self.unless_own::<R>(id, &item, |_| exists(what, id)).await,
+            Err(err) => Err(Error::aws(format!("writing {what} {id} to {table}"), err)),
+        }
+    }
+
+    /// Replaces the item if it is still at `record`'s version; returns what was written (the
+    /// record at version + 1).
+    async fn update(&self, record: &R) -> Result<R> {
+        let (table, id, what, expected) = (R::table(self), record.id(), R::WHAT, record.version());
+        let next = record.next_version();
+        let item = with_write_id(next.item()?);
+        let result = self
+            .client
+            .put_item()
+            .table_name(table)
+            .set_item(Some(item.clone()))
+            .condition_expression("version = :expected")
+            .expression_attribute_values(":expected", n(expected))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) if condition_failed(&err) => {
+                self.unless_own::<R>(id, &item, |found| {
+                    if found { stale(what, id, expected) } else { Error::not_found(what, id) }
+                })
+                .await
+            }
+            Err(err) => Err(Error::aws(format!("updating {what} {id} in {table}"), err)),
+        }?;
+        Ok(next)
+    }
+
+    async fn delete(&self, id: &str) -> Result<()> {
         let table = R::table(self);
         self.client
             .delete_item()
@@ -167,8 +176,12 @@ impl DynamoStore {
             .map_err(|e| Error::aws(format!("deleting {id} from {table}"), e))
     }
 
+    async fn upsert_batch(&self, records: &[R]) -> Result<()> {
+        self.upsert_records(records).await
+    }
+
     /// Up to `limit` records after the key `after` (a Scan: migration only).
-    pub(super) async fn page_records<R: Stored>(&self, after: Option<String>, limit: usize) -> Result<Page<R>> {
+    async fn page(&self, after: Option<String>, limit: usize) -> Result<Page<R>> {
         let table = R::table(self);
         let output = self
             .client

@@ -1,6 +1,6 @@
-//! The requests and machines tables as [`Stored`] records, and the repositories on them: the
-//! common operations are the generic ones of [`super::items`] and [`super::batch`], the rest
-//! are the index queries of each and the return request's transaction.
+//! The requests and machines tables as [`Stored`] records (their common operations are the
+//! generic [`crate::store::Table`] of [`super::items`] and [`super::batch`]), and the index
+//! queries of each and the return request's transaction.
 
 use std::collections::HashSet;
 
@@ -17,10 +17,7 @@ use super::tables::{
 };
 use super::{DynamoStore, Item, encode, n, s};
 use crate::error::{Error, Result};
-use crate::store::{
-    MachineRecord, MachineRepository, Page, RecordSource, RequestRecord, RequestRepository, Versioned,
-    check_transaction_size, exists,
-};
+use crate::store::{MachineQueries, MachineRecord, RequestQueries, RequestRecord, Versioned, exists};
 
 impl Stored for RequestRecord {
     const KEY: &'static str = REQUESTS.key;
@@ -86,23 +83,7 @@ impl DynamoStore {
 }
 
 #[async_trait]
-impl RequestRepository for DynamoStore {
-    async fn get(&self, request_id: &str) -> Result<Option<RequestRecord>> {
-        self.get_record(request_id).await
-    }
-
-    async fn batch_get(&self, ids: &[String]) -> Result<Vec<RequestRecord>> {
-        self.batch_get_records(ids).await
-    }
-
-    async fn put_if_absent(&self, request: &RequestRecord) -> Result<()> {
-        self.put_record(request).await
-    }
-
-    async fn update(&self, request: &RequestRecord) -> Result<RequestRecord> {
-        self.update_record(request).await
-    }
-
+impl RequestQueries for DynamoStore {
     async fn list_active(&self) -> Result<Vec<RequestRecord>> {
         // The index sorts by createdAt within the one `active` partition: oldest first.
         self.query_index(ACTIVE_INDEX, "active", ACTIVE).await
@@ -113,7 +94,6 @@ impl RequestRepository for DynamoStore {
         request: &RequestRecord,
         machines: &[MachineRecord],
     ) -> Result<Vec<MachineRecord>> {
-        check_transaction_size(machines)?;
         let actions = self.return_actions(request, machines)?;
         // The token makes an SDK retry of a call whose answer was lost a no-op on AWS (36 chars:
         // the request id's uuid).
@@ -132,34 +112,10 @@ impl RequestRepository for DynamoStore {
             None => Error::aws(format!("writing request {} with {} machines", request.request_id, machines.len()), err),
         })
     }
-
-    async fn delete(&self, request_id: &str) -> Result<()> {
-        self.delete_record::<RequestRecord>(request_id).await
-    }
-
-    async fn upsert_batch(&self, requests: &[RequestRecord]) -> Result<()> {
-        self.upsert_records(requests).await
-    }
 }
 
 #[async_trait]
-impl MachineRepository for DynamoStore {
-    async fn get(&self, machine_id: &str) -> Result<Option<MachineRecord>> {
-        self.get_record(machine_id).await
-    }
-
-    async fn batch_get(&self, ids: &[String]) -> Result<Vec<MachineRecord>> {
-        self.batch_get_records(ids).await
-    }
-
-    async fn put_if_absent(&self, machine: &MachineRecord) -> Result<()> {
-        self.put_record(machine).await
-    }
-
-    async fn update(&self, machine: &MachineRecord) -> Result<MachineRecord> {
-        self.update_record(machine).await
-    }
-
+impl MachineQueries for DynamoStore {
     async fn list_by_request(&self, request_id: &str) -> Result<Vec<MachineRecord>> {
         self.query_index(REQUEST_INDEX, "requestId", request_id).await
     }
@@ -185,24 +141,5 @@ impl MachineRepository for DynamoStore {
     async fn list_by_template(&self, provider: &str, template_id: &str) -> Result<Vec<MachineRecord>> {
         let machines: Vec<MachineRecord> = self.query_index(TEMPLATE_INDEX, "templateId", template_id).await?;
         Ok(machines.into_iter().filter(|m| m.provider == provider).collect())
-    }
-
-    async fn upsert_batch(&self, machines: &[MachineRecord]) -> Result<()> {
-        self.upsert_records(machines).await
-    }
-
-    async fn delete(&self, machine_id: &str) -> Result<()> {
-        self.delete_record::<MachineRecord>(machine_id).await
-    }
-}
-
-#[async_trait]
-impl RecordSource for DynamoStore {
-    async fn page_requests(&self, after: Option<String>, limit: usize) -> Result<Page<RequestRecord>> {
-        self.page_records(after, limit).await
-    }
-
-    async fn page_machines(&self, after: Option<String>, limit: usize) -> Result<Page<MachineRecord>> {
-        self.page_records(after, limit).await
     }
 }

@@ -1,5 +1,5 @@
-//! The requests and machines tables as [`Row`]s, and the repositories on them: the common
-//! operations are the generic ones of [`super::table`], the rest are the queries of each.
+//! The requests and machines tables as [`Row`]s (their common operations are the generic
+//! [`crate::store::Table`] of [`super::table`]), and the queries of each.
 
 use async_trait::async_trait;
 use rusqlite::types::Value;
@@ -7,9 +7,7 @@ use rusqlite::types::Value;
 use super::table::{Row, Write, write};
 use super::{SqliteStore, transaction};
 use crate::error::Result;
-use crate::store::{
-    MachineRecord, MachineRepository, Page, RecordSource, RequestRecord, RequestRepository, check_transaction_size,
-};
+use crate::store::{MachineQueries, MachineRecord, RequestQueries, RequestRecord};
 
 impl Row for RequestRecord {
     const TABLE: &'static str = "requests";
@@ -33,23 +31,7 @@ impl Row for MachineRecord {
 }
 
 #[async_trait]
-impl RequestRepository for SqliteStore {
-    async fn get(&self, request_id: &str) -> Result<Option<RequestRecord>> {
-        self.get_row(request_id).await
-    }
-
-    async fn batch_get(&self, ids: &[String]) -> Result<Vec<RequestRecord>> {
-        self.rows_in("request_id", ids.to_vec(), "reading requests").await
-    }
-
-    async fn put_if_absent(&self, request: &RequestRecord) -> Result<()> {
-        self.write_row(request, Write::Insert).await.map(drop)
-    }
-
-    async fn update(&self, request: &RequestRecord) -> Result<RequestRecord> {
-        self.write_row(request, Write::Update(request.version)).await
-    }
-
+impl RequestQueries for SqliteStore {
     async fn list_active(&self) -> Result<Vec<RequestRecord>> {
         let sql = "SELECT body FROM requests WHERE active = 1 ORDER BY created_at, request_id";
         self.rows_where(sql, Vec::new(), "listing active requests").await
@@ -60,7 +42,6 @@ impl RequestRepository for SqliteStore {
         request: &RequestRecord,
         machines: &[MachineRecord],
     ) -> Result<Vec<MachineRecord>> {
-        check_transaction_size(machines)?;
         let request = request.clone();
         let machines = machines.to_vec();
         self.run(move |c| {
@@ -71,34 +52,10 @@ impl RequestRepository for SqliteStore {
         })
         .await
     }
-
-    async fn delete(&self, request_id: &str) -> Result<()> {
-        self.delete_row::<RequestRecord>(request_id).await
-    }
-
-    async fn upsert_batch(&self, requests: &[RequestRecord]) -> Result<()> {
-        self.upsert_rows(requests).await
-    }
 }
 
 #[async_trait]
-impl MachineRepository for SqliteStore {
-    async fn get(&self, machine_id: &str) -> Result<Option<MachineRecord>> {
-        self.get_row(machine_id).await
-    }
-
-    async fn batch_get(&self, ids: &[String]) -> Result<Vec<MachineRecord>> {
-        self.rows_in("machine_id", ids.to_vec(), "reading machines").await
-    }
-
-    async fn put_if_absent(&self, machine: &MachineRecord) -> Result<()> {
-        self.write_row(machine, Write::Insert).await.map(drop)
-    }
-
-    async fn update(&self, machine: &MachineRecord) -> Result<MachineRecord> {
-        self.write_row(machine, Write::Update(machine.version)).await
-    }
-
+impl MachineQueries for SqliteStore {
     async fn list_by_request(&self, request_id: &str) -> Result<Vec<MachineRecord>> {
         let sql = "SELECT body FROM machines WHERE request_id = ?1";
         self.rows_where(sql, vec![request_id.to_owned()], "listing the machines of a request").await
@@ -107,6 +64,13 @@ impl MachineRepository for SqliteStore {
     async fn list_by_return_request(&self, return_request_id: &str) -> Result<Vec<MachineRecord>> {
         let sql = "SELECT body FROM machines WHERE return_request_id = ?1";
         self.rows_where(sql, vec![return_request_id.to_owned()], "listing the machines of a return request").await
+    }
+
+    async fn list_by_template(&self, provider: &str, template_id: &str) -> Result<Vec<MachineRecord>> {
+        let sql = "SELECT body FROM machines WHERE json_extract(body, '$.templateId') = ?1
+                 AND json_extract(body, '$.provider') = ?2";
+        let keys = vec![template_id.to_owned(), provider.to_owned()];
+        self.rows_where(sql, keys, "listing the machines of a template").await
     }
 
     async fn find_by_names(&self, names: &[String]) -> Result<Vec<MachineRecord>> {
@@ -119,31 +83,5 @@ impl MachineRepository for SqliteStore {
         let sql = "SELECT body FROM machines WHERE json_extract(body, '$.reclaimedAt') IS NOT NULL
                  AND json_extract(body, '$.provider') = ?1";
         self.rows_where(sql, vec![provider.to_owned()], "listing reclaimed machines").await
-    }
-
-    async fn list_by_template(&self, provider: &str, template_id: &str) -> Result<Vec<MachineRecord>> {
-        let sql = "SELECT body FROM machines WHERE json_extract(body, '$.templateId') = ?1
-                 AND json_extract(body, '$.provider') = ?2";
-        let keys = vec![template_id.to_owned(), provider.to_owned()];
-        self.rows_where(sql, keys, "listing the machines of a template").await
-    }
-
-    async fn upsert_batch(&self, machines: &[MachineRecord]) -> Result<()> {
-        self.upsert_rows(machines).await
-    }
-
-    async fn delete(&self, machine_id: &str) -> Result<()> {
-        self.delete_row::<MachineRecord>(machine_id).await
-    }
-}
-
-#[async_trait]
-impl RecordSource for SqliteStore {
-    async fn page_requests(&self, after: Option<String>, limit: usize) -> Result<Page<RequestRecord>> {
-        self.page_rows(after, limit).await
-    }
-
-    async fn page_machines(&self, after: Option<String>, limit: usize) -> Result<Page<MachineRecord>> {
-        self.page_rows(after, limit).await
     }
 }

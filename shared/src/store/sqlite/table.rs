@@ -1,14 +1,16 @@
 //! The row boilerplate the requests and machines tables share: a record is its JSON `body`
 //! plus the columns the queries need ([`Row`]); reads decode bodies, writes insert, replace or
-//! update at a version, each in its own IMMEDIATE transaction unless the caller holds one.
+//! update at a version, each in its own IMMEDIATE transaction unless the caller holds one. The
+//! store's [`Table`] of every [`Row`].
 
+use async_trait::async_trait;
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Transaction, params, params_from_iter};
 use serde::de::DeserializeOwned;
 
 use super::{SqliteStore, db, decode, encode, transaction};
 use crate::error::{Error, Result};
-use crate::store::{Page, Versioned, exists, stale};
+use crate::store::{Page, Table, Versioned, exists, stale};
 
 /// Ids per `IN (...)` query, well under SQLite's bound-parameter limit.
 const IN_CHUNK: usize = 500;
@@ -134,17 +136,7 @@ fn page<R: Row>(connection: &Connection, after: Option<String>, limit: usize) ->
     Ok(Page { items, next })
 }
 
-/// The repository operations both tables answer the same way, on the blocking pool.
 impl SqliteStore {
-    pub(super) async fn get_row<R: Row>(&self, id: &str) -> Result<Option<R>> {
-        let id = id.to_owned();
-        self.run(move |c| {
-            let sql = format!("SELECT body FROM {} WHERE {} = ?1", R::TABLE, R::KEY);
-            Ok(bodies(c, &sql, [id], &format!("reading a {}", R::WHAT))?.pop())
-        })
-        .await
-    }
-
     /// The records whose `column` is among `values`, for `context` in errors.
     pub(super) async fn rows_in<R: Row>(
         &self,
@@ -166,19 +158,38 @@ impl SqliteStore {
     }
 
     /// Inserts (fails when the id exists) or updates at the record's version.
-    pub(super) async fn write_row<R: Row>(&self, record: &R, mode: Write) -> Result<R> {
+    async fn write_row<R: Row>(&self, record: &R, mode: Write) -> Result<R> {
         let record = record.clone();
         self.run(move |c| transaction(c, |tx| write(tx, &record, mode))).await
     }
+}
 
-    /// Replaces every record as it is, in one transaction.
-    pub(super) async fn upsert_rows<R: Row>(&self, records: &[R]) -> Result<()> {
-        let records = records.to_vec();
-        self.run(move |c| transaction(c, |tx| records.iter().try_for_each(|r| write(tx, r, Write::Upsert).map(drop))))
-            .await
+/// Both tables, on the blocking pool, each write in its own IMMEDIATE transaction.
+#[async_trait]
+impl<R: Row> Table<R> for SqliteStore {
+    async fn get(&self, id: &str) -> Result<Option<R>> {
+        let id = id.to_owned();
+        self.run(move |c| {
+            let sql = format!("SELECT body FROM {} WHERE {} = ?1", R::TABLE, R::KEY);
+            Ok(bodies(c, &sql, [id], &format!("reading a {}", R::WHAT))?.pop())
+        })
+        .await
     }
 
-    pub(super) async fn delete_row<R: Row>(&self, id: &str) -> Result<()> {
+    async fn batch_get(&self, ids: &[String]) -> Result<Vec<R>> {
+        let ids = ids.to_vec();
+        self.run(move |c| bodies_in(c, R::KEY, &ids, &format!("reading {}s", R::WHAT))).await
+    }
+
+    async fn put_if_absent(&self, record: &R) -> Result<()> {
+        self.write_row(record, Write::Insert).await.map(drop)
+    }
+
+    async fn update(&self, record: &R) -> Result<R> {
+        self.write_row(record, Write::Update(record.version())).await
+    }
+
+    async fn delete(&self, id: &str) -> Result<()> {
         let id = id.to_owned();
         self.run(move |c| {
             let sql = format!("DELETE FROM {} WHERE {} = ?1", R::TABLE, R::KEY);
@@ -187,7 +198,13 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn page_rows<R: Row>(&self, after: Option<String>, limit: usize) -> Result<Page<R>> {
+    async fn upsert_batch(&self, records: &[R]) -> Result<()> {
+        let records = records.to_vec();
+        self.run(move |c| transaction(c, |tx| records.iter().try_for_each(|r| write(tx, r, Write::Upsert).map(drop))))
+            .await
+    }
+
+    async fn page(&self, after: Option<String>, limit: usize) -> Result<Page<R>> {
         self.run(move |c| page(c, after, limit)).await
     }
 }
