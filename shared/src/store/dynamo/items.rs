@@ -38,6 +38,34 @@ fn with_write_id(mut item: Item) -> Item {
     item
 }
 
+/// The condition of a put.
+#[derive(Clone, Copy)]
+enum Condition {
+    /// No item with the key exists.
+    New,
+    /// The item is at this version.
+    AtVersion(u64),
+}
+
+impl Condition {
+    /// What a refused put answers, by whether the item exists.
+    fn refused(self, what: &'static str, id: &str, found: bool) -> Error {
+        match self {
+            Condition::New => exists(what, id),
+            Condition::AtVersion(expected) if found => stale(what, id, expected),
+            Condition::AtVersion(_) => Error::not_found(what, id),
+        }
+    }
+
+    /// The context of a put that failed otherwise.
+    fn context(self, what: &str, id: &str, table: &str) -> String {
+        match self {
+            Condition::New => format!("writing {what} {id} to {table}"),
+            Condition::AtVersion(_) => format!("updating {what} {id} in {table}"),
+        }
+    }
+}
+
 /// Whether a put was refused by its condition.
 fn condition_failed(err: &SdkError<PutItemError>) -> bool {
     err.as_service_error().is_some_and(PutItemError::is_conditional_check_failed_exception)
@@ -57,10 +85,30 @@ impl DynamoStore {
         output.item.map(decode).transpose()
     }
 
+    /// Puts `item` (of the record `id`) on `condition`, carrying a fresh `writeId`.
+    async fn put_conditional<R: Stored>(&self, id: &str, item: Item, condition: Condition) -> Result<()> {
+        let table = R::table(self);
+        let item = with_write_id(item);
+        let put = self.client.put_item().table_name(table).set_item(Some(item.clone()));
+        let put = match condition {
+            Condition::New => {
+                put.condition_expression("attribute_not_exists(#k)").expression_attribute_names("#k", R::KEY)
+            }
+            Condition::AtVersion(expected) => {
+                put.condition_expression("version = :expected").expression_attribute_values(":expected", n(expected))
+            }
+        };
+        match put.send().await {
+            Ok(_) => Ok(()),
+            Err(err) if condition_failed(&err) => self.unless_own::<R>(id, &item, condition).await,
+            Err(err) => Err(Error::aws(condition.context(R::WHAT, id, table), err)),
+        }
+    }
+
     /// A conditional write failed: `Ok` when the stored item carries this call's `writeId`
     /// (the SDK retried a write whose answer was lost, and its first attempt was applied), else
-    /// the error `refused` makes of whether the item exists.
-    async fn unless_own<R: Stored>(&self, id: &str, written: &Item, refused: impl FnOnce(bool) -> Error) -> Result<()> {
+    /// the refusal `condition` makes of whether the item exists.
+    async fn unless_own<R: Stored>(&self, id: &str, written: &Item, condition: Condition) -> Result<()> {
         let table = R::table(self);
         let stored = self.get_item::<serde_json::Value>(table, R::KEY, id).await?;
         let ours = match written.get(WRITE_ID) {
@@ -72,7 +120,7 @@ impl DynamoStore {
                 tracing::info!(table, id, "conditional write found applied (the SDK retried a lost answer)");
                 Ok(())
             }
-            stored => Err(refused(stored.is_some())),
+            stored => Err(condition.refused(R::WHAT, id, stored.is_some())),
         }
     }
 
@@ -118,49 +166,14 @@ impl<R: Stored> Table<R> for DynamoStore {
 
     /// A new item: fails with Conflict when the key exists (unless this call's retry wrote it).
     async fn put_if_absent(&self, record: &R) -> Result<()> {
-        let (table, id, what) = (R::table(self), record.id(), R::WHAT);
-        let item = with_write_id(record.item()?);
-        let result = self
-            .client
-            .put_item()
-            .table_name(table)
-            .set_item(Some(item.clone()))
-            .condition_expression("attribute_not_exists(#k)")
-            .expression_attribute_names("#k", R::KEY)
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err) if condition_failed(&err) => self.unless_own::<R>(id, &item, |_| exists(what, id)).await,
-            Err(err) => Err(Error::aws(format!("writing {what} {id} to {table}"), err)),
-        }
+        self.put_conditional::<R>(record.id(), record.item()?, Condition::New).await
     }
 
     /// Replaces the item if it is still at `record`'s version; returns what was written (the
     /// record at version + 1).
     async fn update(&self, record: &R) -> Result<R> {
-        let (table, id, what, expected) = (R::table(self), record.id(), R::WHAT, record.version());
         let next = record.next_version();
-        let item = with_write_id(next.item()?);
-        let result = self
-            .client
-            .put_item()
-            .table_name(table)
-            .set_item(Some(item.clone()))
-            .condition_expression("version = :expected")
-            .expression_attribute_values(":expected", n(expected))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err) if condition_failed(&err) => {
-                self.unless_own::<R>(id, &item, |found| {
-                    if found { stale(what, id, expected) } else { Error::not_found(what, id) }
-                })
-                .await
-            }
-            Err(err) => Err(Error::aws(format!("updating {what} {id} in {table}"), err)),
-        }?;
+        self.put_conditional::<R>(record.id(), next.item()?, Condition::AtVersion(record.version())).await?;
         Ok(next)
     }
 
