@@ -8,6 +8,11 @@
 //! so `maxNumber` holds under concurrent callers, and every counter change is applied once per
 //! operation id (an operation marker written in the same transaction), so a retried change is
 //! not counted twice.
+//!
+//! A backend implements the generic [`Table`] once for both record kinds (SQLite:
+//! `sqlite/table.rs`; DynamoDB: `dynamo/items.rs` and `dynamo/batch.rs`) plus the queries of
+//! each kind ([`RequestQueries`], [`MachineQueries`]); `table.rs` assembles the repositories
+//! from them.
 
 pub mod dynamo;
 pub mod migrate;
