@@ -45,6 +45,29 @@ pub async fn past_expiry(rig: &Rig, req: &str) {
     rig.state.store.requests.update(&record).await.unwrap();
 }
 
+/// Requests three times `count` units, clears the call log and asks for the three in one
+/// getRequestStatus call; the answers (the AWS calls that one status call made are in the log).
+pub async fn three_requests_polled_once(rig: &Rig, count: i64) -> Value {
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(request_id(&rig.request(count).await));
+    }
+    rig.log.clear();
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    rig.status(&ids).await.body["requests"].clone()
+}
+
+/// Requests `count` units from a Spot Fleet template, shrinks the fleet to one unit (as if
+/// Spot capacity ran out) and moves the request past its expiry; the request id.
+pub async fn shrunk_past_expiry(rig: &Rig, count: i64) -> String {
+    let req = request_id(&rig.request(count).await);
+    let record = record_of(rig, &req).await;
+    let fleet = record.fleet_id.clone().unwrap();
+    rig.ec2.modify_spot_fleet_request().spot_fleet_request_id(&fleet).target_capacity(1).send().await.unwrap();
+    past_expiry(rig, &req).await;
+    req
+}
+
 /// The request's stored record.
 pub async fn record_of(rig: &Rig, req: &str) -> RequestRecord {
     rig.state.store.requests.get(req).await.unwrap().unwrap()

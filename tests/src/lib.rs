@@ -138,6 +138,18 @@ impl Response {
     }
 }
 
+/// A local configuration reading its templates from `templates` (the templates tests' services).
+pub fn templates_config(templates: shared::config::TemplatesLocation) -> shared::config::Config {
+    let mut config = shared::config::Config::from_lookup(shared::config::Runtime::Local, |_| None).unwrap();
+    config.templates = templates;
+    config
+}
+
+/// The `templateId`s of a getAvailableTemplates answer (or a template file), in order.
+pub fn template_ids(body: &Value) -> Vec<&str> {
+    body["templates"].as_array().unwrap().iter().map(|t| t["templateId"].as_str().unwrap()).collect()
+}
+
 /// A DynamoDB store on moto with its own uniquely prefixed tables, created as in production.
 pub async fn new_dynamo_store(sdk: &SdkConfig) -> shared::store::Store {
     let prefix = unique("hft");

@@ -3,7 +3,9 @@
 //! group deleted, with the AWS calls each HostFactory call makes counted; and one status call
 //! over many groups and Spot Fleets.
 
-use hostfactory_tests::cycle::{FLEET_ROLE, assert_tagged, past_expiry, provision, record_of, return_all, succeeded};
+use hostfactory_tests::cycle::{
+    FLEET_ROLE, assert_tagged, past_expiry, provision, record_of, return_all, succeeded, three_requests_polled_once,
+};
 use hostfactory_tests::rig::{Rig, request_id};
 use serde_json::{Value, json};
 
@@ -90,13 +92,7 @@ async fn a_group_short_at_expiry_is_stopped_at_what_it_filled() {
 #[tokio::test]
 async fn one_status_call_over_many_groups_and_fleets_stays_within_the_call_budget() {
     let rig = Rig::builder().max(20).launch(json!({"providerApi": "ASG", "vmType": "t3.micro"})).build().await;
-    let mut ids = Vec::new();
-    for _ in 0..3 {
-        ids.push(request_id(&rig.request(2).await));
-    }
-    rig.log.clear();
-    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-    let answers = rig.status(&ids).await.body["requests"].clone();
+    let answers = three_requests_polled_once(&rig, 2).await;
     assert!(answers.as_array().unwrap().iter().all(|a| a["status"] == "complete"), "{answers}");
     assert_eq!(rig.log.actions("DescribeAutoScalingGroups"), 1, "one call for every group: {:?}", rig.log.calls());
     assert_eq!(rig.log.actions("DescribeInstances"), 1);
@@ -104,13 +100,7 @@ async fn one_status_call_over_many_groups_and_fleets_stays_within_the_call_budge
     let launch =
         json!({"providerApi": "SpotFleet", "priceType": "spot", "fleetRole": FLEET_ROLE, "vmTypes": {"t3.micro": 1}});
     let rig = Rig::builder().max(20).launch(launch).build().await;
-    let mut ids = Vec::new();
-    for _ in 0..3 {
-        ids.push(request_id(&rig.request(2).await));
-    }
-    rig.log.clear();
-    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-    let answers = rig.status(&ids).await.body["requests"].clone();
+    let answers = three_requests_polled_once(&rig, 2).await;
     assert!(answers.as_array().unwrap().iter().all(|a| a["status"] == "complete"), "{answers}");
     let calls = rig.log.calls();
     assert_eq!(rig.log.actions("DescribeSpotFleetInstances"), 3, "one per fleet: {calls:?}");

@@ -4,16 +4,13 @@
 //! service's own provider keeps its last one), and the
 //! listing keeps `userData` to the single-template route.
 
-use hostfactory_tests::{Response, get, new_bucket, new_sqlite_store, put_object, sdk_config, send_json};
+use hostfactory_tests::{
+    Response, get, new_bucket, new_sqlite_store, put_object, sdk_config, send_json, template_ids as ids,
+    templates_config as config,
+};
 use serde_json::{Value, json};
 use shared::api::{AppState, Group, function_router, local_router};
-use shared::config::{Config, Runtime, TemplatesLocation};
-
-fn config(templates: TemplatesLocation) -> Config {
-    let mut config = Config::from_lookup(Runtime::Local, |_| None).unwrap();
-    config.templates = templates;
-    config
-}
+use shared::config::TemplatesLocation;
 
 fn template(id: &str) -> Value {
     json!({
@@ -25,10 +22,6 @@ fn template(id: &str) -> Value {
 
 fn file(ids: &[&str]) -> String {
     json!({"templates": ids.iter().map(|id| template(id)).collect::<Vec<_>>()}).to_string()
-}
-
-fn ids(body: &Value) -> Vec<&str> {
-    body["templates"].as_array().unwrap().iter().map(|t| t["templateId"].as_str().unwrap()).collect()
 }
 
 fn files_in(folder: &std::path::Path) -> Vec<String> {

@@ -3,7 +3,9 @@
 //! request → status until complete → return → status until the return is complete → instances
 //! terminated and the fleet cancelled, with the AWS calls each HostFactory call makes counted.
 
-use hostfactory_tests::cycle::{FLEET_ROLE, assert_tagged, past_expiry, provision, record_of, return_all, succeeded};
+use hostfactory_tests::cycle::{
+    FLEET_ROLE, assert_tagged, past_expiry, provision, record_of, return_all, shrunk_past_expiry, succeeded,
+};
 use hostfactory_tests::rig::{Rig, request_id};
 use hostfactory_tests::wire::Fault;
 use serde_json::json;
@@ -78,11 +80,7 @@ async fn a_spot_fleet_short_at_expiry_ends_with_error_and_releases_the_unfilled_
     let launch = json!({"providerApi": "SpotFleet", "priceType": "spot", "fleetRole": FLEET_ROLE,
         "vmTypes": {"t3.micro": 1}, "spotFleetRequestExpiry": 5});
     let rig = Rig::builder().launch(launch).build().await;
-    let req = request_id(&rig.request(3).await);
-    let record = record_of(&rig, &req).await;
-    let fleet = record.fleet_id.clone().unwrap();
-    rig.ec2.modify_spot_fleet_request().spot_fleet_request_id(&fleet).target_capacity(1).send().await.unwrap();
-    past_expiry(&rig, &req).await;
+    let req = shrunk_past_expiry(&rig, 3).await;
 
     rig.log.clear();
     let answer = rig.settled(&req).await;
@@ -168,11 +166,7 @@ async fn concurrent_status_calls_launch_the_on_demand_remainder_once() {
     let launch = json!({"priceType": "heterogeneous", "fleetRole": FLEET_ROLE, "vmTypes": {"t3.micro": 1},
         "spotFleetRequestExpiry": 5});
     let rig = Rig::builder().launch(launch).dynamo().build().await;
-    let req = request_id(&rig.request(3).await);
-    let record = record_of(&rig, &req).await;
-    let fleet = record.fleet_id.clone().unwrap();
-    rig.ec2.modify_spot_fleet_request().spot_fleet_request_id(&fleet).target_capacity(1).send().await.unwrap();
-    past_expiry(&rig, &req).await;
+    let req = shrunk_past_expiry(&rig, 3).await;
 
     rig.log.clear();
     let ids = [req.as_str()];

@@ -1,25 +1,15 @@
 //! getAvailableTemplates end to end through the routers: local folder and S3 (moto).
 
-use hostfactory_tests::{get, new_bucket, put_object, sdk_config, unique};
+use hostfactory_tests::{get, new_bucket, put_object, sdk_config, template_ids as ids, templates_config as config, unique};
 use serde_json::{Value, json};
 use shared::api::{AppState, Group, function_router, local_router};
 use shared::config::{Config, Runtime, TemplatesLocation};
 
 const SAMPLE: &str = include_str!("../../infra/templates/awsprov_templates.json");
 
-fn config(templates: TemplatesLocation) -> Config {
-    let mut config = Config::from_lookup(Runtime::Local, |_| None).unwrap();
-    config.templates = templates;
-    config
-}
-
-fn ids(body: &Value) -> Vec<String> {
-    body["templates"].as_array().unwrap().iter().map(|t| t["templateId"].as_str().unwrap().to_owned()).collect()
-}
-
 fn sample_ids() -> Vec<String> {
     let sample: Value = serde_json::from_str(SAMPLE).unwrap();
-    ids(&sample)
+    ids(&sample).into_iter().map(str::to_owned).collect()
 }
 
 #[tokio::test]

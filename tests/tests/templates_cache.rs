@@ -3,16 +3,15 @@
 
 use std::time::Duration;
 
-use hostfactory_tests::{get, new_bucket, put_object, recording_sdk_config, sdk_config};
+use hostfactory_tests::{get, new_bucket, put_object, recording_sdk_config, sdk_config, templates_config};
 use serde_json::json;
 use shared::api::{AppState, Group, function_router, local_router};
-use shared::config::{Config, Runtime, TemplatesLocation};
+use shared::config::{Config, TemplatesLocation};
 
 const SAMPLE: &str = include_str!("../../infra/templates/awsprov_templates.json");
 
 fn config(templates: TemplatesLocation, ttl_secs: u64) -> Config {
-    let mut config = Config::from_lookup(Runtime::Local, |_| None).unwrap();
-    config.templates = templates;
+    let mut config = templates_config(templates);
     config.templates_cache_ttl = Duration::from_secs(ttl_secs);
     config
 }

@@ -1,14 +1,15 @@
 //! Template CRUD and validation: conditional writes in S3 (moto) and in a folder, one 409 for
 //! concurrent editors, every validation rule with its message.
 
-use hostfactory_tests::{Response, get, new_bucket, put_object, recording_sdk_config, sdk_config, send_json};
+use hostfactory_tests::{
+    Response, get, new_bucket, put_object, recording_sdk_config, sdk_config, send_json, template_ids as ids, templates_config,
+};
 use serde_json::{Value, json};
 use shared::api::{AppState, Group, function_router, local_router};
 use shared::config::{Config, Runtime, TemplatesLocation};
 
 fn config(templates: TemplatesLocation) -> Config {
-    let mut config = Config::from_lookup(Runtime::Local, |_| None).unwrap();
-    config.templates = templates;
+    let mut config = templates_config(templates);
     config.templates_cache_ttl = std::time::Duration::from_secs(60);
     config
 }
@@ -18,10 +19,6 @@ fn template(id: &str, max: i64) -> Value {
         "templateId": id, "maxNumber": max, "imageId": "ami-1", "vmType": "c5.large", "subnetId": "subnet-1",
         "attributes": {"type": ["String", "X86_64"], "ncpus": ["Numeric", "1"], "ncores": ["Numeric", "1"], "nram": ["Numeric", "4096"]}
     })
-}
-
-fn ids(body: &Value) -> Vec<&str> {
-    body["templates"].as_array().unwrap().iter().map(|t| t["templateId"].as_str().unwrap()).collect()
 }
 
 async fn s3_file(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Value {

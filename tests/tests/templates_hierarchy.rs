@@ -2,16 +2,14 @@
 //! graceful degradation, attributes from DescribeInstanceTypes and availableNumber.
 
 
-use hostfactory_tests::{get, new_bucket, put_object, recording_sdk_config, sdk_config};
+use hostfactory_tests::{get, new_bucket, put_object, recording_sdk_config, sdk_config, template_ids as ids, templates_config};
 use serde_json::{Value, json};
 use shared::api::{AppState, Group, function_router};
-use shared::config::{Config, Runtime, TemplatesLocation};
+use shared::config::{Config, TemplatesLocation};
 use shared::store::capacity_key;
 
 fn config(bucket: &str) -> Config {
-    let mut config = Config::from_lookup(Runtime::Local, |_| None).unwrap();
-    config.templates = TemplatesLocation::S3 { bucket: bucket.to_owned(), prefix: "hf/".into() };
-    config
+    templates_config(TemplatesLocation::S3 { bucket: bucket.to_owned(), prefix: "hf/".into() })
 }
 
 /// A complete on-demand template with explicit attributes.
@@ -25,10 +23,6 @@ fn template(id: &str, max: i64, marker: &str) -> Value {
 
 fn file(templates: &[Value]) -> String {
     json!({ "templates": templates }).to_string()
-}
-
-fn ids(body: &Value) -> Vec<&str> {
-    body["templates"].as_array().unwrap().iter().map(|t| t["templateId"].as_str().unwrap()).collect()
 }
 
 fn by_id<'a>(body: &'a Value, id: &str) -> &'a Value {

@@ -1,6 +1,7 @@
 //! Contract tests: every example document of hostfactory-spec.md §2, both input forms, and
 //! the rejection of bad input with a message naming the field.
 
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::*;

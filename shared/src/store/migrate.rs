@@ -6,10 +6,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use aws_config::SdkConfig;
+use futures::future::BoxFuture;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::{RecordSource, Store, dynamo::DynamoStore, orb::OrbDatabase, sqlite::SqliteStore};
+use super::{
+    MachineRecord, Page, RecordSource, RequestRecord, Store, Versioned, dynamo::DynamoStore, orb::OrbDatabase,
+    sqlite::SqliteStore,
+};
 use crate::config::Config;
 use crate::error::{Error, Result};
 
@@ -84,32 +88,8 @@ pub enum Progress {
 
 /// Reads everything once and fingerprints it.
 pub async fn fingerprint(source: &dyn RecordSource, progress: &mut dyn FnMut(u64)) -> Result<Fingerprint> {
-    let mut requests = Vec::new();
-    let mut after = None;
-    loop {
-        let page = source.page_requests(after, BATCH).await?;
-        for record in &page.items {
-            requests.push((record.request_id.clone(), digest(record)?));
-        }
-        progress(requests.len() as u64);
-        match page.next {
-            Some(next) => after = Some(next),
-            None => break,
-        }
-    }
-    let mut machines = Vec::new();
-    let mut after = None;
-    loop {
-        let page = source.page_machines(after, BATCH).await?;
-        for record in &page.items {
-            machines.push((record.machine_id.clone(), digest(record)?));
-        }
-        progress((requests.len() + machines.len()) as u64);
-        match page.next {
-            Some(next) => after = Some(next),
-            None => break,
-        }
-    }
+    let mut requests = digests::<RequestRecord>(source, 0, progress).await?;
+    let mut machines = digests::<MachineRecord>(source, requests.len(), progress).await?;
     requests.sort();
     machines.sort();
     let mut hasher = Sha256::new();
@@ -125,6 +105,77 @@ pub async fn fingerprint(source: &dyn RecordSource, progress: &mut dyn FnMut(u64
         machines: machines.len() as u64,
         checksum: hex::encode(hasher.finalize()),
     })
+}
+
+/// A record kind the migration lists (from any source) and copies (to a store).
+trait Migrated: Versioned {
+    fn page(source: &dyn RecordSource, after: Option<String>) -> BoxFuture<'_, Result<Page<Self>>>;
+    fn upsert<'a>(target: &'a Store, records: &'a [Self]) -> BoxFuture<'a, Result<()>>;
+}
+
+impl Migrated for RequestRecord {
+    fn page(source: &dyn RecordSource, after: Option<String>) -> BoxFuture<'_, Result<Page<Self>>> {
+        source.page_requests(after, BATCH)
+    }
+
+    fn upsert<'a>(target: &'a Store, records: &'a [Self]) -> BoxFuture<'a, Result<()>> {
+        target.requests.upsert_batch(records)
+    }
+}
+
+impl Migrated for MachineRecord {
+    fn page(source: &dyn RecordSource, after: Option<String>) -> BoxFuture<'_, Result<Page<Self>>> {
+        source.page_machines(after, BATCH)
+    }
+
+    fn upsert<'a>(target: &'a Store, records: &'a [Self]) -> BoxFuture<'a, Result<()>> {
+        target.machines.upsert_batch(records)
+    }
+}
+
+/// The id and digest of every `R` of `source`, reporting `counted` plus those read so far
+/// after each page.
+async fn digests<R: Migrated>(
+    source: &dyn RecordSource,
+    counted: usize,
+    progress: &mut dyn FnMut(u64),
+) -> Result<Vec<(String, [u8; 32])>> {
+    let mut digests = Vec::new();
+    let mut after = None;
+    loop {
+        let page = R::page(source, after).await?;
+        for record in &page.items {
+            digests.push((record.id().to_owned(), digest(record)?));
+        }
+        progress((counted + digests.len()) as u64);
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    Ok(digests)
+}
+
+/// Upserts every `R` of `source` into `target`, page by page, counting them into `done`.
+async fn copy<R: Migrated>(
+    source: &dyn RecordSource,
+    target: &Store,
+    done: &mut u64,
+    total: u64,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<()> {
+    let mut after = None;
+    loop {
+        let page = R::page(source, after).await?;
+        R::upsert(target, &page.items).await?;
+        *done += page.items.len() as u64;
+        progress(Progress::Copied { done: *done, total });
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    Ok(())
 }
 
 fn digest<T: Serialize>(record: &T) -> Result<[u8; 32]> {
@@ -147,28 +198,8 @@ pub async fn migrate(
     let mut done = 0;
     progress(Progress::Copied { done, total });
 
-    let mut after = None;
-    loop {
-        let page = source.page_requests(after, BATCH).await?;
-        target.requests.upsert_batch(&page.items).await?;
-        done += page.items.len() as u64;
-        progress(Progress::Copied { done, total });
-        match page.next {
-            Some(next) => after = Some(next),
-            None => break,
-        }
-    }
-    let mut after = None;
-    loop {
-        let page = source.page_machines(after, BATCH).await?;
-        target.machines.upsert_batch(&page.items).await?;
-        done += page.items.len() as u64;
-        progress(Progress::Copied { done, total });
-        match page.next {
-            Some(next) => after = Some(next),
-            None => break,
-        }
-    }
+    copy::<RequestRecord>(source, target, &mut done, total, progress).await?;
+    copy::<MachineRecord>(source, target, &mut done, total, progress).await?;
     tracing::info!(requests = expected.requests, machines = expected.machines, target = %target.location, "copied");
 
     let actual = fingerprint(target.records.as_ref(), &mut |n| progress(Progress::Verified(n))).await?;

@@ -8,12 +8,19 @@
 //! so `maxNumber` holds under concurrent callers, and every counter change is applied once per
 //! operation id (an operation marker written in the same transaction), so a retried change is
 //! not counted twice.
+//!
+//! A backend implements the generic [`Table`] once for both record kinds (SQLite:
+//! `sqlite/table.rs`; DynamoDB: `dynamo/items.rs` and `dynamo/batch.rs`) plus the queries of
+//! each kind ([`RequestQueries`], [`MachineQueries`]); `table.rs` assembles the repositories
+//! from them.
 
 pub mod dynamo;
 pub mod migrate;
 mod model;
 pub mod orb;
 pub mod sqlite;
+mod table;
+mod versioned;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +35,8 @@ pub use model::{
     CapacityChange, Counter, Direction, Lifecycle, MachineRecord, PROVISION_PREFIX, Page, RETURN_PREFIX, RequestKind,
     RequestRecord, RequestStatus, Reservation, expiry, limit, now,
 };
+pub use table::{MachineQueries, RequestQueries, Table};
+pub use versioned::Versioned;
 
 #[async_trait]
 pub trait RequestRepository: Send + Sync {
@@ -222,6 +231,14 @@ fn op_marker(op_id: &str) -> String {
     format!("op#{op_id}")
 }
 
-fn too_many_machines(count: usize) -> Error {
-    Error::invalid("machines", format!("{count} machines in one transaction; at most {MAX_TRANSACTION_MACHINES}"))
+/// Refuses more machines than one [`RequestRepository::put_with_machines`] transaction takes.
+fn check_transaction_size(machines: &[MachineRecord]) -> Result<()> {
+    let count = machines.len();
+    if count > MAX_TRANSACTION_MACHINES {
+        return Err(Error::invalid(
+            "machines",
+            format!("{count} machines in one transaction; at most {MAX_TRANSACTION_MACHINES}"),
+        ));
+    }
+    Ok(())
 }

@@ -13,6 +13,8 @@
 
 mod cache;
 mod catalog;
+mod fields;
+mod kinds;
 mod model;
 mod parse;
 mod source;
@@ -24,10 +26,10 @@ use serde::Deserialize;
 
 pub use cache::CacheStats;
 pub use catalog::{Catalog, Loaded, Written};
-pub use model::{
-    AllocationStrategy, FleetType, MAX_NUMBER_CAP, OnDemandAllocationStrategy, PriceType, ProviderApi, Template,
-    Tenancy, TypeWeights, VolumeType,
+pub use kinds::{
+    AllocationStrategy, FleetType, OnDemandAllocationStrategy, PriceType, ProviderApi, Tenancy, TypeWeights, VolumeType,
 };
+pub use model::{MAX_NUMBER_CAP, Template};
 pub use parse::{ParsedFile, check_document, check_template};
 pub use source::TemplateSource;
 pub use specs::{ARM64_HOST_TYPE, InstanceSpec, InstanceSpecs};

@@ -5,7 +5,8 @@ use std::fmt;
 
 use serde::Serialize;
 
-use super::model::{FleetType, PriceType, ProviderApi, Template, VolumeType};
+use super::kinds::{FleetType, PriceType, ProviderApi, VolumeType};
+use super::model::Template;
 use crate::hostfactory::AttributeType;
 
 /// One problem found in a template file or a posted document.
@@ -65,12 +66,21 @@ pub fn describe(problems: &[Problem]) -> String {
     problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
 }
 
-/// The problems of one template, empty when it is usable.
+/// How a check reports: the field and what is wrong with it.
+type Report<'a> = dyn FnMut(&str, String) + 'a;
+
+/// The problems of one template, empty when it is usable, in field order.
 pub fn validate(template: &Template) -> Vec<Problem> {
     let mut problems = Vec::new();
     let mut problem = |field: &str, text: String| problems.push(Problem::field(field, text));
-    let t = template;
+    for check in [identity, launch, weights, volume, limits] {
+        check(template, &mut problem);
+    }
+    problems
+}
 
+/// `templateId`, `maxNumber` and the attributes HostFactory matches on.
+fn identity(t: &Template, problem: &mut Report) {
     let id = &t.template_id;
     if id.is_empty() || id.len() > 64 {
         problem("templateId", format!("'{id}' must be 1 to 64 characters long"));
@@ -95,7 +105,10 @@ pub fn validate(template: &Template) -> Vec<Problem> {
             _ => {}
         }
     }
+}
 
+/// What the launch needs: image, subnets, instance types, and the API with its fleet settings.
+fn launch(t: &Template, problem: &mut Report) {
     let api = t.provider_api();
     if t.image_id.as_deref().is_none_or(|s| s.trim().is_empty()) && t.launch_template_id.is_none() {
         problem("imageId", "is required unless launchTemplateId supplies the image".to_owned());
@@ -126,7 +139,10 @@ pub fn validate(template: &Template) -> Vec<Problem> {
         }
         _ => {}
     }
+}
 
+/// Instance-type weights and priorities, and the On-Demand share.
+fn weights(t: &Template, problem: &mut Report) {
     for (field, weights, min) in
         [("vmTypes", &t.vm_types, 1), ("vmTypesOnDemand", &t.vm_types_on_demand, 1), ("vmTypesPriority", &t.vm_types_priority, 0)]
     {
@@ -141,6 +157,10 @@ pub fn validate(template: &Template) -> Vec<Problem> {
     if !(0..=100).contains(&t.percent_on_demand) {
         problem("percentOnDemand", format!("{} must be between 0 and 100", t.percent_on_demand));
     }
+}
+
+/// The root volume.
+fn volume(t: &Template, problem: &mut Report) {
     if let Some(size) = t.root_device_volume_size
         && !(1..=16_384).contains(&size)
     {
@@ -153,6 +173,10 @@ pub fn validate(template: &Template) -> Vec<Problem> {
             problem("iops", format!("{iops} must be between 100 and 64000"));
         }
     }
+}
+
+/// Expiries, counts, prices and ratios.
+fn limits(t: &Template, problem: &mut Report) {
     if t.spot_fleet_request_expiry <= 0 {
         problem("spotFleetRequestExpiry", format!("{} minutes must be greater than 0", t.spot_fleet_request_expiry));
     }
@@ -186,7 +210,6 @@ pub fn validate(template: &Template) -> Vec<Problem> {
     if !valid_validity(&t.request_validity) {
         problem("requestValidity", format!("'{}' must be H:MM such as 0:30", t.request_validity));
     }
-    problems
 }
 
 /// Duplicate `templateId`s of one file: every occurrence after the first, as (index, problem).

@@ -13,7 +13,7 @@
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 
-use super::tables::{COUNTER, COUNTER_INDEX, TEMPLATES};
+use super::tables::{COUNTER, COUNTER_INDEX, CAPACITY};
 use super::{DynamoStore, Item, n, s};
 use crate::error::{Error, Result};
 use crate::store::{CapacityRepository, Counter, OP_MARKER_TTL, Reservation, expiry, limit, now, op_marker, underflow};
@@ -44,8 +44,8 @@ impl DynamoStore {
         let build = |e| Error::store("building a capacity transaction", e);
         let now = now();
         let marker = Put::builder()
-            .table_name(&self.templates)
-            .item(TEMPLATES.key, s(&op_marker(op_id)))
+            .table_name(&self.capacity)
+            .item(CAPACITY.key, s(&op_marker(op_id)))
             .item("counterKey", s(key))
             .item("units", n(units))
             .item("expiresAt", n(expiry(now, OP_MARKER_TTL)))
@@ -53,8 +53,8 @@ impl DynamoStore {
             .build()
             .map_err(build)?;
         let mut counter = Update::builder()
-            .table_name(&self.templates)
-            .key(TEMPLATES.key, s(key))
+            .table_name(&self.capacity)
+            .key(CAPACITY.key, s(key))
             .update_expression(format!("SET {expression}, {BOOKKEEPING}"))
             .condition_expression(condition.0)
             .expression_attribute_values(":n", n(units))
@@ -84,7 +84,7 @@ impl DynamoStore {
         } else if failed(1) {
             Ok(Applied::Refused)
         } else {
-            Err(Error::aws(format!("changing capacity of {key} by {units} ({op_id}) in {}", self.templates), err))
+            Err(Error::aws(format!("changing capacity of {key} by {units} ({op_id}) in {}", self.capacity), err))
         }
     }
 
@@ -106,7 +106,7 @@ fn number(item: &Item, attribute: &str) -> Result<Option<i64>> {
 }
 
 fn counter_of(item: &Item) -> Result<Counter> {
-    let key = match item.get(TEMPLATES.key) {
+    let key = match item.get(CAPACITY.key) {
         Some(AttributeValue::S(key)) => key.clone(),
         _ => {
             return Err(Error::store("reading capacity", "a counter has no templateKey"));
@@ -149,12 +149,12 @@ impl CapacityRepository for DynamoStore {
         let output = self
             .client
             .get_item()
-            .table_name(&self.templates)
-            .key(TEMPLATES.key, s(key))
+            .table_name(&self.capacity)
+            .key(CAPACITY.key, s(key))
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| Error::aws(format!("reading capacity of {key} from {}", self.templates), e))?;
+            .map_err(|e| Error::aws(format!("reading capacity of {key} from {}", self.capacity), e))?;
         Ok(output.item.as_ref().map(counter_of).transpose()?.map_or(0, |c| c.in_use))
     }
 
@@ -162,7 +162,7 @@ impl CapacityRepository for DynamoStore {
         let pages: Vec<_> = self
             .client
             .query()
-            .table_name(&self.templates)
+            .table_name(&self.capacity)
             .index_name(COUNTER_INDEX)
             .key_condition_expression("itemType = :counter")
             .expression_attribute_values(":counter", s(COUNTER))
@@ -170,7 +170,7 @@ impl CapacityRepository for DynamoStore {
             .send()
             .try_collect()
             .await
-            .map_err(|e| Error::aws(format!("listing the counters of {}", self.templates), e))?;
+            .map_err(|e| Error::aws(format!("listing the counters of {}", self.capacity), e))?;
         pages.iter().flat_map(|page| page.items()).map(counter_of).collect()
     }
 
@@ -178,8 +178,8 @@ impl CapacityRepository for DynamoStore {
         let update = self
             .client
             .update_item()
-            .table_name(&self.templates)
-            .key(TEMPLATES.key, s(&counter.key))
+            .table_name(&self.capacity)
+            .key(CAPACITY.key, s(&counter.key))
             .update_expression("SET inUse = :in_use, version = :next, updatedAt = :now, itemType = :counter")
             .expression_attribute_values(":in_use", n(in_use))
             .expression_attribute_values(":next", n(counter.version + 1))
@@ -195,7 +195,7 @@ impl CapacityRepository for DynamoStore {
         match update.send().await {
             Ok(_) => Ok(true),
             Err(err) if err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(false),
-            Err(err) => Err(Error::aws(format!("correcting capacity of {} in {}", counter.key, self.templates), err)),
+            Err(err) => Err(Error::aws(format!("correcting capacity of {} in {}", counter.key, self.capacity), err)),
         }
     }
 }

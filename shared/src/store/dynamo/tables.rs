@@ -85,9 +85,12 @@ pub const MACHINES: TableDef = TableDef {
     ttl: Some("expiresAt"),
 };
 
-/// Per-template capacity counters (`inUse`, `version`, `updatedAt`, `itemType`), and the
-/// markers of applied capacity operations (`op#<op id>`, expiring at `expiresAt`).
-pub const TEMPLATES: TableDef = TableDef {
+/// The capacity table: per-template capacity counters (`inUse`, `version`, `updatedAt`,
+/// `itemType`), and the markers of applied capacity operations (`op#<op id>`, expiring at
+/// `expiresAt`). It holds no templates (those live in files): its name `{prefix}_templates` and
+/// key `templateKey` stay as the first versions created them, for compatibility with deployed
+/// stacks and their data (`template.yaml`'s `TemplatesTable`).
+pub const CAPACITY: TableDef = TableDef {
     suffix: "_templates",
     key: "templateKey",
     attributes: &[("templateKey", "S"), ("itemType", "S")],
@@ -95,7 +98,7 @@ pub const TEMPLATES: TableDef = TableDef {
     ttl: Some("expiresAt"),
 };
 
-pub const TABLES: [TableDef; 3] = [REQUESTS, MACHINES, TEMPLATES];
+pub const TABLES: [TableDef; 3] = [REQUESTS, MACHINES, CAPACITY];
 
 fn key(name: &str, key_type: KeyType) -> Result<KeySchemaElement> {
     KeySchemaElement::builder()

@@ -1,0 +1,87 @@
+//! The requests and machines tables as [`Row`]s (their common operations are the generic
+//! [`crate::store::Table`] of [`super::table`]), and the queries of each.
+
+use async_trait::async_trait;
+use rusqlite::types::Value;
+
+use super::table::{Row, Write, write};
+use super::{SqliteStore, transaction};
+use crate::error::Result;
+use crate::store::{MachineQueries, MachineRecord, RequestQueries, RequestRecord};
+
+impl Row for RequestRecord {
+    const TABLE: &'static str = "requests";
+    const KEY: &'static str = "request_id";
+    const COLUMNS: &'static [&'static str] = &["active", "created_at", "expires_at"];
+
+    fn values(&self) -> Vec<Value> {
+        vec![self.is_active().into(), self.created_at.into(), self.expires_at.into()]
+    }
+}
+
+impl Row for MachineRecord {
+    const TABLE: &'static str = "machines";
+    const KEY: &'static str = "machine_id";
+    const COLUMNS: &'static [&'static str] = &["request_id", "return_request_id", "name", "expires_at"];
+
+    fn values(&self) -> Vec<Value> {
+        let (request, returned) = (self.request_id.clone(), self.return_request_id.clone());
+        vec![request.into(), returned.into(), self.name.clone().into(), self.expires_at.into()]
+    }
+}
+
+#[async_trait]
+impl RequestQueries for SqliteStore {
+    async fn list_active(&self) -> Result<Vec<RequestRecord>> {
+        let sql = "SELECT body FROM requests WHERE active = 1 ORDER BY created_at, request_id";
+        self.rows_where(sql, Vec::new(), "listing active requests").await
+    }
+
+    async fn put_with_machines(
+        &self,
+        request: &RequestRecord,
+        machines: &[MachineRecord],
+    ) -> Result<Vec<MachineRecord>> {
+        let request = request.clone();
+        let machines = machines.to_vec();
+        self.run(move |c| {
+            transaction(c, |tx| {
+                write(tx, &request, Write::Insert)?;
+                machines.iter().map(|m| write(tx, m, Write::Update(m.version))).collect()
+            })
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl MachineQueries for SqliteStore {
+    async fn list_by_request(&self, request_id: &str) -> Result<Vec<MachineRecord>> {
+        let sql = "SELECT body FROM machines WHERE request_id = ?1";
+        self.rows_where(sql, vec![request_id.to_owned()], "listing the machines of a request").await
+    }
+
+    async fn list_by_return_request(&self, return_request_id: &str) -> Result<Vec<MachineRecord>> {
+        let sql = "SELECT body FROM machines WHERE return_request_id = ?1";
+        self.rows_where(sql, vec![return_request_id.to_owned()], "listing the machines of a return request").await
+    }
+
+    async fn list_by_template(&self, provider: &str, template_id: &str) -> Result<Vec<MachineRecord>> {
+        let sql = "SELECT body FROM machines WHERE json_extract(body, '$.templateId') = ?1
+                 AND json_extract(body, '$.provider') = ?2";
+        let keys = vec![template_id.to_owned(), provider.to_owned()];
+        self.rows_where(sql, keys, "listing the machines of a template").await
+    }
+
+    async fn find_by_names(&self, names: &[String]) -> Result<Vec<MachineRecord>> {
+        // An empty name means "not known yet", never a match (as in DynamoDB, where it is absent).
+        let names: Vec<String> = names.iter().filter(|n| !n.is_empty()).cloned().collect();
+        self.rows_in("name", names, "finding machines by name").await
+    }
+
+    async fn list_reclaimed(&self, provider: &str) -> Result<Vec<MachineRecord>> {
+        let sql = "SELECT body FROM machines WHERE json_extract(body, '$.reclaimedAt') IS NOT NULL
+                 AND json_extract(body, '$.provider') = ?1";
+        self.rows_where(sql, vec![provider.to_owned()], "listing reclaimed machines").await
+    }
+}
