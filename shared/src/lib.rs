@@ -1,6 +1,7 @@
 //! hostfactory-aws library: everything that is not an entry point.
 
 pub mod api;
+pub mod app;
 pub mod aws;
 pub mod config;
 pub mod error;

@@ -8,7 +8,8 @@ use std::time::Duration;
 use aws_config::retry::RetryConfig;
 
 use serde_json::{Value, json};
-use shared::api::{AppState, local_router};
+use shared::api::local_router;
+use shared::app::AppState;
 use shared::config::{Config, ReconcileTimings, Runtime, TemplatesLocation};
 use shared::metrics::Metrics;
 use shared::provision::{instances, tags};

@@ -4,7 +4,8 @@ use axum::Extension;
 use axum::extract::State;
 use axum::response::Json;
 
-use super::{AppState, HfJson, Provider};
+use super::{HfJson, Provider};
+use crate::app::AppState;
 use crate::error::Result;
 use crate::hostfactory::{RequestAccepted, ReturnMachinesInput, ReturnRequestsInput, ReturnRequestsResponse};
 use crate::metrics::MachineFigures;

@@ -6,7 +6,7 @@
 //! saying so, giving its capacity back once. A request HostFactory has polled is never reaped
 //! here, and neither is one still `pending` (the pending step heals it first).
 
-use crate::api::AppState;
+use crate::app::AppState;
 use crate::error::Result;
 use crate::hostfactory::MachineResult;
 use crate::provision::instances;

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 
 use aws_sdk_ec2::types::Filter;
 
-use crate::api::AppState;
+use crate::app::AppState;
 use crate::error::{Error, Result};
 use crate::provision::{LAUNCH_TEMPLATE_PREFIX, tags};
 

@@ -11,7 +11,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::api::AppState;
+use crate::app::AppState;
 use crate::error::Result;
 use crate::provision::instances::{self, Observed};
 use crate::provision::tags;

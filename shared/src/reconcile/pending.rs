@@ -6,7 +6,7 @@
 
 use std::collections::HashSet;
 
-use crate::api::AppState;
+use crate::app::AppState;
 use crate::error::Result;
 use crate::provision::{instances, tags};
 use crate::service::{capacity, machine_record};

@@ -3,7 +3,7 @@
 //! finishes `complete_with_error` the way getRequestStatus finishes a failed one (capacity of
 //! the failed machines released, a message naming the cause).
 
-use crate::api::AppState;
+use crate::app::AppState;
 use crate::error::Result;
 use crate::hostfactory::MachineResult;
 use crate::provision::instances;

@@ -10,7 +10,7 @@ use aws_sdk_autoscaling::types::{
 
 use super::fleet::{launch_template, split_capacity};
 use super::launch::{LaunchSpec, Launched};
-use crate::api::AppState;
+use crate::app::AppState;
 use crate::error::{Error, Result};
 use crate::templates::{AllocationStrategy, Template};
 

@@ -12,7 +12,7 @@ use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_sdk_ec2::types::{BatchState, FleetStateCode};
 use futures::future::try_join_all;
 
-use crate::api::AppState;
+use crate::app::AppState;
 use crate::error::{Error, Result};
 use crate::store::RequestRecord;
 use crate::templates::{FleetType, Loaded, ProviderApi, Template};

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use aws_sdk_ec2::types::Tag;
 use futures::future::join_all;
 
-use crate::api::AppState;
+use crate::app::AppState;
 use crate::error::{Error, Result};
 use crate::hostfactory::MachineResult;
 use crate::provision::instances::Observed;

@@ -8,7 +8,7 @@ use aws_sdk_ec2::types::{
     TagSpecification, VolumeType as Ec2VolumeType,
 };
 
-use crate::api::AppState;
+use crate::app::AppState;
 use crate::error::{Error, Result};
 use crate::provision::instances::Observed;
 use crate::provision::tags;

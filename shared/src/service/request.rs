@@ -6,7 +6,7 @@
 //! answered; a request HostFactory then never polls (the answer was lost) is unclaimed and
 //! reaped by the reconciler (`reconcile::abandoned`).
 
-use crate::api::AppState;
+use crate::app::AppState;
 use crate::error::{Error, Result};
 use crate::hostfactory::{MachineResult, RequestAccepted, RequestMachinesInput};
 use crate::provision::instances::Observed;

@@ -16,7 +16,7 @@ use aws_sdk_ec2::types::{
     ExcessCapacityTerminationPolicy, FleetExcessCapacityTerminationPolicy, TargetCapacitySpecificationRequest,
 };
 
-use crate::api::AppState;
+use crate::app::AppState;
 use crate::error::{Error, Result};
 use crate::hostfactory::MachineResult;
 use crate::store::{MachineRecord, RequestRecord};

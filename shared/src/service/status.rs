@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use futures::future::{join_all, try_join_all};
 
-use crate::api::AppState;
+use crate::app::AppState;
 use crate::error::{Error, Result};
 use crate::hostfactory::{
     MachineResult, MachineStatus, RequestState, RequestStatus as HfRequestStatus, RequestStatusInput,
