@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use aws_config::SdkConfig;
 
+use crate::cloud::{Cloud, SdkCloud};
 use crate::config::{Config, Runtime};
 use crate::error::Result;
 use crate::metrics::Metrics;
@@ -17,9 +18,8 @@ use crate::templates::{Catalog, TemplateSource};
 pub struct AppState {
     pub config: Arc<Config>,
     pub catalog: Arc<Catalog>,
-    pub ec2: aws_sdk_ec2::Client,
-    /// Auto Scaling, for templates whose `providerApi` is `ASG`.
-    pub autoscaling: aws_sdk_autoscaling::Client,
+    /// EC2 and Auto Scaling: [`SdkCloud`] in production.
+    pub cloud: Arc<dyn Cloud>,
     pub store: Store,
     pub metrics: Metrics,
 }
@@ -31,11 +31,11 @@ impl AppState {
         let sdk = &crate::aws::counting(sdk);
         let ec2 = aws_sdk_ec2::Client::new(sdk);
         let source = TemplateSource::new(&config.templates, sdk);
-        let catalog = Catalog::new(source, ec2.clone(), config.templates_cache_ttl, &config.default_provider);
+        let catalog = Catalog::new(source, ec2, config.templates_cache_ttl, &config.default_provider);
         let store = Store::new(&config, sdk);
-        let autoscaling = aws_sdk_autoscaling::Client::new(sdk);
+        let cloud = Arc::new(SdkCloud::new(sdk));
         let metrics = Metrics::from_config(&config);
-        AppState { config: Arc::new(config), catalog: Arc::new(catalog), ec2, autoscaling, store, metrics }
+        AppState { config: Arc::new(config), catalog: Arc::new(catalog), cloud, store, metrics }
     }
 
     /// Configuration and AWS clients from the environment.

@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod app;
+pub mod cloud;
 pub mod aws;
 pub mod config;
 pub mod error;

@@ -2,7 +2,7 @@
 //! AWS plugin mapping).
 
 use crate::hostfactory::{MachineResult, RequestState};
-use crate::provision::instances::Observed;
+use crate::cloud::Observed;
 
 /// Result of a machine in a **provisioning** request. `None` means EC2 does not know it.
 /// A running instance counts as usable only once it has a host name and a private IP.

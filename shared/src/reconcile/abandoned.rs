@@ -9,7 +9,6 @@
 use crate::app::AppState;
 use crate::error::Result;
 use crate::hostfactory::MachineResult;
-use crate::provision::instances;
 use crate::service::{finish_abandoned, finish_with_error, release_from_owners};
 use crate::store::{MachineRecord, RequestKind, RequestRecord, RequestStatus, unless_stale};
 
@@ -76,7 +75,7 @@ async fn terminate(
     release_from_owners(state, &request.provider, machines).await?;
     let ids: Vec<String> = machines.iter().filter(|m| m.state != "terminated").map(|m| m.machine_id.clone()).collect();
     if !ids.is_empty() {
-        instances::terminate(&state.ec2, &ids).await?;
+        state.cloud.terminate(&ids).await?;
     }
     for machine in machines.iter_mut() {
         machine.result = MachineResult::Fail;

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 
 use crate::app::AppState;
 use crate::error::Result;
-use crate::provision::{instances, tags};
+use crate::cloud::tags;
 use crate::service::{capacity, machine_record};
 use crate::store::{MachineRecord, RequestKind, RequestRecord, RequestStatus, capacity_key};
 
@@ -27,7 +27,7 @@ pub(super) async fn heal(state: &AppState, request_id: &str, now: i64, report: &
 
 async fn adopt_or_fail(state: &AppState, mut request: RequestRecord, now: i64, report: &mut Report) -> Result<bool> {
     let request_id = request.request_id.clone();
-    let found = instances::find_tagged(&state.ec2, tags::REQUEST_ID, &request_id).await?;
+    let found = state.cloud.find_tagged(tags::REQUEST_ID, &request_id).await?;
     let key = capacity_key(&request.provider, &request.template_id);
     if found.is_empty() {
         let waited = seconds(state.config.reconcile.pending_timeout);
@@ -75,7 +75,7 @@ async fn adopt_or_fail(state: &AppState, mut request: RequestRecord, now: i64, r
 async fn resend_return(state: &AppState, mut request: RequestRecord, now: i64, report: &mut Report) -> Result<bool> {
     let machines = state.store.machines.list_by_return_request(&request.request_id).await?;
     let ids: Vec<String> = machines.iter().filter(|m| m.state != "terminated").map(|m| m.machine_id.clone()).collect();
-    instances::terminate(&state.ec2, &ids).await?;
+    state.cloud.terminate(&ids).await?;
     request.status = RequestStatus::InProgress;
     request.message = format!("Delete VM success: {} machine(s) terminating.", ids.len());
     request.updated_at = now;

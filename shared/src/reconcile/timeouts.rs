@@ -6,7 +6,6 @@
 use crate::app::AppState;
 use crate::error::Result;
 use crate::hostfactory::MachineResult;
-use crate::provision::instances;
 use crate::service::finish_with_error;
 use crate::store::{RequestKind, RequestStatus, unless_stale};
 
@@ -36,7 +35,7 @@ pub(super) async fn expire(state: &AppState, request_id: &str, now: i64, report:
         return Ok(());
     }
     let ids: Vec<String> = stuck.iter().map(|m| m.machine_id.clone()).collect();
-    instances::terminate(&state.ec2, &ids).await?;
+    state.cloud.terminate(&ids).await?;
     for machine in &stuck {
         unless_stale(state.store.machines.update(machine).await)?;
     }

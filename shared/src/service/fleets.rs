@@ -4,22 +4,18 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_ec2::types::Tag;
 use futures::future::join_all;
 
 use crate::app::AppState;
+use crate::cloud::pools::split_capacity;
+use crate::cloud::{Found, Observed, Owner, tags};
 use crate::error::{Error, Result};
 use crate::hostfactory::MachineResult;
-use crate::provision::instances::Observed;
-use crate::provision::tags;
 use crate::store::{Lifecycle, MachineRecord, RequestKind, RequestRecord, RequestStatus, now, unless_stale};
-use crate::templates::{PriceType, ProviderApi, Template};
+use crate::templates::{PriceType, Template};
 
-use super::discover::{Found, deferred_api, discover, templates};
-use super::fleet::split_capacity;
-use super::launch::{LaunchSpec, run_on_demand};
+use super::discover::{discover, templates};
 use super::request::machine_record;
-use super::shrink::stop_filling;
 
 /// Minutes a fleet may take to fill when its template is gone (the spec's default expiry).
 const DEFAULT_EXPIRY_MINUTES: i64 = 30;
@@ -67,11 +63,11 @@ pub async fn refresh_fleets(
         return Ok(HashMap::new());
     }
     let loaded = templates(state, provider).await;
-    let deferred: Vec<(&RequestRecord, ProviderApi, Option<&Template>)> = candidates
+    let deferred: Vec<(&RequestRecord, Owner, Option<&Template>)> = candidates
         .into_iter()
         .filter_map(|r| {
             let template = loaded.as_ref().and_then(|l| l.template(&r.template_id));
-            Some((r, deferred_api(r, template)?, template))
+            Some((r, r.owner(template), template)).filter(|(_, owner, _)| owner.fills_later())
         })
         .collect();
     if deferred.is_empty() {
@@ -83,7 +79,7 @@ pub async fn refresh_fleets(
     let margin = i64::try_from(state.config.spot_fallback_margin.as_secs()).unwrap_or(i64::MAX);
     let mut progress = HashMap::new();
     let mut adopted: Vec<MachineRecord> = Vec::new();
-    for (request, api, template) in deferred {
+    for (request, owner, template) in deferred {
         let found = found.remove(&request.request_id).unwrap_or_default();
         let expiry = template.map_or(DEFAULT_EXPIRY_MINUTES, |t| t.spot_fleet_request_expiry.max(1));
         let deadline = request.created_at.saturating_add(expiry.saturating_mul(60)).saturating_add(margin);
@@ -95,7 +91,7 @@ pub async fn refresh_fleets(
             .map(|(id, units)| {
                 let mut machine = machine_record(&Observed::launching(id), request);
                 machine.units = *units;
-                if api == ProviderApi::SpotFleet {
+                if matches!(owner, Owner::SpotFleet { .. }) {
                     machine.lifecycle = Lifecycle::Spot;
                 }
                 machine
@@ -125,7 +121,7 @@ pub async fn refresh_fleets(
         if fleet.given_up
             && !fleet.found.gone
             && filled < request.machine_count
-            && let Err(err) = stop_filling(state, request, api, template, filled).await
+            && let Err(err) = state.cloud.stop_filling(&owner, filled).await
         {
             // The request still ends; the reconciler finds what the owner launches later by its tags.
             tracing::warn!(request_id = %request.request_id, error = %err, "owner not stopped short of target");
@@ -170,14 +166,13 @@ async fn on_demand_remainder(
     remainder: u32,
 ) -> Vec<MachineRecord> {
     let request_id = request.request_id.as_str();
-    let spec = match LaunchSpec::new(&state.ec2, template, &request.provider, request_id).await {
-        Ok(spec) => spec,
+    let launched = match state.cloud.launch_on_demand(template, &request.provider, request_id, remainder).await {
+        Ok(launched) => launched,
         Err(err) => {
             tracing::warn!(request_id, error = %err, "On-Demand remainder not launched");
             return Vec::new();
         }
     };
-    let launched = run_on_demand(&state.ec2, template, &spec, request_id, remainder).await;
     if let Some(err) = &launched.error {
         tracing::warn!(request_id, remainder, launched = launched.instances.len(), error = %err, "On-Demand remainder short");
     }
@@ -211,12 +206,9 @@ pub async fn tag_adopted(
         if untagged.is_empty() {
             continue;
         }
-        let tag = Tag::builder().key(tags::REQUEST_ID).value(request_id).build();
-        match state.ec2.create_tags().set_resources(Some(untagged.clone())).tags(tag).send().await {
-            Ok(_) => tracing::info!(request_id, instances = untagged.len(), "request id tagged"),
-            Err(err) => {
-                tracing::warn!(request_id, error = %crate::error::Error::aws("tagging adopted instances", err), "request id not tagged")
-            }
+        match state.cloud.tag_request_id(&untagged, request_id).await {
+            Ok(()) => tracing::info!(request_id, instances = untagged.len(), "request id tagged"),
+            Err(err) => tracing::warn!(request_id, error = %err, "request id not tagged"),
         }
     }
 }

@@ -9,12 +9,12 @@
 use crate::app::AppState;
 use crate::error::{Error, Result};
 use crate::hostfactory::{MachineResult, RequestAccepted, RequestMachinesInput};
-use crate::provision::instances::Observed;
+use crate::cloud::{Launched, Observed};
 use crate::store::{
     Direction, Lifecycle, MachineRecord, RequestKind, RequestRecord, RequestStatus, Reservation, capacity_key, now,
 };
 
-use super::{capacity, launch};
+use super::capacity;
 
 pub async fn request_machines(
     state: &AppState,
@@ -44,9 +44,9 @@ pub async fn request_machines(
         capacity::apply_now(state, capacity::change(op_id, &key, Direction::Release, count)).await;
         return Err(err);
     }
-    let launched = match launch::launch(state, template, provider, &request.request_id, count).await {
+    let launched = match state.cloud.launch(template, provider, &request.request_id, count).await {
         Ok(launched) => launched,
-        Err(err) => launch::Launched::failed(err),
+        Err(err) => Launched::failed(err),
     };
     record_launch(state, request, launched).await
 }
@@ -60,7 +60,7 @@ pub async fn request_machines(
 async fn record_launch(
     state: &AppState,
     mut request: RequestRecord,
-    mut launched: launch::Launched,
+    mut launched: Launched,
 ) -> Result<RequestAccepted> {
     let count = request.machine_count;
     let key = capacity_key(&request.provider, &request.template_id);
@@ -117,7 +117,7 @@ async fn write_and_settle(state: &AppState, request: &RequestRecord, healed: &st
     }
 }
 
-fn accepted_message(request: &RequestRecord, launched: &launch::Launched, started: u32, count: u32) -> String {
+fn accepted_message(request: &RequestRecord, launched: &Launched, started: u32, count: u32) -> String {
     match (&launched.error, &request.fleet_id, &request.asg_name) {
         (Some(err), _, _) => format!("Launched {started} of {count} machine(s); {err}"),
         (None, _, Some(group)) if launched.deferred => {

@@ -8,7 +8,6 @@ use crate::hostfactory::{
     MachineRef, MachineResult, RequestAccepted, ReturnMachinesInput, ReturnRequest, ReturnRequestsInput,
     ReturnRequestsResponse,
 };
-use crate::provision::instances;
 
 use super::shrink;
 use crate::store::{
@@ -130,7 +129,7 @@ async fn terminate(
     let request_id = request.request_id.clone();
     let ids: Vec<String> = marked.iter().map(|m| m.machine_id.clone()).collect();
     let outcome = match shrink::release_from_owners(state, provider, marked).await {
-        Ok(()) => instances::terminate(&state.ec2, &ids).await,
+        Ok(()) => state.cloud.terminate(&ids).await,
         failed => failed,
     };
     if let Err(err) = outcome {
@@ -198,7 +197,7 @@ pub async fn get_return_requests(
         })
         .collect();
     let ids: Vec<String> = hosts.iter().map(|(_, id)| id.clone()).collect::<HashSet<_>>().into_iter().collect();
-    let observed = if ids.is_empty() { HashMap::new() } else { instances::describe(&state.ec2, &ids).await? };
+    let observed = if ids.is_empty() { HashMap::new() } else { state.cloud.describe(&ids).await? };
 
     let now = now();
     let requests: Vec<ReturnRequest> = hosts

@@ -17,7 +17,7 @@ use crate::hostfactory::{
     MachineResult, MachineStatus, RequestState, RequestStatus as HfRequestStatus, RequestStatusInput,
     RequestStatusResponse,
 };
-use crate::provision::instances::{self, Observed};
+use crate::cloud::Observed;
 use crate::provision::status::{provisioning_result, request_state, return_result};
 use crate::store::{
     CapacityChange, Direction, Lifecycle, MachineRecord, RequestKind, RequestRecord, RequestStatus, capacity_key, now,
@@ -85,7 +85,7 @@ pub async fn status_of(
         .collect::<HashSet<_>>()
         .into_iter()
         .collect();
-    let observed = if live.is_empty() { HashMap::new() } else { instances::describe(&state.ec2, &live).await? };
+    let observed = if live.is_empty() { HashMap::new() } else { state.cloud.describe(&live).await? };
     fleets::tag_adopted(state, &fleets, &machines, &observed).await;
 
     let mut answers = Vec::with_capacity(ids.len());
@@ -339,9 +339,10 @@ pub(crate) async fn finish_with_error(
     now: i64,
 ) -> Result<()> {
     let mut shortfall = 0;
-    if let Some(api) = super::discover::deferred_api(request, None) {
+    let owner = request.owner(None);
+    if owner.fills_later() {
         let filled: u32 = machines.iter().filter(|m| m.result != MachineResult::Fail).map(|m| m.units).sum();
-        super::shrink::stop_filling(state, request, api, None, filled).await?;
+        state.cloud.stop_filling(&owner, filled).await?;
         shortfall = request.machine_count.saturating_sub(machines.iter().map(|m| m.units).sum());
     }
     finish(state, request, machines, RequestState::CompleteWithError, now, (shortfall, 0)).await.map(|_| ())

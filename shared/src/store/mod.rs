@@ -26,7 +26,7 @@ use crate::error::{Error, Result};
 
 pub use model::{
     CapacityChange, Counter, Direction, Lifecycle, MachineRecord, PROVISION_PREFIX, Page, RETURN_PREFIX, RequestKind,
-    RequestRecord, RequestStatus, Reservation, expiry, limit, now,
+    Owner, RequestRecord, RequestStatus, Reservation, expiry, limit, now,
 };
 
 #[async_trait]

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::hostfactory::{MachineResult, RequestState};
-use crate::templates::FleetType;
+use crate::templates::{FleetType, Template};
 
 /// Prefix of provisioning request ids (`req-<uuid>`).
 pub const PROVISION_PREFIX: &str = "req-";
@@ -104,7 +104,41 @@ pub struct RequestRecord {
     pub pending_capacity: Vec<CapacityChange>,
 }
 
+/// Who holds a request's instances in the cloud, and so how they are found, shrunk and stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Owner {
+    /// RunInstances (and requests without an owner): the instances are recorded at launch.
+    Instances,
+    Ec2Fleet { id: String, kind: FleetType },
+    SpotFleet { id: String, kind: FleetType },
+    Asg { name: String },
+}
+
+impl Owner {
+    /// Its instances arrive after the launch call, for getRequestStatus to find (RunInstances and
+    /// instant EC2 Fleets record theirs at launch).
+    pub fn fills_later(&self) -> bool {
+        !matches!(self, Owner::Instances | Owner::Ec2Fleet { kind: FleetType::Instant, .. })
+    }
+}
+
 impl RequestRecord {
+    /// Who holds the request's instances. The fleet type as recorded; records from before it
+    /// was (and ORB imports) ask the template (with neither, an EC2 Fleet is taken for the
+    /// instant kind: its machines are recorded, and a Spot Fleet for the `request` kind).
+    pub fn owner(&self, template: Option<&Template>) -> Owner {
+        let kind = self.fleet_type.or_else(|| template.and_then(Template::fleet_type));
+        match (self.provider_api.as_deref(), &self.fleet_id, &self.asg_name) {
+            (Some("SpotFleet"), Some(id), _) => {
+                let kind = if kind == Some(FleetType::Maintain) { FleetType::Maintain } else { FleetType::Request };
+                Owner::SpotFleet { id: id.clone(), kind }
+            }
+            (Some("EC2Fleet"), Some(id), _) => Owner::Ec2Fleet { id: id.clone(), kind: kind.unwrap_or(FleetType::Instant) },
+            (Some("ASG"), _, Some(name)) => Owner::Asg { name: name.clone() },
+            _ => Owner::Instances,
+        }
+    }
+
     /// A new `Pending` request with a fresh `req-`/`ret-` id, version 1.
     pub fn new(kind: RequestKind, template_id: &str, provider: &str, machine_count: u32, now: i64) -> Self {
         RequestRecord {

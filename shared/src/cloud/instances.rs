@@ -1,9 +1,11 @@
-//! Observing and terminating EC2 instances in as few calls as the API allows.
+//! Observing, tagging and terminating EC2 instances in as few calls as the API allows.
 
 use std::collections::HashMap;
 
-use aws_sdk_ec2::types::{Filter, Instance};
+use aws_sdk_ec2::types::{Filter, Instance, Tag};
 
+use super::Found;
+use super::spec::tags;
 use crate::error::{Error, Result};
 
 /// DescribeInstances and TerminateInstances take at most 1,000 instance ids per call.
@@ -101,7 +103,7 @@ pub async fn find_tagged(ec2: &aws_sdk_ec2::Client, tag: &str, value: &str) -> R
 /// what the reconciler checks against its records, in one paginated call.
 pub async fn find_managed(ec2: &aws_sdk_ec2::Client) -> Result<Vec<Observed>> {
     let filters = vec![
-        Filter::builder().name(format!("tag:{}", super::tags::MANAGED)).values("true").build(),
+        Filter::builder().name(format!("tag:{}", tags::MANAGED)).values("true").build(),
         Filter::builder()
             .name("instance-state-name")
             .set_values(Some(["pending", "running", "stopping", "stopped"].map(String::from).to_vec()))
@@ -130,4 +132,49 @@ pub async fn terminate(ec2: &aws_sdk_ec2::Client, ids: &[String]) -> Result<()> 
             .map_err(|err| Error::aws(format!("terminating {} instances", chunk.len()), err))?;
     }
     Ok(())
+}
+
+/// Adds the request id tag to `ids` with one CreateTags call.
+pub(super) async fn tag_request_id(ec2: &aws_sdk_ec2::Client, ids: &[String], request_id: &str) -> Result<()> {
+    let tag = Tag::builder().key(tags::REQUEST_ID).value(request_id).build();
+    ec2.create_tags()
+        .set_resources(Some(ids.to_vec()))
+        .tags(tag)
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|err| Error::aws("tagging adopted instances", err))
+}
+
+/// One page of a fleet's active instances (id, units) and the token of the next.
+pub(super) struct Page {
+    pub active: Vec<(String, u32)>,
+    pub next: Option<String>,
+}
+
+/// A failed page: the AWS error code (a `...NotFound` code means the fleet is gone) and the error.
+pub(super) type PageError = (Option<String>, Error);
+
+/// Every page of a fleet's instances, `fetch` asked with the previous page's token; a fleet AWS
+/// does not know (a `NotFound` code) is gone with what was found so far.
+pub(super) async fn collect_pages<F, Fut>(mut fetch: F) -> Result<Found>
+where
+    F: FnMut(Option<String>) -> Fut,
+    Fut: Future<Output = Result<Page, PageError>>,
+{
+    let mut instances = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        match fetch(token.take()).await {
+            Ok(page) => {
+                instances.extend(page.active.into_iter().filter(|(id, _)| !id.is_empty()));
+                match page.next {
+                    Some(next) if !next.is_empty() => token = Some(next),
+                    _ => return Ok(Found { instances, gone: false }),
+                }
+            }
+            Err((Some(code), _)) if code.contains("NotFound") => return Ok(Found { instances, gone: true }),
+            Err((_, err)) => return Err(err),
+        }
+    }
 }
