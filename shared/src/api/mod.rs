@@ -112,6 +112,11 @@ mod tests {
             (Error::Unprocessable("only 3 machines available".into()), 422, "only 3 machines available"),
             (Error::Config("no templates".into()), 500, "configuration error: no templates"),
             (
+                Error::upstream("creating a request EC2 fleet", "EC2 answered without a fleet id"),
+                502,
+                "creating a request EC2 fleet: EC2 answered without a fleet id",
+            ),
+            (
                 Error::store("saving request req-1", std::io::Error::other("disk full")),
                 500,
                 "saving request req-1: disk full",

@@ -53,12 +53,7 @@ pub(super) async fn launch_instant(
             }
             None => "no error reported".to_owned(),
         };
-        Error::Aws {
-            context: format!("EC2 Fleet filled {units} of {count} unit(s)"),
-            source: Box::new(std::io::Error::other(message.clone())),
-            message,
-            throttled: false,
-        }
+        Error::upstream(format!("EC2 Fleet filled {units} of {count} unit(s)"), message)
     });
     tracing::info!(launched = instances.len(), requested = count, fleet = ?output.fleet_id(), "instant fleet created");
     Ok(Launched {
@@ -97,7 +92,7 @@ pub(super) async fn launch_filling(
     let fleet_id = output
         .fleet_id()
         .map(str::to_owned)
-        .ok_or_else(|| Error::Config(format!("EC2 answered a {kind} CreateFleet without a fleet id")))?;
+        .ok_or_else(|| Error::upstream(format!("creating a {kind} EC2 fleet"), "EC2 answered without a fleet id"))?;
     tracing::info!(fleet = %fleet_id, requested = count, %kind, "EC2 fleet created");
     Ok(Launched {
         fleet_id: Some(fleet_id),

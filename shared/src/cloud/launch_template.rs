@@ -59,7 +59,7 @@ pub(super) async fn ensure(ec2: &aws_sdk_ec2::Client, spec: &LaunchSpec) -> Resu
         .launch_template()
         .and_then(|t| t.launch_template_id())
         .map(str::to_owned)
-        .ok_or_else(|| Error::Config(format!("launch template {name} was created without an id")))
+        .ok_or_else(|| Error::upstream(format!("creating launch template {name}"), "EC2 answered without an id"))
 }
 
 /// Tags naming us (managed, provider, template), not the template's own `instanceTags`.

@@ -88,7 +88,10 @@ pub(super) async fn launch(
             launched.fleet_id = Some(fleet_id);
             launched.deferred = true;
         }
-        Ok(None) => launched.error = Some(Error::Config("EC2 answered RequestSpotFleet without a request id".into())),
+        Ok(None) => {
+            let context = format!("requesting a Spot Fleet of {spot} unit(s)");
+            launched.error = Some(Error::upstream(context, "EC2 answered without a request id"));
+        }
         Err(err) => launched.error = Some(Error::aws(format!("requesting a Spot Fleet of {spot} unit(s)"), err)),
     }
     Ok(launched)
