@@ -70,7 +70,7 @@ async fn pending_request(rig: &Rig, count: u32, age: i64) -> RequestRecord {
 
 async fn state_of(rig: &Rig, instance_id: &str) -> String {
     let found = shared::cloud::instances::describe(&rig.ec2, &[instance_id.to_owned()]).await.unwrap();
-    found[instance_id].state.clone()
+    found[instance_id].state.to_string()
 }
 
 #[tokio::test]

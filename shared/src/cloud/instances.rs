@@ -7,6 +7,11 @@ use aws_sdk_ec2::types::{Filter, Instance, Tag};
 use super::Found;
 use super::spec::tags;
 use crate::error::{Error, Result};
+use crate::store::{InstanceState, Lifecycle};
+
+/// The states of an instance the reconciler checks: not terminated or terminating.
+const LIVE: [InstanceState; 4] =
+    [InstanceState::Pending, InstanceState::Running, InstanceState::Stopping, InstanceState::Stopped];
 
 /// DescribeInstances and TerminateInstances take at most 1,000 instance ids per call.
 pub const MAX_IDS_PER_CALL: usize = 1000;
@@ -15,16 +20,15 @@ pub const MAX_IDS_PER_CALL: usize = 1000;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Observed {
     pub instance_id: String,
-    /// EC2 `State.Name`: pending, running, shutting-down, terminated, stopping, stopped.
-    pub state: String,
+    /// EC2 `State.Name`.
+    pub state: InstanceState,
     /// PrivateDnsName: the host name the instance registers with in the Symphony cluster.
     pub private_dns_name: String,
     pub private_ip_address: String,
     pub public_ip_address: String,
     /// LaunchTime as epoch seconds (UTC).
     pub launch_time: i64,
-    /// `spot` or `ondemand`.
-    pub lifecycle: String,
+    pub lifecycle: Lifecycle,
     /// EC2's reason for the last state change (e.g. `Server.SpotInstanceTermination`).
     pub state_reason: String,
     pub tags: HashMap<String, String>,
@@ -36,15 +40,12 @@ impl Observed {
         let text = |v: Option<&str>| v.unwrap_or_default().to_owned();
         Some(Observed {
             instance_id,
-            state: instance.state().and_then(|s| s.name()).map(|n| n.as_str().to_owned()).unwrap_or_default(),
+            state: InstanceState::parse(instance.state().and_then(|s| s.name()).map_or("", |n| n.as_str())),
             private_dns_name: text(instance.private_dns_name()),
             private_ip_address: text(instance.private_ip_address()),
             public_ip_address: text(instance.public_ip_address()),
             launch_time: instance.launch_time().map(|t| t.secs()).unwrap_or_default(),
-            lifecycle: match instance.instance_lifecycle() {
-                Some(lifecycle) => lifecycle.as_str().to_owned(),
-                None => "ondemand".to_owned(),
-            },
+            lifecycle: Lifecycle::of_ec2(instance.instance_lifecycle().map(|l| l.as_str())),
             state_reason: instance.state_reason().and_then(|r| r.code()).map(str::to_owned).unwrap_or_default(),
             tags: instance
                 .tags()
@@ -61,12 +62,12 @@ impl Observed {
     pub fn launching(instance_id: &str) -> Observed {
         Observed {
             instance_id: instance_id.to_owned(),
-            state: "pending".to_owned(),
+            state: InstanceState::Pending,
             private_dns_name: String::new(),
             private_ip_address: String::new(),
             public_ip_address: String::new(),
             launch_time: crate::store::now(),
-            lifecycle: "ondemand".to_owned(),
+            lifecycle: Lifecycle::Ondemand,
             state_reason: String::new(),
             tags: HashMap::new(),
         }
@@ -106,7 +107,7 @@ pub async fn find_managed(ec2: &aws_sdk_ec2::Client) -> Result<Vec<Observed>> {
         Filter::builder().name(format!("tag:{}", tags::MANAGED)).values("true").build(),
         Filter::builder()
             .name("instance-state-name")
-            .set_values(Some(["pending", "running", "stopping", "stopped"].map(String::from).to_vec()))
+            .set_values(Some(LIVE.iter().map(|state| state.as_str().to_owned()).collect()))
             .build(),
     ];
     find(ec2, filters, "finding instances tagged hostfactory:managed=true").await

@@ -10,7 +10,7 @@ use crate::app::AppState;
 use crate::error::Result;
 use crate::hostfactory::MachineResult;
 use crate::service::{finish_abandoned, finish_with_error, release_from_owners};
-use crate::store::{MachineRecord, RequestKind, RequestRecord, RequestStatus, unless_stale};
+use crate::store::{InstanceState, MachineRecord, RequestKind, RequestRecord, RequestStatus, unless_stale};
 
 use super::{Report, older, seconds, write};
 
@@ -73,7 +73,7 @@ async fn terminate(
     now: i64,
 ) -> Result<()> {
     release_from_owners(state, &request.provider, machines).await?;
-    let ids: Vec<String> = machines.iter().filter(|m| m.state != "terminated").map(|m| m.machine_id.clone()).collect();
+    let ids: Vec<String> = machines.iter().filter(|m| m.state != InstanceState::Terminated).map(|m| m.machine_id.clone()).collect();
     if !ids.is_empty() {
         state.cloud.terminate(&ids).await?;
     }

@@ -10,7 +10,7 @@ use crate::app::AppState;
 use crate::error::Result;
 use crate::cloud::tags;
 use crate::service::{capacity, machine_record};
-use crate::store::{MachineRecord, RequestKind, RequestRecord, RequestStatus, capacity_key};
+use crate::store::{InstanceState, MachineRecord, RequestKind, RequestRecord, RequestStatus, capacity_key};
 
 use super::{Report, reread, seconds, write, write_back};
 
@@ -74,7 +74,7 @@ async fn adopt_or_fail(state: &AppState, mut request: RequestRecord, now: i64, r
 
 async fn resend_return(state: &AppState, mut request: RequestRecord, now: i64, report: &mut Report) -> Result<bool> {
     let machines = state.store.machines.list_by_return_request(&request.request_id).await?;
-    let ids: Vec<String> = machines.iter().filter(|m| m.state != "terminated").map(|m| m.machine_id.clone()).collect();
+    let ids: Vec<String> = machines.iter().filter(|m| m.state != InstanceState::Terminated).map(|m| m.machine_id.clone()).collect();
     state.cloud.terminate(&ids).await?;
     request.status = RequestStatus::InProgress;
     request.message = format!("Delete VM success: {} machine(s) terminating.", ids.len());

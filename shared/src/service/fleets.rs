@@ -11,7 +11,9 @@ use crate::cloud::pools::split_capacity;
 use crate::cloud::{Found, Observed, Owner, tags};
 use crate::error::{Error, Result};
 use crate::hostfactory::MachineResult;
-use crate::store::{Lifecycle, MachineRecord, RequestKind, RequestRecord, RequestStatus, now, unless_stale};
+use crate::store::{
+    InstanceState, Lifecycle, MachineRecord, RequestKind, RequestRecord, RequestStatus, now, unless_stale,
+};
 use crate::templates::{PriceType, Template};
 
 use super::discover::{discover, templates};
@@ -200,7 +202,7 @@ pub async fn tag_adopted(
             .into_iter()
             .flatten()
             .filter_map(|m| observed.get(&m.machine_id))
-            .filter(|o| o.state != "terminated" && !o.tags.contains_key(tags::REQUEST_ID))
+            .filter(|o| o.state != InstanceState::Terminated && !o.tags.contains_key(tags::REQUEST_ID))
             .map(|o| o.instance_id.clone())
             .collect();
         if untagged.is_empty() {

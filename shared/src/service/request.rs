@@ -10,9 +10,7 @@ use crate::app::AppState;
 use crate::error::{Error, Result};
 use crate::hostfactory::{MachineResult, RequestAccepted, RequestMachinesInput};
 use crate::cloud::{Launched, Observed};
-use crate::store::{
-    Direction, Lifecycle, MachineRecord, RequestKind, RequestRecord, RequestStatus, Reservation, capacity_key, now,
-};
+use crate::store::{Direction, MachineRecord, RequestKind, RequestRecord, RequestStatus, Reservation, capacity_key, now};
 
 use super::capacity;
 
@@ -143,7 +141,7 @@ pub(crate) fn machine_record(instance: &Observed, request: &RequestRecord) -> Ma
         state: instance.state.clone(),
         result: MachineResult::Executing,
         launchtime: instance.launch_time,
-        lifecycle: if instance.lifecycle == "spot" { Lifecycle::Spot } else { Lifecycle::Ondemand },
+        lifecycle: instance.lifecycle,
         interrupted_at: None,
         units: 1,
         reclaimed_at: None,

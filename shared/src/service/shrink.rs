@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use crate::app::AppState;
 use crate::error::Result;
 use crate::hostfactory::MachineResult;
-use crate::store::{MachineRecord, RequestRecord};
+use crate::store::{InstanceState, MachineRecord, RequestRecord};
 
 use super::discover::templates;
 
@@ -50,7 +50,7 @@ pub async fn release_from_owners(state: &AppState, provider: &str, returned: &[M
             .filter(|m| {
                 !leaving.contains(m.machine_id.as_str())
                     && m.return_request_id.is_none()
-                    && m.state != "terminated"
+                    && m.state != InstanceState::Terminated
                     && m.result != MachineResult::Fail
             })
             .count();

@@ -20,8 +20,8 @@ use crate::hostfactory::{
 use crate::cloud::Observed;
 use crate::provision::status::{provisioning_result, request_state, return_result};
 use crate::store::{
-    CapacityChange, Direction, Lifecycle, MachineRecord, RequestKind, RequestRecord, RequestStatus, capacity_key, now,
-    unless_stale,
+    CapacityChange, Direction, InstanceState, MachineRecord, RequestKind, RequestRecord, RequestStatus, capacity_key,
+    now, unless_stale,
 };
 
 use super::claim::{Caller, claim};
@@ -143,9 +143,9 @@ async fn refresh(
                 machine.private_ip_address = instance.private_ip_address.clone();
                 machine.public_ip_address = instance.public_ip_address.clone();
                 machine.launchtime = instance.launch_time;
-                machine.lifecycle = if instance.lifecycle == "spot" { Lifecycle::Spot } else { Lifecycle::Ondemand };
+                machine.lifecycle = instance.lifecycle;
             }
-            None if result != MachineResult::Executing => machine.state = "terminated".to_owned(),
+            None if result != MachineResult::Executing => machine.state = InstanceState::Terminated,
             None => {}
         }
         machine.result = result;
@@ -320,7 +320,7 @@ pub(super) fn machine_status(machine: &MachineRecord) -> MachineStatus {
         machine_id: machine.machine_id.clone(),
         name: machine.name.clone(),
         result: machine.result,
-        status: machine.state.clone(),
+        status: machine.state.to_string(),
         private_ip_address: machine.private_ip_address.clone(),
         public_ip_address: machine.public_ip_address.clone(),
         launchtime: machine.launchtime,

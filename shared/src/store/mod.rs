@@ -25,8 +25,8 @@ use crate::config::{Config, StoreLocation};
 use crate::error::{Error, Result};
 
 pub use model::{
-    CapacityChange, Counter, Direction, Lifecycle, MachineRecord, PROVISION_PREFIX, Page, RETURN_PREFIX, RequestKind,
-    Owner, RequestRecord, RequestStatus, Reservation, expiry, limit, now,
+    CapacityChange, Counter, Direction, InstanceState, Lifecycle, MachineRecord, Owner, PROVISION_PREFIX, Page,
+    RETURN_PREFIX, RequestKind, RequestRecord, RequestStatus, Reservation, expiry, limit, now,
 };
 
 #[async_trait]

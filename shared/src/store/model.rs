@@ -8,6 +8,10 @@ use serde::{Deserialize, Serialize};
 use crate::hostfactory::{MachineResult, RequestState};
 use crate::templates::{FleetType, Template};
 
+mod state;
+
+pub use state::{InstanceState, Owner};
+
 /// Prefix of provisioning request ids (`req-<uuid>`).
 pub const PROVISION_PREFIX: &str = "req-";
 /// Prefix of return request ids (`ret-<uuid>`): getRequestStatus tells the two apart by it.
@@ -104,24 +108,6 @@ pub struct RequestRecord {
     pub pending_capacity: Vec<CapacityChange>,
 }
 
-/// Who holds a request's instances in the cloud, and so how they are found, shrunk and stopped.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Owner {
-    /// RunInstances (and requests without an owner): the instances are recorded at launch.
-    Instances,
-    Ec2Fleet { id: String, kind: FleetType },
-    SpotFleet { id: String, kind: FleetType },
-    Asg { name: String },
-}
-
-impl Owner {
-    /// Its instances arrive after the launch call, for getRequestStatus to find (RunInstances and
-    /// instant EC2 Fleets record theirs at launch).
-    pub fn fills_later(&self) -> bool {
-        !matches!(self, Owner::Instances | Owner::Ec2Fleet { kind: FleetType::Instant, .. })
-    }
-}
-
 impl RequestRecord {
     /// Who holds the request's instances. The fleet type as recorded; records from before it
     /// was (and ORB imports) ask the template (with neither, an EC2 Fleet is taken for the
@@ -133,7 +119,9 @@ impl RequestRecord {
                 let kind = if kind == Some(FleetType::Maintain) { FleetType::Maintain } else { FleetType::Request };
                 Owner::SpotFleet { id: id.clone(), kind }
             }
-            (Some("EC2Fleet"), Some(id), _) => Owner::Ec2Fleet { id: id.clone(), kind: kind.unwrap_or(FleetType::Instant) },
+            (Some("EC2Fleet"), Some(id), _) => {
+                Owner::Ec2Fleet { id: id.clone(), kind: kind.unwrap_or(FleetType::Instant) }
+            }
             (Some("ASG"), _, Some(name)) => Owner::Asg { name: name.clone() },
             _ => Owner::Instances,
         }
@@ -191,6 +179,28 @@ pub enum Lifecycle {
     Ondemand,
 }
 
+impl Lifecycle {
+    /// EC2's `InstanceLifecycle`: `spot` is Spot; none (and `scheduled`, `capacity-block`) is
+    /// billed On-Demand.
+    pub fn of_ec2(lifecycle: Option<&str>) -> Self {
+        if lifecycle == Some("spot") { Lifecycle::Spot } else { Lifecycle::Ondemand }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lifecycle::Spot => "spot",
+            Lifecycle::Ondemand => "ondemand",
+        }
+    }
+}
+
+/// Compared with EC2's spelling, as the contract tests do (`i.lifecycle == "spot"`).
+impl PartialEq<&str> for Lifecycle {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MachineRecord {
@@ -213,8 +223,8 @@ pub struct MachineRecord {
     pub name: String,
     pub private_ip_address: String,
     pub public_ip_address: String,
-    /// EC2 state name (`pending`, `running`, `shutting-down`, `terminated`, ...).
-    pub state: String,
+    /// EC2 state, stored by its name (`pending`, `running`, `shutting-down`, `terminated`, ...).
+    pub state: InstanceState,
     /// HostFactory's per-machine result for the request it belongs to now.
     pub result: MachineResult,
     /// Epoch seconds (EC2 LaunchTime).
