@@ -10,6 +10,8 @@
 
 mod asg;
 mod ec2_fleet;
+#[cfg(test)]
+pub mod fake;
 pub mod instances;
 mod launch_template;
 pub mod pools;

@@ -75,7 +75,7 @@ pub async fn refresh_fleets(
     if deferred.is_empty() {
         return Ok(HashMap::new());
     }
-    let mut found = discover(state, &deferred).await?;
+    let mut found = discover(state.cloud.as_ref(), &deferred).await?;
 
     let now = now();
     let margin = i64::try_from(state.config.spot_fallback_margin.as_secs()).unwrap_or(i64::MAX);
@@ -83,46 +83,24 @@ pub async fn refresh_fleets(
     let mut adopted: Vec<MachineRecord> = Vec::new();
     for (request, owner, template) in deferred {
         let found = found.remove(&request.request_id).unwrap_or_default();
-        let expiry = template.map_or(DEFAULT_EXPIRY_MINUTES, |t| t.spot_fleet_request_expiry.max(1));
-        let deadline = request.created_at.saturating_add(expiry.saturating_mul(60)).saturating_add(margin);
         let list = machines.entry(request.request_id.clone()).or_default();
-        let new: Vec<MachineRecord> = found
-            .instances
-            .iter()
-            .filter(|(id, _)| !list.iter().any(|m| m.machine_id == *id))
-            .map(|(id, units)| {
-                let mut machine = machine_record(&Observed::launching(id), request);
-                machine.units = *units;
-                if matches!(owner, Owner::SpotFleet { .. }) {
-                    machine.lifecycle = Lifecycle::Spot;
-                }
-                machine
-            })
-            .collect();
-        let mut fleet = FleetProgress { given_up: found.gone || now >= deadline, found, claimed: None };
+        let new = adoptions(&found, list, request, &owner);
+        let given_up = found.gone || now >= deadline(request, template, margin);
+        let mut fleet = FleetProgress { given_up, found, claimed: None };
         list.extend(new.iter().cloned());
         adopted.extend(new);
-        // Once per request: On-Demand machines beyond the `percentOnDemand` share launched
-        // with the request mean the remainder was launched already.
-        if let Some(template) = template.filter(|t| t.price_type == PriceType::Heterogeneous)
-            && fleet.given_up
-            && list.iter().filter(|m| m.lifecycle == Lifecycle::Ondemand).count()
-                <= split_capacity(template, request.machine_count).0 as usize
+        if let Some(template) = template
+            && let remainder = remainder_due(template, request, list, &fleet)
+            && remainder > 0
+            && let Some(claimed) = claim_remainder(state, request, remainder, now).await?
         {
-            let remainder = request.machine_count.saturating_sub(fleet.units(list));
-            if remainder > 0
-                && let Some(claimed) = claim_remainder(state, request, remainder, now).await?
-            {
-                let launched = on_demand_remainder(state, template, request, remainder).await;
-                state.store.machines.upsert_batch(&launched).await?;
-                list.extend(launched);
-                fleet.claimed = Some(claimed);
-            }
+            let launched = on_demand_remainder(state, template, request, remainder).await;
+            state.store.machines.upsert_batch(&launched).await?;
+            list.extend(launched);
+            fleet.claimed = Some(claimed);
         }
         let filled = fleet.units(list);
-        if fleet.given_up
-            && !fleet.found.gone
-            && filled < request.machine_count
+        if stops_short(&fleet, filled, request.machine_count)
             && let Err(err) = state.cloud.stop_filling(&owner, filled).await
         {
             // The request still ends; the reconciler finds what the owner launches later by its tags.
@@ -141,6 +119,50 @@ pub async fn refresh_fleets(
         tracing::info!(machines = adopted.len(), "fleet instances adopted");
     }
     Ok(progress)
+}
+
+/// When the request gives up on its fleet or group: `spotFleetRequestExpiry` minutes (the spec's
+/// default when the template is gone) plus the fallback margin after it was made.
+fn deadline(request: &RequestRecord, template: Option<&Template>, margin: i64) -> i64 {
+    let expiry = template.map_or(DEFAULT_EXPIRY_MINUTES, |t| t.spot_fleet_request_expiry.max(1));
+    request.created_at.saturating_add(expiry.saturating_mul(60)).saturating_add(margin)
+}
+
+/// Records for the instances `found` holds that `list` does not know yet, with their units
+/// (a Spot Fleet's are Spot).
+fn adoptions(found: &Found, list: &[MachineRecord], request: &RequestRecord, owner: &Owner) -> Vec<MachineRecord> {
+    found
+        .instances
+        .iter()
+        .filter(|(id, _)| !list.iter().any(|m| m.machine_id == *id))
+        .map(|(id, units)| {
+            let mut machine = machine_record(&Observed::launching(id), request);
+            machine.units = *units;
+            if matches!(owner, Owner::SpotFleet { .. }) {
+                machine.lifecycle = Lifecycle::Spot;
+            }
+            machine
+        })
+        .collect()
+}
+
+/// The On-Demand units a `heterogeneous` request launches once its Spot part gave up short, 0
+/// when none are due. Once per request: On-Demand machines beyond the `percentOnDemand` share
+/// launched with the request mean the remainder was launched already.
+fn remainder_due(template: &Template, request: &RequestRecord, list: &[MachineRecord], fleet: &FleetProgress) -> u32 {
+    let on_demand = list.iter().filter(|m| m.lifecycle == Lifecycle::Ondemand).count();
+    if template.price_type != PriceType::Heterogeneous
+        || !fleet.given_up
+        || on_demand > split_capacity(template, request.machine_count).0 as usize
+    {
+        return 0;
+    }
+    request.machine_count.saturating_sub(fleet.units(list))
+}
+
+/// An owner the request gave up on short of target, that AWS did not end itself, is stopped.
+fn stops_short(fleet: &FleetProgress, filled: u32, target: u32) -> bool {
+    fleet.given_up && !fleet.found.gone && filled < target
 }
 
 /// Takes the On-Demand remainder of `request` on for this caller: the request's version moves
@@ -211,6 +233,115 @@ pub async fn tag_adopted(
         match state.cloud.tag_request_id(&untagged, request_id).await {
             Ok(()) => tracing::info!(request_id, instances = untagged.len(), "request id tagged"),
             Err(err) => tracing::warn!(request_id, error = %err, "request id not tagged"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::templates::{FleetType, check_template};
+
+    fn template(extra: serde_json::Value) -> Template {
+        let mut entry = json!({"templateId": "T", "maxNumber": 10, "imageId": "ami-1", "subnetId": "subnet-1",
+            "vmType": "t3.micro", "providerApi": "SpotFleet", "fleetRole": "arn:aws:iam::123456789012:role/fleet"});
+        entry.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        check_template(entry).unwrap()
+    }
+
+    fn request(count: u32) -> RequestRecord {
+        RequestRecord::new(RequestKind::Provision, "T", "awsinst", count, 1000)
+    }
+
+    fn machine(request: &RequestRecord, id: &str, lifecycle: Lifecycle, result: MachineResult) -> MachineRecord {
+        MachineRecord { lifecycle, result, ..machine_record(&Observed::launching(id), request) }
+    }
+
+    fn progress(units: &[(&str, u32)], given_up: bool, gone: bool) -> FleetProgress {
+        let instances = units.iter().map(|(id, u)| ((*id).to_owned(), *u)).collect();
+        FleetProgress { found: Found { instances, gone }, given_up, claimed: None }
+    }
+
+    #[test]
+    fn a_fleet_gives_up_at_its_expiry_plus_the_margin() {
+        let r = request(2);
+        let cases = [
+            (Some(template(json!({"spotFleetRequestExpiry": 10}))), 0, 1000 + 600),
+            (Some(template(json!({"spotFleetRequestExpiry": 10}))), 120, 1000 + 720),
+            (None, 0, 1000 + DEFAULT_EXPIRY_MINUTES * 60),
+            (None, 60, 1000 + DEFAULT_EXPIRY_MINUTES * 60 + 60),
+        ];
+        for (template, margin, expected) in cases {
+            assert_eq!(deadline(&r, template.as_ref(), margin), expected, "margin {margin}");
+        }
+    }
+
+    #[test]
+    fn units_count_the_fleet_and_the_machines_it_no_longer_lists() {
+        let r = request(4);
+        let mut returned = machine(&r, "i-r", Lifecycle::Spot, MachineResult::Succeed);
+        returned.return_request_id = Some("ret-1".into());
+        let cases = [
+            (progress(&[("i-1", 1), ("i-2", 2)], false, false), vec![], 3),
+            (progress(&[("i-1", 1)], false, false), vec![machine(&r, "i-1", Lifecycle::Spot, MachineResult::Succeed)], 1),
+            (progress(&[], false, false), vec![machine(&r, "i-od", Lifecycle::Ondemand, MachineResult::Succeed)], 1),
+            (progress(&[], false, false), vec![machine(&r, "i-od", Lifecycle::Ondemand, MachineResult::Fail)], 0),
+            (progress(&[], false, false), vec![machine(&r, "i-s", Lifecycle::Spot, MachineResult::Succeed)], 0),
+            (progress(&[("i-1", 1)], false, false), vec![returned.clone()], 2),
+        ];
+        for (fleet, machines, units) in cases {
+            assert_eq!(fleet.units(&machines), units, "{machines:?}");
+        }
+    }
+
+    #[test]
+    fn the_on_demand_remainder_is_due_once_when_spot_gave_up_short() {
+        let hetero = template(json!({"priceType": "heterogeneous", "percentOnDemand": 50}));
+        let spot = template(json!({"priceType": "spot", "percentOnDemand": 50}));
+        let r = request(4);
+        let od = |id: &str| machine(&r, id, Lifecycle::Ondemand, MachineResult::Succeed);
+        let cases = [
+            (&hetero, progress(&[("i-1", 1)], true, false), vec![od("i-a"), od("i-b")], 1),
+            (&hetero, progress(&[], true, true), vec![od("i-a"), od("i-b")], 2),
+            (&hetero, progress(&[("i-1", 1)], false, false), vec![od("i-a"), od("i-b")], 0),
+            (&hetero, progress(&[("i-1", 1), ("i-2", 1)], true, false), vec![od("i-a"), od("i-b")], 0),
+            (&hetero, progress(&[], true, false), vec![od("i-a"), od("i-b"), od("i-c")], 0),
+            (&spot, progress(&[("i-1", 1)], true, false), vec![od("i-a"), od("i-b")], 0),
+        ];
+        for (template, fleet, machines, due) in cases {
+            assert_eq!(remainder_due(template, &r, &machines, &fleet), due, "{:?} {machines:?}", fleet.found);
+        }
+    }
+
+    #[test]
+    fn an_owner_given_up_short_and_still_alive_is_stopped() {
+        let cases = [
+            (progress(&[("i-1", 1)], true, false), 1, 3, true),
+            (progress(&[("i-1", 1)], true, true), 1, 3, false),
+            (progress(&[("i-1", 1)], false, false), 1, 3, false),
+            (progress(&[("i-1", 3)], true, false), 3, 3, false),
+        ];
+        for (fleet, filled, target, stopped) in cases {
+            assert_eq!(stops_short(&fleet, filled, target), stopped, "{:?} {filled}/{target}", fleet.found);
+        }
+    }
+
+    #[test]
+    fn only_instances_not_yet_recorded_are_adopted_with_their_units() {
+        let r = request(3);
+        let found = Found { instances: vec![("i-1".into(), 1), ("i-2".into(), 2)], gone: false };
+        let known = vec![machine(&r, "i-1", Lifecycle::Ondemand, MachineResult::Executing)];
+        let cases = [
+            (Owner::Ec2Fleet { id: "f".into(), kind: FleetType::Request }, Lifecycle::Ondemand),
+            (Owner::SpotFleet { id: "s".into(), kind: FleetType::Request }, Lifecycle::Spot),
+            (Owner::Asg { name: "g".into() }, Lifecycle::Ondemand),
+        ];
+        for (owner, lifecycle) in cases {
+            let new = adoptions(&found, &known, &r, &owner);
+            let got: Vec<(&str, u32, Lifecycle)> = new.iter().map(|m| (m.machine_id.as_str(), m.units, m.lifecycle)).collect();
+            assert_eq!(got, vec![("i-2", 2, lifecycle)], "{owner:?}");
         }
     }
 }
