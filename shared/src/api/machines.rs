@@ -9,7 +9,7 @@ use crate::app::AppState;
 use crate::error::Result;
 use crate::hostfactory::{RequestAccepted, ReturnMachinesInput, ReturnRequestsInput, ReturnRequestsResponse};
 use crate::metrics::MachineFigures;
-use crate::service;
+use crate::calls;
 
 pub(super) async fn request_return_machines(
     State(state): State<AppState>,
@@ -17,7 +17,7 @@ pub(super) async fn request_return_machines(
     HfJson(input): HfJson<ReturnMachinesInput>,
 ) -> (Extension<MachineFigures>, Result<Json<RequestAccepted>>) {
     let returned = input.machines.len() as u64;
-    let accepted = service::request_return_machines(&state, &provider, input).await.map(Json);
+    let accepted = calls::request_return_machines(&state, &provider, input).await.map(Json);
     (Extension(MachineFigures { returned, ..Default::default() }), accepted)
 }
 
@@ -26,5 +26,5 @@ pub(super) async fn get_return_requests(
     Provider(provider): Provider,
     HfJson(input): HfJson<ReturnRequestsInput>,
 ) -> Result<Json<ReturnRequestsResponse>> {
-    service::get_return_requests(&state, &provider, input).await.map(Json)
+    calls::get_return_requests(&state, &provider, input).await.map(Json)
 }

@@ -9,7 +9,7 @@
 use crate::app::AppState;
 use crate::error::Result;
 use crate::hostfactory::MachineResult;
-use crate::service::{finish_abandoned, finish_with_error, release_from_owners};
+use crate::calls::{finish_abandoned, finish_with_error, release_from_owners};
 use crate::store::{InstanceState, MachineRecord, RequestKind, RequestRecord, RequestStatus, unless_stale};
 
 use super::{Report, older, seconds, write};

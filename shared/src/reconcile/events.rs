@@ -23,7 +23,7 @@ use crate::app::AppState;
 use crate::error::{Error, Result};
 use crate::hostfactory::MachineResult;
 use crate::metrics::emit_reconcile;
-use crate::service::capacity;
+use crate::calls::capacity;
 use crate::store::{Direction, InstanceState, MachineRecord, capacity_key, now, unless_stale};
 
 use super::{Report, run_once};

@@ -15,7 +15,7 @@ use crate::app::AppState;
 use crate::error::Result;
 use crate::cloud::Observed;
 use crate::cloud::tags;
-use crate::service::machine_record;
+use crate::calls::machine_record;
 use crate::store::{MachineRecord, RequestKind, RequestRecord};
 
 use super::{Report, seconds};

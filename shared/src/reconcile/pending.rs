@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use crate::app::AppState;
 use crate::error::Result;
 use crate::cloud::tags;
-use crate::service::{capacity, machine_record};
+use crate::calls::{capacity, machine_record};
 use crate::store::{InstanceState, MachineRecord, RequestKind, RequestRecord, RequestStatus, capacity_key};
 
 use super::{Report, reread, seconds, write, write_back};

@@ -25,7 +25,7 @@ use std::collections::{HashMap, HashSet};
 use crate::app::AppState;
 use crate::error::Result;
 use crate::hostfactory::MachineResult;
-use crate::service::capacity;
+use crate::calls::capacity;
 use crate::store::{Counter, MachineRecord, RequestKind, RequestRecord, RequestStatus, capacity_key, now};
 
 use super::{Report, seconds};

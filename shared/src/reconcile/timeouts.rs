@@ -6,7 +6,7 @@
 use crate::app::AppState;
 use crate::error::Result;
 use crate::hostfactory::MachineResult;
-use crate::service::finish_with_error;
+use crate::calls::finish_with_error;
 use crate::store::{RequestKind, RequestStatus, unless_stale};
 
 use super::{Report, reread, seconds};

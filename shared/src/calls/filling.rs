@@ -17,7 +17,7 @@ use crate::store::{
 use crate::templates::{PriceType, Template};
 
 use super::discover::{discover, templates};
-use super::request::machine_record;
+use super::request_machines::machine_record;
 
 /// Minutes a fleet may take to fill when its template is gone (the spec's default expiry).
 const DEFAULT_EXPIRY_MINUTES: i64 = 30;

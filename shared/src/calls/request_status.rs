@@ -18,14 +18,14 @@ use crate::hostfactory::{
     RequestStatusResponse,
 };
 use crate::cloud::Observed;
-use crate::provision::status::{provisioning_result, request_state, return_result};
+use super::outcome::{provisioning_result, request_state, return_result};
 use crate::store::{
     CapacityChange, Direction, InstanceState, MachineRecord, RequestKind, RequestRecord, RequestStatus, capacity_key,
     now, unless_stale,
 };
 
 use super::claim::{Caller, claim};
-use super::{capacity, fleets};
+use super::{capacity, filling};
 
 /// How long a just-launched instance may be missing from DescribeInstances (EC2 is eventually
 /// consistent) before it counts as failed.
@@ -73,7 +73,7 @@ pub async fn status_of(
     }))
     .await?;
     let mut machines: HashMap<String, Vec<MachineRecord>> = listings.into_iter().collect();
-    let fleets = fleets::refresh_fleets(state, provider, &records, &mut machines).await?;
+    let fleets = filling::refresh_fleets(state, provider, &records, &mut machines).await?;
     for claimed in fleets.values().filter_map(|f| f.claimed.clone()) {
         records.insert(claimed.request_id.clone(), claimed);
     }
@@ -86,7 +86,7 @@ pub async fn status_of(
         .into_iter()
         .collect();
     let observed = if live.is_empty() { HashMap::new() } else { state.cloud.describe(&live).await? };
-    fleets::tag_adopted(state, &fleets, &machines, &observed).await;
+    filling::tag_adopted(state, &fleets, &machines, &observed).await;
 
     let mut answers = Vec::with_capacity(ids.len());
     for id in &ids {
@@ -118,7 +118,7 @@ async fn refresh(
     mut request: RequestRecord,
     mut machines: Vec<MachineRecord>,
     observed: &HashMap<String, Observed>,
-    fleet: Option<&fleets::FleetProgress>,
+    fleet: Option<&filling::FleetProgress>,
 ) -> Result<HfRequestStatus> {
     let now = now();
     let mut changed = Vec::new();
