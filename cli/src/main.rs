@@ -5,7 +5,8 @@ mod serve;
 
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use shared::api::{AppState, local_router};
+use shared::api::local_router;
+use shared::app::AppState;
 use shared::config::{Config, Runtime};
 use shared::store::migrate::{self, Location, Progress};
 

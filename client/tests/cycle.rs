@@ -66,7 +66,7 @@ async fn the_scripts_drive_a_full_hostfactory_cycle() {
     assert_eq!(reclaimed["requests"].as_array().unwrap().len(), 2, "terminated hosts are reported: {reclaimed}");
 
     let ids: Vec<String> = machines.iter().map(|m| m["machineId"].as_str().unwrap().to_owned()).collect();
-    let observed = shared::provision::instances::describe(&ec2, &ids).await.unwrap();
+    let observed = shared::cloud::instances::describe(&ec2, &ids).await.unwrap();
     assert!(
         ids.iter().all(|id| observed.get(id).is_none_or(|o| o.state == "terminated" || o.state == "shutting-down"))
     );

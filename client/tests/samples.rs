@@ -66,7 +66,7 @@ async fn full_cycle(template_id: &str) {
     assert_eq!(gone["status"], "complete", "{template_id}: {gone}");
 
     let ids: Vec<String> = machines.iter().map(|m| m["machineId"].as_str().unwrap().to_owned()).collect();
-    let observed = shared::provision::instances::describe(&ec2, &ids).await.unwrap();
+    let observed = shared::cloud::instances::describe(&ec2, &ids).await.unwrap();
     for id in &ids {
         let state = observed.get(id).map(|o| o.state.as_str()).unwrap_or("gone");
         assert!(matches!(state, "terminated" | "shutting-down" | "gone"), "{template_id}: {id} is {state}");

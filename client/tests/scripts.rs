@@ -11,7 +11,8 @@ use std::sync::{Arc, Mutex};
 use axum::Router;
 use axum::extract::Request;
 use serde_json::{Value, json};
-use shared::api::{AppState, local_router};
+use shared::api::local_router;
+use shared::app::AppState;
 use shared::config::{Config, Runtime};
 
 use common::{install_plugin, root};

@@ -56,6 +56,11 @@ pub enum Error {
     #[error("{context}: {message}")]
     Aws { context: String, message: String, throttled: bool, refused: bool, source: Cause },
 
+    /// AWS answered, but without what its answer must carry (no fleet id, a fleet short of its
+    /// target): `context` says what we were doing (502, as a failed AWS call).
+    #[error("{context}: {message}")]
+    Upstream { context: String, message: String },
+
     /// The embedded store failed (500).
     #[error("{context}: {source}")]
     Store { context: String, source: Cause },
@@ -87,6 +92,10 @@ impl Error {
         matches!(self, Error::Aws { refused: false, .. })
     }
 
+    pub fn upstream(context: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Upstream { context: context.into(), message: message.into() }
+    }
+
     pub fn store(context: impl Into<String>, source: impl Into<Cause>) -> Self {
         Error::Store { context: context.into(), source: source.into() }
     }
@@ -103,7 +112,7 @@ impl Error {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
             Error::Aws { throttled: true, .. } => StatusCode::SERVICE_UNAVAILABLE,
-            Error::Aws { .. } => StatusCode::BAD_GATEWAY,
+            Error::Aws { .. } | Error::Upstream { .. } => StatusCode::BAD_GATEWAY,
         }
     }
 }

@@ -1,14 +1,15 @@
 //! hostfactory-aws library: everything that is not an entry point.
 
 pub mod api;
+pub mod app;
 pub mod aws;
+pub mod calls;
+pub mod cloud;
 pub mod config;
 pub mod error;
 pub mod hostfactory;
 pub mod metrics;
-pub mod provision;
 pub mod reconcile;
-pub mod service;
 pub mod store;
 pub mod telemetry;
 pub mod templates;

@@ -3,7 +3,7 @@
 //! say in between.
 
 use serde_json::Value;
-use shared::provision::tags;
+use shared::cloud::tags;
 use shared::store::RequestRecord;
 
 use crate::rig::{Rig, machine_ids, request_id, return_body};

@@ -8,10 +8,11 @@ use std::time::Duration;
 use aws_config::retry::RetryConfig;
 
 use serde_json::{Value, json};
-use shared::api::{AppState, local_router};
+use shared::api::local_router;
+use shared::app::AppState;
 use shared::config::{Config, ReconcileTimings, Runtime, TemplatesLocation};
 use shared::metrics::Metrics;
-use shared::provision::{instances, tags};
+use shared::cloud::{instances, tags};
 use shared::store::capacity_key;
 
 use crate::wire::{CallLog, Wire};
@@ -23,6 +24,8 @@ pub struct Rig {
     /// The SDK configuration on the wire, for a restarted state ([`Rig::restarted`]).
     pub sdk: aws_config::SdkConfig,
     pub ec2: aws_sdk_ec2::Client,
+    /// Auto Scaling on the wire, counted as the state's clients are (`shared::aws::counting`).
+    pub autoscaling: aws_sdk_autoscaling::Client,
     pub log: CallLog,
     pub wire: Wire,
     pub template_id: String,
@@ -132,7 +135,18 @@ impl RigBuilder {
             state.metrics = Metrics::to_writer("HF-Test", out);
         }
         let router = local_router(state.clone());
-        Rig { router, state, sdk, ec2, log: wire.log.clone(), wire, template_id, _folders: (folder, store_folder) }
+        let autoscaling = aws_sdk_autoscaling::Client::new(&shared::aws::counting(&sdk));
+        Rig {
+            router,
+            state,
+            sdk,
+            ec2,
+            autoscaling,
+            log: wire.log.clone(),
+            wire,
+            template_id,
+            _folders: (folder, store_folder),
+        }
     }
 
     /// The moto SDK configuration in the rig's region, with its retries.
@@ -247,7 +261,7 @@ impl Rig {
 
     /// The Auto Scaling group `name`, `None` once it is gone.
     pub async fn asg_describe(&self, name: &str) -> Option<aws_sdk_autoscaling::types::AutoScalingGroup> {
-        let out = self.state.autoscaling.describe_auto_scaling_groups().auto_scaling_group_names(name).send().await;
+        let out = self.autoscaling.describe_auto_scaling_groups().auto_scaling_group_names(name).send().await;
         out.unwrap().auto_scaling_groups().first().cloned()
     }
 

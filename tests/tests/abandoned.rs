@@ -7,7 +7,7 @@ use hostfactory_tests::rig::{Rig, StoreOn, request_id};
 use hostfactory_tests::send_json;
 use hostfactory_tests::wire::Fault;
 use serde_json::{Value, json};
-use shared::api::AppState;
+use shared::app::AppState;
 use shared::reconcile::run_once;
 use shared::store::RequestStatus;
 

@@ -69,8 +69,7 @@ async fn a_group_short_at_expiry_is_stopped_at_what_it_filled() {
     let record = record_of(&rig, &req).await;
     let group = record.asg_name.clone().unwrap();
     // The group filled one of three (moto fills at once: it is shrunk behind our back).
-    rig.state
-        .autoscaling
+    rig.autoscaling
         .set_desired_capacity()
         .auto_scaling_group_name(&group)
         .desired_capacity(1)

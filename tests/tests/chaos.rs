@@ -28,7 +28,7 @@ fn setting(name: &str, default: u64) -> u64 {
 
 /// Live tagged instances of the template, seen past the wire's faults.
 async fn live(ec2: &aws_sdk_ec2::Client, template_id: &str) -> usize {
-    let found = shared::provision::instances::find_tagged(ec2, shared::provision::tags::TEMPLATE_ID, template_id);
+    let found = shared::cloud::instances::find_tagged(ec2, shared::cloud::tags::TEMPLATE_ID, template_id);
     found.await.unwrap().iter().filter(|i| !["shutting-down", "terminated"].contains(&i.state.as_str())).count()
 }
 

@@ -7,7 +7,7 @@ use hostfactory_tests::cycle::{assert_tagged, provision, record_of, return_all, 
 use hostfactory_tests::rig::{Rig, request_id};
 use hostfactory_tests::wire::Fault;
 use serde_json::{Value, json};
-use shared::provision::tags;
+use shared::cloud::tags;
 
 #[tokio::test]
 async fn an_instant_ec2_fleet_launches_in_one_call_and_reuses_its_launch_template() {

@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use http::Method;
 use serde_json::{Value, json};
 use shared::api::routes;
-use shared::api::{AppState, Group, function_router};
+use shared::api::{Group, function_router};
+use shared::app::AppState;
 use shared::config::{Config, Runtime};
 use shared::metrics::Metrics;
 

@@ -4,7 +4,8 @@
 use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
 use hostfactory_tests::{sdk_config, unique};
 use hostfactory_tests::wire::Wire;
-use shared::provision::{instances, status, tags};
+use shared::cloud::{instances, tags};
+use shared::calls::outcome as status;
 
 async fn launch(ec2: &aws_sdk_ec2::Client, count: i32, request_id: &str) -> Vec<String> {
     let tagging = TagSpecification::builder()

@@ -4,7 +4,7 @@
 use hostfactory_tests::rig::{Rig, request_id};
 use hostfactory_tests::wire::Fault;
 use serde_json::{Value, json};
-use shared::provision::tags;
+use shared::cloud::tags;
 
 #[tokio::test]
 async fn request_status_return_and_status_again() {

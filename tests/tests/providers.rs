@@ -9,7 +9,8 @@ use hostfactory_tests::{
     templates_config as config,
 };
 use serde_json::{Value, json};
-use shared::api::{AppState, Group, function_router, local_router};
+use shared::api::{Group, function_router, local_router};
+use shared::app::AppState;
 use shared::config::TemplatesLocation;
 
 fn template(id: &str) -> Value {

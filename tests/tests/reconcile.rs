@@ -9,7 +9,7 @@ use hostfactory_tests::rig::{Rig, request_id};
 use hostfactory_tests::wire::Fault;
 use serde_json::{Value, json};
 use shared::hostfactory::MachineResult;
-use shared::provision::tags;
+use shared::cloud::tags;
 use shared::reconcile::events::{Outcome, dispatch};
 use shared::reconcile::{Report, run_once};
 use shared::store::{Lifecycle, MachineRecord, RequestKind, RequestRecord, RequestStatus, capacity_key, now};
@@ -69,8 +69,8 @@ async fn pending_request(rig: &Rig, count: u32, age: i64) -> RequestRecord {
 }
 
 async fn state_of(rig: &Rig, instance_id: &str) -> String {
-    let found = shared::provision::instances::describe(&rig.ec2, &[instance_id.to_owned()]).await.unwrap();
-    found[instance_id].state.clone()
+    let found = shared::cloud::instances::describe(&rig.ec2, &[instance_id.to_owned()]).await.unwrap();
+    found[instance_id].state.to_string()
 }
 
 #[tokio::test]

@@ -2,7 +2,8 @@
 
 use hostfactory_tests::{get, new_bucket, put_object, sdk_config, template_ids as ids, templates_config as config, unique};
 use serde_json::{Value, json};
-use shared::api::{AppState, Group, function_router, local_router};
+use shared::api::{Group, function_router, local_router};
+use shared::app::AppState;
 use shared::config::{Config, Runtime, TemplatesLocation};
 
 const SAMPLE: &str = include_str!("../../infra/templates/awsprov_templates.json");

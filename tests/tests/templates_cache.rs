@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use hostfactory_tests::{get, new_bucket, put_object, recording_sdk_config, sdk_config, templates_config};
 use serde_json::json;
-use shared::api::{AppState, Group, function_router, local_router};
+use shared::api::{Group, function_router, local_router};
+use shared::app::AppState;
 use shared::config::{Config, TemplatesLocation};
 
 const SAMPLE: &str = include_str!("../../infra/templates/awsprov_templates.json");

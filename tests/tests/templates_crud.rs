@@ -5,7 +5,8 @@ use hostfactory_tests::{
     Response, get, new_bucket, put_object, recording_sdk_config, sdk_config, send_json, template_ids as ids, templates_config,
 };
 use serde_json::{Value, json};
-use shared::api::{AppState, Group, function_router, local_router};
+use shared::api::{Group, function_router, local_router};
+use shared::app::AppState;
 use shared::config::{Config, Runtime, TemplatesLocation};
 
 fn config(templates: TemplatesLocation) -> Config {

@@ -4,7 +4,8 @@
 
 use hostfactory_tests::{get, new_bucket, put_object, recording_sdk_config, sdk_config, template_ids as ids, templates_config};
 use serde_json::{Value, json};
-use shared::api::{AppState, Group, function_router};
+use shared::api::{Group, function_router};
+use shared::app::AppState;
 use shared::config::{Config, TemplatesLocation};
 use shared::store::capacity_key;
 

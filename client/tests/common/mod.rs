@@ -7,7 +7,8 @@ use std::process::Command;
 
 use aws_config::SdkConfig;
 use serde_json::{Value, json};
-use shared::api::{AppState, local_router};
+use shared::api::local_router;
+use shared::app::AppState;
 use shared::config::{Config, Runtime, StoreLocation, TemplatesLocation};
 
 /// The repository root.

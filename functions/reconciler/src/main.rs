@@ -4,7 +4,7 @@
 
 use lambda_runtime::{LambdaEvent, service_fn};
 use serde_json::Value;
-use shared::api::AppState;
+use shared::app::AppState;
 use shared::config::Runtime;
 use shared::reconcile::events::dispatch;
 use tracing::Instrument;

@@ -1,7 +1,8 @@
 //! Lambda function of the templates resource group: builds state once, then serves
 //! [`shared::api::function_router`] through `lambda_http`.
 
-use shared::api::{AppState, Group, function_router};
+use shared::api::{Group, function_router};
+use shared::app::AppState;
 use shared::config::Runtime;
 
 #[tokio::main]

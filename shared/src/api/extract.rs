@@ -6,7 +6,7 @@ use http::request::Parts;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use super::AppState;
+use crate::app::AppState;
 use crate::config::validate_provider_name;
 use crate::error::Error;
 use crate::hostfactory::parse_input;

@@ -4,11 +4,12 @@ use axum::Extension;
 use axum::extract::State;
 use axum::response::Json;
 
-use super::{AppState, HfJson, Provider};
+use super::{HfJson, Provider};
+use crate::app::AppState;
 use crate::error::Result;
 use crate::hostfactory::{RequestAccepted, ReturnMachinesInput, ReturnRequestsInput, ReturnRequestsResponse};
 use crate::metrics::MachineFigures;
-use crate::service;
+use crate::calls;
 
 pub(super) async fn request_return_machines(
     State(state): State<AppState>,
@@ -16,7 +17,7 @@ pub(super) async fn request_return_machines(
     HfJson(input): HfJson<ReturnMachinesInput>,
 ) -> (Extension<MachineFigures>, Result<Json<RequestAccepted>>) {
     let returned = input.machines.len() as u64;
-    let accepted = service::request_return_machines(&state, &provider, input).await.map(Json);
+    let accepted = calls::request_return_machines(&state, &provider, input).await.map(Json);
     (Extension(MachineFigures { returned, ..Default::default() }), accepted)
 }
 
@@ -25,5 +26,5 @@ pub(super) async fn get_return_requests(
     Provider(provider): Provider,
     HfJson(input): HfJson<ReturnRequestsInput>,
 ) -> Result<Json<ReturnRequestsResponse>> {
-    service::get_return_requests(&state, &provider, input).await.map(Json)
+    calls::get_return_requests(&state, &provider, input).await.map(Json)
 }

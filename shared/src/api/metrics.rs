@@ -7,7 +7,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 
-use super::AppState;
+use crate::app::AppState;
 use super::logging::REQUEST_ID_HEADER;
 use super::routes;
 use crate::metrics::{Call, MachineFigures};

@@ -10,55 +10,15 @@ mod requests;
 pub mod routes;
 mod templates;
 
-use std::sync::Arc;
-
-use aws_config::SdkConfig;
 use axum::Router;
 use axum::extract::Request;
 use axum::response::{IntoResponse, Json, Response};
 use serde_json::json;
 
-use crate::config::{Config, Runtime};
-use crate::error::{Error, Result};
-use crate::metrics::Metrics;
-use crate::store::Store;
-use crate::templates::{Catalog, TemplateSource};
+use crate::app::AppState;
+use crate::error::Error;
 
 pub use extract::{BodyDeadline, HfJson, Provider};
-
-/// Everything a handler needs, built once per process.
-#[derive(Clone)]
-pub struct AppState {
-    pub config: Arc<Config>,
-    pub catalog: Arc<Catalog>,
-    pub ec2: aws_sdk_ec2::Client,
-    /// Auto Scaling, for templates whose `providerApi` is `ASG`.
-    pub autoscaling: aws_sdk_autoscaling::Client,
-    pub store: Store,
-    pub metrics: Metrics,
-}
-
-impl AppState {
-    /// Every AWS client is built from `sdk` wrapped by [`crate::aws::counting`], so the metrics
-    /// count each call a HostFactory call makes.
-    pub fn new(config: Config, sdk: &SdkConfig) -> Self {
-        let sdk = &crate::aws::counting(sdk);
-        let ec2 = aws_sdk_ec2::Client::new(sdk);
-        let source = TemplateSource::new(&config.templates, sdk);
-        let catalog = Catalog::new(source, ec2.clone(), config.templates_cache_ttl, &config.default_provider);
-        let store = Store::new(&config, sdk);
-        let autoscaling = aws_sdk_autoscaling::Client::new(sdk);
-        let metrics = Metrics::from_config(&config);
-        AppState { config: Arc::new(config), catalog: Arc::new(catalog), ec2, autoscaling, store, metrics }
-    }
-
-    /// Configuration and AWS clients from the environment.
-    pub async fn from_env(runtime: Runtime) -> Result<Self> {
-        let config = Config::from_env(runtime)?;
-        let sdk = crate::aws::load_sdk_config(runtime).await;
-        Ok(AppState::new(config, &sdk))
-    }
-}
 
 /// The resource groups, one Lambda function each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,6 +111,11 @@ mod tests {
             ),
             (Error::Unprocessable("only 3 machines available".into()), 422, "only 3 machines available"),
             (Error::Config("no templates".into()), 500, "configuration error: no templates"),
+            (
+                Error::upstream("creating a request EC2 fleet", "EC2 answered without a fleet id"),
+                502,
+                "creating a request EC2 fleet: EC2 answered without a fleet id",
+            ),
             (
                 Error::store("saving request req-1", std::io::Error::other("disk full")),
                 500,

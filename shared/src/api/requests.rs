@@ -4,13 +4,14 @@ use axum::Extension;
 use axum::extract::State;
 use axum::response::Json;
 
-use super::{AppState, HfJson, Provider};
+use super::{HfJson, Provider};
+use crate::app::AppState;
 use crate::error::Result;
 use crate::hostfactory::{
     MachineResult, RequestAccepted, RequestMachinesInput, RequestState, RequestStatusInput, RequestStatusResponse,
 };
 use crate::metrics::MachineFigures;
-use crate::service;
+use crate::calls;
 
 pub(super) async fn request_machines(
     State(state): State<AppState>,
@@ -19,7 +20,7 @@ pub(super) async fn request_machines(
 ) -> (Extension<MachineFigures>, Result<Json<RequestAccepted>>) {
     // Counted whether or not the launch succeeds: it is what HostFactory asked for.
     let requested = u64::try_from(input.template.machine_count).unwrap_or_default();
-    let accepted = service::request_machines(&state, &provider, input).await.map(Json);
+    let accepted = calls::request_machines(&state, &provider, input).await.map(Json);
     (Extension(MachineFigures { requested, ..Default::default() }), accepted)
 }
 
@@ -28,7 +29,7 @@ pub(super) async fn get_request_status(
     Provider(provider): Provider,
     HfJson(input): HfJson<RequestStatusInput>,
 ) -> Result<(Extension<MachineFigures>, Json<RequestStatusResponse>)> {
-    let answer = service::get_request_status(&state, &provider, input).await?;
+    let answer = calls::get_request_status(&state, &provider, input).await?;
     Ok((Extension(launch_figures(&answer)), Json(answer)))
 }
 

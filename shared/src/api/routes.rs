@@ -4,7 +4,8 @@
 use axum::routing::{MethodFilter, MethodRouter, on};
 use http::Method;
 
-use super::{AppState, Group, machines, requests, templates};
+use super::{Group, machines, requests, templates};
+use crate::app::AppState;
 
 pub struct Route {
     pub method: Method,

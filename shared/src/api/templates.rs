@@ -10,7 +10,8 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use super::{AppState, HfJson, Provider};
+use super::{HfJson, Provider};
+use crate::app::AppState;
 use crate::error::{Error, Result};
 use crate::hostfactory::GetAvailableTemplatesResponse;
 use crate::store::capacity_key;

@@ -6,12 +6,11 @@
 //! saying so, giving its capacity back once. A request HostFactory has polled is never reaped
 //! here, and neither is one still `pending` (the pending step heals it first).
 
-use crate::api::AppState;
+use crate::app::AppState;
 use crate::error::Result;
 use crate::hostfactory::MachineResult;
-use crate::provision::instances;
-use crate::service::{finish_abandoned, finish_with_error, release_from_owners};
-use crate::store::{MachineRecord, RequestKind, RequestRecord, RequestStatus, unless_stale};
+use crate::calls::{finish_abandoned, finish_with_error, release_from_owners};
+use crate::store::{InstanceState, MachineRecord, RequestKind, RequestRecord, RequestStatus, unless_stale};
 
 use super::{Report, older, seconds, write};
 
@@ -74,9 +73,9 @@ async fn terminate(
     now: i64,
 ) -> Result<()> {
     release_from_owners(state, &request.provider, machines).await?;
-    let ids: Vec<String> = machines.iter().filter(|m| m.state != "terminated").map(|m| m.machine_id.clone()).collect();
+    let ids: Vec<String> = machines.iter().filter(|m| m.state != InstanceState::Terminated).map(|m| m.machine_id.clone()).collect();
     if !ids.is_empty() {
-        instances::terminate(&state.ec2, &ids).await?;
+        state.cloud.terminate(&ids).await?;
     }
     for machine in machines.iter_mut() {
         machine.result = MachineResult::Fail;

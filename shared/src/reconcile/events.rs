@@ -19,17 +19,18 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::api::AppState;
+use crate::app::AppState;
 use crate::error::{Error, Result};
 use crate::hostfactory::MachineResult;
 use crate::metrics::emit_reconcile;
-use crate::service::capacity;
-use crate::store::{Direction, MachineRecord, capacity_key, now, unless_stale};
+use crate::calls::capacity;
+use crate::store::{Direction, InstanceState, MachineRecord, capacity_key, now, unless_stale};
 
 use super::{Report, run_once};
 
 /// EC2 states a state-change notification is recorded for: the cloud taking the host back.
-const RECORDED_STATES: &[&str] = &["shutting-down", "stopped", "terminated"];
+const RECORDED_STATES: [InstanceState; 3] =
+    [InstanceState::ShuttingDown, InstanceState::Stopped, InstanceState::Terminated];
 
 /// What [`dispatch`] did with an event (the Lambda's answer, in its log).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -51,7 +52,7 @@ pub async fn dispatch(state: &AppState, event: Value) -> Result<Outcome> {
         },
         "EC2 Instance State-change Notification" => {
             match (instance_id(&event), event.pointer("/detail/state").and_then(Value::as_str)) {
-                (Some(id), Some(ec2_state)) if RECORDED_STATES.contains(&ec2_state) => {
+                (Some(id), Some(ec2_state)) if RECORDED_STATES.contains(&InstanceState::parse(ec2_state)) => {
                     state_changed(state, id, ec2_state, event_time(&event)).await?
                 }
                 (Some(_), Some(other)) => ignored(&format!("state '{other}' is not recorded")),
@@ -96,12 +97,13 @@ async fn state_changed(state: &AppState, machine_id: &str, ec2_state: &str, at: 
     // no one else gives it back: getRequestStatus no longer looks at the request, and
     // requestReturnMachines skips terminated hosts. (Hosts of unfinished requests are failed
     // and released by getRequestStatus; returned hosts by their return request.)
+    let ec2_state = InstanceState::parse(ec2_state);
     let request_finished = machine.request_id.is_empty()
         || state.store.requests.get(&machine.request_id).await?.is_none_or(|request| request.is_finished());
     let released = Cell::new(false);
     let recorded = change_machine(state, machine_id, |m| {
         let marked = mark_reclaimed(m, at);
-        let reclaimed = ec2_state == "terminated"
+        let reclaimed = ec2_state == InstanceState::Terminated
             && request_finished
             && m.return_request_id.is_none()
             && m.result == MachineResult::Succeed;
@@ -111,7 +113,7 @@ async fn state_changed(state: &AppState, machine_id: &str, ec2_state: &str, at: 
             m.message = "instance terminated by EC2".to_owned();
         }
         let changed = m.state != ec2_state || reclaimed || marked;
-        m.state = ec2_state.to_owned();
+        m.state = ec2_state.clone();
         changed
     })
     .await?;
@@ -126,7 +128,7 @@ async fn state_changed(state: &AppState, machine_id: &str, ec2_state: &str, at: 
         capacity::apply_now(state, capacity::change(op_id, &key, Direction::Release, machine.units)).await;
         tracing::warn!(machine_id, request_id = %machine.request_id, "host terminated by EC2; capacity released");
     }
-    Ok(Outcome::StateRecorded { machine_id: machine.machine_id, state: machine.state })
+    Ok(Outcome::StateRecorded { machine_id: machine.machine_id, state: machine.state.to_string() })
 }
 
 /// Records that the cloud is taking back a host HostFactory holds (one it was given, not one

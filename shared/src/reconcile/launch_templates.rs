@@ -6,41 +6,64 @@
 
 use std::collections::HashSet;
 
-use aws_sdk_ec2::types::Filter;
-
-use crate::api::AppState;
-use crate::error::{Error, Result};
-use crate::provision::{LAUNCH_TEMPLATE_PREFIX, tags};
+use crate::app::AppState;
+use crate::cloud::ManagedLaunchTemplate;
+use crate::error::Result;
 
 use super::{Report, seconds};
 
 pub(super) async fn clean(state: &AppState, referenced: &HashSet<&str>, now: i64, report: &mut Report) -> Result<()> {
     let grace = seconds(state.config.reconcile.launch_template_grace);
-    let filter = Filter::builder().name(format!("tag:{}", tags::MANAGED)).values("true").build();
-    let mut pages = state.ec2.describe_launch_templates().filters(filter).max_results(200).into_paginator().send();
-    let mut unused = Vec::new();
-    while let Some(page) = pages.next().await {
-        let page = page.map_err(|err| Error::aws("listing managed launch templates", err))?;
-        for template in page.launch_templates() {
-            let (Some(id), Some(name)) = (template.launch_template_id(), template.launch_template_name()) else {
-                continue;
-            };
-            let age = template.create_time().map(|t| now.saturating_sub(t.secs())).unwrap_or(0);
-            if name.starts_with(LAUNCH_TEMPLATE_PREFIX) && !referenced.contains(id) && age >= grace {
-                unused.push((id.to_owned(), name.to_owned()));
-            }
-        }
-    }
-    for (id, name) in unused {
-        match state.ec2.delete_launch_template().launch_template_id(&id).send().await {
-            Ok(_) => {
+    let managed = state.cloud.managed_launch_templates().await?;
+    for ManagedLaunchTemplate { id, name, .. } in unused(managed, referenced, now, grace) {
+        match state.cloud.delete_launch_template(&id).await {
+            Ok(()) => {
                 report.launch_templates_deleted += 1;
                 tracing::info!(launch_template_id = %id, %name, "unused launch template deleted");
             }
-            Err(err) => {
-                report.failed(&format!("deleting launch template {name}"), Error::aws(format!("deleting {id}"), err))
-            }
+            Err(err) => report.failed(&format!("deleting launch template {name}"), err),
         }
     }
     Ok(())
+}
+
+/// The templates no active request references and older than `grace` seconds (one EC2 gives
+/// no creation time for counts as new).
+fn unused(
+    managed: Vec<ManagedLaunchTemplate>,
+    referenced: &HashSet<&str>,
+    now: i64,
+    grace: i64,
+) -> Vec<ManagedLaunchTemplate> {
+    managed
+        .into_iter()
+        .filter(|t| !referenced.contains(t.id.as_str()))
+        .filter(|t| t.created_at.map_or(0, |at| now.saturating_sub(at)) >= grace)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_unreferenced_templates_past_their_grace_are_deleted() {
+        let template = |id: &str, created_at: Option<i64>| ManagedLaunchTemplate {
+            id: id.to_owned(),
+            name: format!("hostfactory-{id}"),
+            created_at,
+        };
+        let cases = [
+            (template("lt-old", Some(100)), true),
+            (template("lt-young", Some(950)), false),
+            (template("lt-used", Some(100)), false),
+            (template("lt-undated", None), false),
+            (template("lt-edge", Some(900)), true),
+        ];
+        let referenced: HashSet<&str> = ["lt-used"].into();
+        for (template, deleted) in cases {
+            let id = template.id.clone();
+            assert_eq!(unused(vec![template], &referenced, 1000, 100).len() == 1, deleted, "{id}");
+        }
+    }
 }

@@ -24,11 +24,11 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::api::AppState;
+use crate::app::AppState;
 use crate::error::{Error, Result};
 use crate::hostfactory::{RequestRef, RequestState, RequestStatusInput};
 use crate::metrics::ReconcileFigures;
-use crate::service::Caller;
+use crate::calls::Caller;
 use crate::store::{RequestRecord, RequestStatus, now, unless_stale};
 
 /// What one pass did, in counts (and the errors it met).
@@ -153,7 +153,7 @@ async fn refresh(state: &AppState, launching: &[&RequestRecord], report: &mut Re
     for (provider, requests) in by_provider {
         let asked = requests.len();
         let input = RequestStatusInput { requests };
-        let answer = crate::service::status_of(state, provider, input, Caller::Reconciler).await?;
+        let answer = crate::calls::status_of(state, provider, input, Caller::Reconciler).await?;
         report.refreshed += asked;
         report.finished += answer.requests.iter().filter(|r| r.status != RequestState::Running).count();
     }

@@ -11,17 +11,17 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::api::AppState;
+use crate::app::AppState;
 use crate::error::Result;
-use crate::provision::instances::{self, Observed};
-use crate::provision::tags;
-use crate::service::machine_record;
+use crate::cloud::Observed;
+use crate::cloud::tags;
+use crate::calls::machine_record;
 use crate::store::{MachineRecord, RequestKind, RequestRecord};
 
 use super::{Report, seconds};
 
 pub(super) async fn sweep(state: &AppState, now: i64, report: &mut Report) -> Result<()> {
-    let managed = instances::find_managed(&state.ec2).await?;
+    let managed = state.cloud.find_managed().await?;
     if managed.is_empty() {
         return Ok(());
     }
@@ -67,7 +67,7 @@ pub(super) async fn sweep(state: &AppState, now: i64, report: &mut Report) -> Re
         tracing::warn!(?adopted, "unrecorded instances adopted by their unfinished request");
     }
     if !doomed.is_empty() {
-        instances::terminate(&state.ec2, &doomed).await?;
+        state.cloud.terminate(&doomed).await?;
         report.orphans_terminated += doomed.len();
         tracing::warn!(terminated = ?doomed, "orphaned tagged instances terminated");
     }

@@ -6,11 +6,11 @@
 
 use std::collections::HashSet;
 
-use crate::api::AppState;
+use crate::app::AppState;
 use crate::error::Result;
-use crate::provision::{instances, tags};
-use crate::service::{capacity, machine_record};
-use crate::store::{MachineRecord, RequestKind, RequestRecord, RequestStatus, capacity_key};
+use crate::cloud::tags;
+use crate::calls::{capacity, machine_record};
+use crate::store::{InstanceState, MachineRecord, RequestKind, RequestRecord, RequestStatus, capacity_key};
 
 use super::{Report, reread, seconds, write, write_back};
 
@@ -27,7 +27,7 @@ pub(super) async fn heal(state: &AppState, request_id: &str, now: i64, report: &
 
 async fn adopt_or_fail(state: &AppState, mut request: RequestRecord, now: i64, report: &mut Report) -> Result<bool> {
     let request_id = request.request_id.clone();
-    let found = instances::find_tagged(&state.ec2, tags::REQUEST_ID, &request_id).await?;
+    let found = state.cloud.find_tagged(tags::REQUEST_ID, &request_id).await?;
     let key = capacity_key(&request.provider, &request.template_id);
     if found.is_empty() {
         let waited = seconds(state.config.reconcile.pending_timeout);
@@ -74,8 +74,8 @@ async fn adopt_or_fail(state: &AppState, mut request: RequestRecord, now: i64, r
 
 async fn resend_return(state: &AppState, mut request: RequestRecord, now: i64, report: &mut Report) -> Result<bool> {
     let machines = state.store.machines.list_by_return_request(&request.request_id).await?;
-    let ids: Vec<String> = machines.iter().filter(|m| m.state != "terminated").map(|m| m.machine_id.clone()).collect();
-    instances::terminate(&state.ec2, &ids).await?;
+    let ids: Vec<String> = machines.iter().filter(|m| m.state != InstanceState::Terminated).map(|m| m.machine_id.clone()).collect();
+    state.cloud.terminate(&ids).await?;
     request.status = RequestStatus::InProgress;
     request.message = format!("Delete VM success: {} machine(s) terminating.", ids.len());
     request.updated_at = now;

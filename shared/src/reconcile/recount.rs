@@ -22,10 +22,10 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::api::AppState;
+use crate::app::AppState;
 use crate::error::Result;
 use crate::hostfactory::MachineResult;
-use crate::service::{capacity, deferred_api};
+use crate::calls::capacity;
 use crate::store::{Counter, MachineRecord, RequestKind, RequestRecord, RequestStatus, capacity_key, now};
 
 use super::{Report, seconds};
@@ -111,7 +111,7 @@ fn held_units(
     let reserved: u64 = unfinished
         .values()
         .filter(|r| r.kind == RequestKind::Provision && r.provider == provider && r.template_id == template_id)
-        .filter(|r| r.status == RequestStatus::InProgress && deferred_api(r, None).is_some())
+        .filter(|r| r.status == RequestStatus::InProgress && r.owner(None).fills_later())
         .map(|r| {
             let filled: u32 = machines.iter().filter(|m| m.request_id == r.request_id).map(|m| m.units).sum();
             u64::from(r.machine_count.saturating_sub(filled))

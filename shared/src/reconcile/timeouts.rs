@@ -3,11 +3,10 @@
 //! finishes `complete_with_error` the way getRequestStatus finishes a failed one (capacity of
 //! the failed machines released, a message naming the cause).
 
-use crate::api::AppState;
+use crate::app::AppState;
 use crate::error::Result;
 use crate::hostfactory::MachineResult;
-use crate::provision::instances;
-use crate::service::finish_with_error;
+use crate::calls::finish_with_error;
 use crate::store::{RequestKind, RequestStatus, unless_stale};
 
 use super::{Report, reread, seconds};
@@ -36,7 +35,7 @@ pub(super) async fn expire(state: &AppState, request_id: &str, now: i64, report:
         return Ok(());
     }
     let ids: Vec<String> = stuck.iter().map(|m| m.machine_id.clone()).collect();
-    instances::terminate(&state.ec2, &ids).await?;
+    state.cloud.terminate(&ids).await?;
     for machine in &stuck {
         unless_stale(state.store.machines.update(machine).await)?;
     }

@@ -32,8 +32,8 @@ use crate::config::{Config, StoreLocation};
 use crate::error::{Error, Result};
 
 pub use model::{
-    CapacityChange, Counter, Direction, Lifecycle, MachineRecord, PROVISION_PREFIX, Page, RETURN_PREFIX, RequestKind,
-    RequestRecord, RequestStatus, Reservation, expiry, limit, now,
+    CapacityChange, Counter, Direction, InstanceState, Lifecycle, MachineRecord, Owner, PROVISION_PREFIX, Page,
+    RETURN_PREFIX, RequestKind, RequestRecord, RequestStatus, Reservation, expiry, limit, now,
 };
 pub use table::{MachineQueries, RequestQueries, Table};
 pub use versioned::Versioned;

@@ -6,7 +6,11 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::hostfactory::{MachineResult, RequestState};
-use crate::templates::FleetType;
+use crate::templates::{FleetType, Template};
+
+mod state;
+
+pub use state::{InstanceState, Owner};
 
 /// Prefix of provisioning request ids (`req-<uuid>`).
 pub const PROVISION_PREFIX: &str = "req-";
@@ -105,6 +109,24 @@ pub struct RequestRecord {
 }
 
 impl RequestRecord {
+    /// Who holds the request's instances. The fleet type as recorded; records from before it
+    /// was (and ORB imports) ask the template (with neither, an EC2 Fleet is taken for the
+    /// instant kind: its machines are recorded, and a Spot Fleet for the `request` kind).
+    pub fn owner(&self, template: Option<&Template>) -> Owner {
+        let kind = self.fleet_type.or_else(|| template.and_then(Template::fleet_type));
+        match (self.provider_api.as_deref(), &self.fleet_id, &self.asg_name) {
+            (Some("SpotFleet"), Some(id), _) => {
+                let kind = if kind == Some(FleetType::Maintain) { FleetType::Maintain } else { FleetType::Request };
+                Owner::SpotFleet { id: id.clone(), kind }
+            }
+            (Some("EC2Fleet"), Some(id), _) => {
+                Owner::Ec2Fleet { id: id.clone(), kind: kind.unwrap_or(FleetType::Instant) }
+            }
+            (Some("ASG"), _, Some(name)) => Owner::Asg { name: name.clone() },
+            _ => Owner::Instances,
+        }
+    }
+
     /// A new `Pending` request with a fresh `req-`/`ret-` id, version 1.
     pub fn new(kind: RequestKind, template_id: &str, provider: &str, machine_count: u32, now: i64) -> Self {
         RequestRecord {
@@ -157,6 +179,28 @@ pub enum Lifecycle {
     Ondemand,
 }
 
+impl Lifecycle {
+    /// EC2's `InstanceLifecycle`: `spot` is Spot; none (and `scheduled`, `capacity-block`) is
+    /// billed On-Demand.
+    pub fn of_ec2(lifecycle: Option<&str>) -> Self {
+        if lifecycle == Some("spot") { Lifecycle::Spot } else { Lifecycle::Ondemand }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lifecycle::Spot => "spot",
+            Lifecycle::Ondemand => "ondemand",
+        }
+    }
+}
+
+/// Compared with EC2's spelling, as the contract tests do (`i.lifecycle == "spot"`).
+impl PartialEq<&str> for Lifecycle {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MachineRecord {
@@ -179,8 +223,8 @@ pub struct MachineRecord {
     pub name: String,
     pub private_ip_address: String,
     pub public_ip_address: String,
-    /// EC2 state name (`pending`, `running`, `shutting-down`, `terminated`, ...).
-    pub state: String,
+    /// EC2 state, stored by its name (`pending`, `running`, `shutting-down`, `terminated`, ...).
+    pub state: InstanceState,
     /// HostFactory's per-machine result for the request it belongs to now.
     pub result: MachineResult,
     /// Epoch seconds (EC2 LaunchTime).

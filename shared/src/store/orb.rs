@@ -265,7 +265,7 @@ fn convert_machine(orb: OrbMachine, provider: &str, retention: Duration) -> Resu
         version: orb.version,
         updated_at,
         expires_at: (state == "terminated").then(|| imported_expiry(updated_at, retention)),
-        state,
+        state: state.as_str().into(),
         machine_id: orb.machine_id,
     })
 }

@@ -2,7 +2,8 @@
 //! AWS plugin mapping).
 
 use crate::hostfactory::{MachineResult, RequestState};
-use crate::provision::instances::Observed;
+use crate::cloud::Observed;
+use crate::store::InstanceState;
 
 /// Result of a machine in a **provisioning** request. `None` means EC2 does not know it.
 /// A running instance counts as usable only once it has a host name and a private IP.
@@ -10,15 +11,17 @@ pub fn provisioning_result(observed: Option<&Observed>) -> (MachineResult, &'sta
     let Some(instance) = observed else {
         return (MachineResult::Fail, "instance not found in EC2");
     };
-    match instance.state.as_str() {
-        "running" if instance.private_dns_name.is_empty() || instance.private_ip_address.is_empty() => {
+    match instance.state {
+        InstanceState::Running if instance.private_dns_name.is_empty() || instance.private_ip_address.is_empty() => {
             (MachineResult::Executing, "")
         }
-        "running" => (MachineResult::Succeed, ""),
-        "pending" | "shutting-down" | "stopping" => (MachineResult::Executing, ""),
-        "terminated" => (MachineResult::Fail, "instance terminated before it was returned"),
-        "stopped" => (MachineResult::Fail, "instance stopped"),
-        _ => (MachineResult::Executing, ""),
+        InstanceState::Running => (MachineResult::Succeed, ""),
+        InstanceState::Pending | InstanceState::ShuttingDown | InstanceState::Stopping => {
+            (MachineResult::Executing, "")
+        }
+        InstanceState::Terminated => (MachineResult::Fail, "instance terminated before it was returned"),
+        InstanceState::Stopped => (MachineResult::Fail, "instance stopped"),
+        InstanceState::Other(_) => (MachineResult::Executing, ""),
     }
 }
 
@@ -27,9 +30,9 @@ pub fn return_result(observed: Option<&Observed>) -> (MachineResult, &'static st
     let Some(instance) = observed else {
         return (MachineResult::Succeed, "");
     };
-    match instance.state.as_str() {
-        "terminated" | "stopped" => (MachineResult::Succeed, ""),
-        "running" => (MachineResult::Fail, "instance is still running"),
+    match instance.state {
+        InstanceState::Terminated | InstanceState::Stopped => (MachineResult::Succeed, ""),
+        InstanceState::Running => (MachineResult::Fail, "instance is still running"),
         _ => (MachineResult::Executing, ""),
     }
 }
@@ -66,7 +69,7 @@ mod tests {
             private_ip_address: "10.0.0.1".into(),
             public_ip_address: String::new(),
             launch_time: 1,
-            lifecycle: "ondemand".into(),
+            lifecycle: crate::store::Lifecycle::Ondemand,
             state_reason: String::new(),
             tags: Default::default(),
         }

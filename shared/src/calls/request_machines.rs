@@ -6,15 +6,13 @@
 //! answered; a request HostFactory then never polls (the answer was lost) is unclaimed and
 //! reaped by the reconciler (`reconcile::abandoned`).
 
-use crate::api::AppState;
+use crate::app::AppState;
 use crate::error::{Error, Result};
 use crate::hostfactory::{MachineResult, RequestAccepted, RequestMachinesInput};
-use crate::provision::instances::Observed;
-use crate::store::{
-    Direction, Lifecycle, MachineRecord, RequestKind, RequestRecord, RequestStatus, Reservation, capacity_key, now,
-};
+use crate::cloud::{Launched, Observed};
+use crate::store::{Direction, MachineRecord, RequestKind, RequestRecord, RequestStatus, Reservation, capacity_key, now};
 
-use super::{capacity, launch};
+use super::capacity;
 
 pub async fn request_machines(
     state: &AppState,
@@ -44,9 +42,9 @@ pub async fn request_machines(
         capacity::apply_now(state, capacity::change(op_id, &key, Direction::Release, count)).await;
         return Err(err);
     }
-    let launched = match launch::launch(state, template, provider, &request.request_id, count).await {
+    let launched = match state.cloud.launch(template, provider, &request.request_id, count).await {
         Ok(launched) => launched,
-        Err(err) => launch::Launched::failed(err),
+        Err(err) => Launched::failed(err),
     };
     record_launch(state, request, launched).await
 }
@@ -60,7 +58,7 @@ pub async fn request_machines(
 async fn record_launch(
     state: &AppState,
     mut request: RequestRecord,
-    mut launched: launch::Launched,
+    mut launched: Launched,
 ) -> Result<RequestAccepted> {
     let count = request.machine_count;
     let key = capacity_key(&request.provider, &request.template_id);
@@ -108,7 +106,7 @@ async fn record_launch(
 /// resolves it from EC2 after `HOSTFACTORY_PENDING_TIMEOUT_SECS` (adopts every instance tagged
 /// with its id and gives back what did not start). Releasing now could let instances run beyond
 /// `maxNumber`; answering an error would hide them from HostFactory.
-async fn outcome_unknown(state: &AppState, request: RequestRecord, launched: launch::Launched) -> RequestAccepted {
+async fn outcome_unknown(state: &AppState, request: RequestRecord, launched: Launched) -> RequestAccepted {
     record_machines(state, &request, &launched).await;
     let err = launched.error.map(|e| e.to_string()).unwrap_or_default();
     let started = launched.instances.len();
@@ -123,7 +121,7 @@ async fn outcome_unknown(state: &AppState, request: RequestRecord, launched: lau
 
 /// Records the machines the launch started; a failed write is logged (the reconciler adopts
 /// them by tag).
-async fn record_machines(state: &AppState, request: &RequestRecord, launched: &launch::Launched) {
+async fn record_machines(state: &AppState, request: &RequestRecord, launched: &Launched) {
     let machines: Vec<MachineRecord> = launched
         .instances
         .iter()
@@ -149,7 +147,7 @@ async fn write_and_settle(state: &AppState, request: &RequestRecord, healed: &st
     }
 }
 
-fn accepted_message(request: &RequestRecord, launched: &launch::Launched, started: u32, count: u32) -> String {
+fn accepted_message(request: &RequestRecord, launched: &Launched, started: u32, count: u32) -> String {
     match (&launched.error, &request.fleet_id, &request.asg_name) {
         (Some(err), _, _) => format!("Launched {started} of {count} machine(s); {err}"),
         (None, _, Some(group)) if launched.deferred => {
@@ -175,7 +173,7 @@ pub(crate) fn machine_record(instance: &Observed, request: &RequestRecord) -> Ma
         state: instance.state.clone(),
         result: MachineResult::Executing,
         launchtime: instance.launch_time,
-        lifecycle: if instance.lifecycle == "spot" { Lifecycle::Spot } else { Lifecycle::Ondemand },
+        lifecycle: instance.lifecycle,
         interrupted_at: None,
         units: 1,
         reclaimed_at: None,

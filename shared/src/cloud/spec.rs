@@ -1,134 +1,28 @@
-//! Launching a template's instances with RunInstances, every instance and volume tagged at
-//! launch so nothing we start is ever anonymous.
-
-use std::collections::HashMap;
+//! What one launch sends, whatever the API: the template's image, type, network, profile, root
+//! volume and user data, and the ownership tags every instance, volume and fleet carries at
+//! launch, so nothing we start is ever anonymous.
 
 use aws_sdk_ec2::types::{
-    BlockDeviceMapping, EbsBlockDevice, IamInstanceProfileSpecification, InstanceType, ResourceType, Tag,
-    TagSpecification, VolumeType as Ec2VolumeType,
+    BlockDeviceMapping, EbsBlockDevice, IamInstanceProfileSpecification, ResourceType, Tag, TagSpecification,
+    VolumeType as Ec2VolumeType,
 };
 
-use crate::api::AppState;
 use crate::error::{Error, Result};
-use crate::provision::instances::Observed;
-use crate::provision::tags;
-use crate::templates::{FleetType, ProviderApi, Template, VolumeType};
+use crate::templates::{Template, VolumeType};
 
-/// What one launch produced: the instances EC2 started, and the error that stopped it short.
-#[derive(Default)]
-pub struct Launched {
-    pub instances: Vec<Observed>,
-    /// Units of each instance that fills more than one (weighted fleets); others fill one.
-    pub unit_of: HashMap<String, u32>,
-    pub error: Option<Error>,
-    /// The EC2 Fleet or Spot Fleet holding the instances.
-    pub fleet_id: Option<String>,
-    /// The Auto Scaling group holding the instances.
-    pub asg_name: Option<String>,
-    pub launch_template_id: Option<String>,
-    /// The fleet or group fills its target after the call: getRequestStatus discovers its
-    /// instances, so nothing launched yet is not a shortfall.
-    pub deferred: bool,
-}
-
-impl Launched {
-    /// A launch that failed before anything started.
-    pub fn failed(error: Error) -> Self {
-        Launched { error: Some(error), ..Launched::default() }
-    }
-
-    /// Capacity units `instance_id` fills: its `vmTypes` weight, else one.
-    pub fn units_of(&self, instance_id: &str) -> u32 {
-        self.unit_of.get(instance_id).copied().unwrap_or(1)
-    }
-
-    /// Capacity units the instances fill.
-    pub fn units(&self) -> u32 {
-        self.instances.iter().map(|i| self.units_of(&i.instance_id)).sum()
-    }
-}
-
-/// Launches `count` units of `template` with the API it names.
-pub async fn launch(
-    state: &AppState,
-    template: &Template,
-    provider: &str,
-    request_id: &str,
-    count: u32,
-) -> Result<Launched> {
-    let spec = LaunchSpec::new(&state.ec2, template, provider, request_id).await?;
-    match (template.provider_api(), template.fleet_type()) {
-        (ProviderApi::RunInstances, _) => Ok(run_instances(&state.ec2, &spec, request_id, count).await),
-        (ProviderApi::Ec2Fleet, Some(FleetType::Instant)) => {
-            super::fleet::create_instant_fleet(&state.ec2, template, &spec, count).await
-        }
-        (ProviderApi::Ec2Fleet, fleet_type) => {
-            super::fleet::create_fleet(&state.ec2, template, &spec, count, fleet_type.unwrap_or(FleetType::Request))
-                .await
-        }
-        (ProviderApi::SpotFleet, fleet_type) => {
-            super::spot_fleet::request_spot_fleet(&state.ec2, template, &spec, request_id, count, fleet_type).await
-        }
-        (ProviderApi::Asg, _) => super::asg::create_group(state, template, &spec, request_id, count).await,
-    }
-}
-
-/// Launches up to `count` instances with RunInstances (MinCount=1, MaxCount=remaining). EC2
-/// may fill less than MaxCount (and moto fills exactly MinCount), so the remainder is asked
-/// for again, at most `count` calls in all, until filled or until EC2 refuses.
-pub(super) async fn run_instances(
-    ec2: &aws_sdk_ec2::Client,
-    spec: &LaunchSpec,
-    request_id: &str,
-    count: u32,
-) -> Launched {
-    let mut instances: Vec<Observed> = Vec::new();
-    let mut error = None;
-    for _ in 0..count {
-        let remaining = count.saturating_sub(u32::try_from(instances.len()).unwrap_or(u32::MAX));
-        if remaining == 0 {
-            break;
-        }
-        match spec.send(ec2, remaining).await {
-            Ok(started) if started.is_empty() => break,
-            Ok(started) => instances.extend(started),
-            Err(err) => {
-                error = Some(err);
-                break;
-            }
-        }
-    }
-    tracing::info!(
-        request_id,
-        launched = instances.len(),
-        requested = count,
-        failed = error.is_some(),
-        "RunInstances done"
-    );
-    Launched { instances, error, ..Launched::default() }
-}
-
-/// The On-Demand part of a Spot template with RunInstances: the first `vmTypesOnDemand`, else
-/// the template's type.
-pub(super) async fn run_on_demand(
-    ec2: &aws_sdk_ec2::Client,
-    template: &Template,
-    spec: &LaunchSpec,
-    request_id: &str,
-    count: u32,
-) -> Launched {
-    let mut spec = spec.clone();
-    if let Some(instance_type) = template.vm_types_on_demand.keys().next() {
-        spec.instance_type = instance_type.clone();
-    }
-    run_instances(ec2, &spec, request_id, count).await
+/// Tags every launched instance, volume and fleet carries, so the reconciler can find them.
+pub mod tags {
+    pub const REQUEST_ID: &str = "hostfactory:request-id";
+    pub const TEMPLATE_ID: &str = "hostfactory:template-id";
+    pub const PROVIDER: &str = "hostfactory:provider";
+    pub const MANAGED: &str = "hostfactory:managed";
 }
 
 /// Everything of one RunInstances call but the count.
 #[derive(Clone)]
 pub struct LaunchSpec {
     pub(super) image_id: String,
-    instance_type: String,
+    pub(super) instance_type: String,
     pub(super) subnet_id: Option<String>,
     pub(super) security_group_ids: Vec<String>,
     pub(super) key_name: Option<String>,
@@ -176,27 +70,6 @@ impl LaunchSpec {
             request_tags,
             template_tags,
         })
-    }
-
-    pub(super) async fn send(&self, ec2: &aws_sdk_ec2::Client, count: u32) -> Result<Vec<Observed>> {
-        let max = i32::try_from(count).unwrap_or(i32::MAX);
-        let output = ec2
-            .run_instances()
-            .image_id(&self.image_id)
-            .instance_type(InstanceType::from(self.instance_type.as_str()))
-            .min_count(1)
-            .max_count(max)
-            .set_subnet_id(self.subnet_id.clone())
-            .set_security_group_ids((!self.security_group_ids.is_empty()).then(|| self.security_group_ids.clone()))
-            .set_key_name(self.key_name.clone())
-            .set_iam_instance_profile(self.instance_profile.clone())
-            .set_block_device_mappings(self.root_volume.clone().map(|m| vec![m]))
-            .set_user_data(self.user_data.clone())
-            .set_tag_specifications(Some(self.tag_specifications(&[ResourceType::Instance, ResourceType::Volume])))
-            .send()
-            .await
-            .map_err(|err| Error::aws(format!("launching {count} instance(s) of {}", self.instance_type), err))?;
-        Ok(output.instances().iter().filter_map(Observed::from_instance).collect())
     }
 
     /// The request's tags for each of `resources`.

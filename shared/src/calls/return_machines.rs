@@ -2,17 +2,16 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::api::AppState;
+use crate::app::AppState;
 use crate::error::{Error, Result};
 use crate::hostfactory::{
     MachineRef, MachineResult, RequestAccepted, ReturnMachinesInput, ReturnRequest, ReturnRequestsInput,
     ReturnRequestsResponse,
 };
-use crate::provision::instances;
 
 use super::shrink;
 use crate::store::{
-    Lifecycle, MAX_TRANSACTION_MACHINES, MachineRecord, RequestKind, RequestRecord, RequestStatus, now,
+    InstanceState, Lifecycle, MAX_TRANSACTION_MACHINES, MachineRecord, RequestKind, RequestRecord, RequestStatus, now,
 };
 
 /// Seconds between a Spot interruption warning and the instance's end.
@@ -47,7 +46,7 @@ async fn return_once(state: &AppState, provider: &str, input: &ReturnMachinesInp
         .await?
         .into_iter()
         .filter(|m| m.provider == provider)
-        .partition(|m| m.state != "terminated");
+        .partition(|m| m.state != InstanceState::Terminated);
     let now = now();
     forget_reclaimed(state, gone, now).await;
     let (returning, fresh) = already_returning(state, known).await?;
@@ -130,7 +129,7 @@ async fn terminate(
     let request_id = request.request_id.clone();
     let ids: Vec<String> = marked.iter().map(|m| m.machine_id.clone()).collect();
     let outcome = match shrink::release_from_owners(state, provider, marked).await {
-        Ok(()) => instances::terminate(&state.ec2, &ids).await,
+        Ok(()) => state.cloud.terminate(&ids).await,
         failed => failed,
     };
     if let Err(err) = outcome {
@@ -198,7 +197,7 @@ pub async fn get_return_requests(
         })
         .collect();
     let ids: Vec<String> = hosts.iter().map(|(_, id)| id.clone()).collect::<HashSet<_>>().into_iter().collect();
-    let observed = if ids.is_empty() { HashMap::new() } else { instances::describe(&state.ec2, &ids).await? };
+    let observed = if ids.is_empty() { HashMap::new() } else { state.cloud.describe(&ids).await? };
 
     let now = now();
     let requests: Vec<ReturnRequest> = hosts
@@ -206,7 +205,7 @@ pub async fn get_return_requests(
         .filter_map(|(machine, id)| {
             let grace = match (observed.get(&id), known.get(&id)) {
                 (None, _) => 0,
-                (Some(seen), _) if seen.state == "terminated" || seen.state == "stopped" => 0,
+                (Some(seen), _) if matches!(seen.state, InstanceState::Terminated | InstanceState::Stopped) => 0,
                 (Some(_), Some(MachineRecord { lifecycle: Lifecycle::Spot, interrupted_at: Some(at), .. })) => {
                     (SPOT_WARNING_SECS - (now - at)).max(0)
                 }
@@ -246,7 +245,7 @@ async fn reclaimed(state: &AppState, provider: &str) -> Result<ReturnRequestsRes
         .into_iter()
         .filter(|m| m.return_request_id.is_none())
         .map(|m| {
-            let running = !matches!(m.state.as_str(), "shutting-down" | "stopped" | "terminated");
+            let running = !matches!(m.state, InstanceState::ShuttingDown | InstanceState::Stopped | InstanceState::Terminated);
             let grace = match (m.lifecycle, m.interrupted_at) {
                 (Lifecycle::Spot, Some(at)) if running => (SPOT_WARNING_SECS - (now - at)).max(0),
                 _ => 0,

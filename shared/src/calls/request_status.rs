@@ -11,21 +11,21 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use futures::future::{join_all, try_join_all};
 
-use crate::api::AppState;
+use crate::app::AppState;
 use crate::error::{Error, Result};
 use crate::hostfactory::{
     MachineResult, MachineStatus, RequestState, RequestStatus as HfRequestStatus, RequestStatusInput,
     RequestStatusResponse,
 };
-use crate::provision::instances::{self, Observed};
-use crate::provision::status::{provisioning_result, request_state, return_result};
+use crate::cloud::Observed;
+use super::outcome::{provisioning_result, request_state, return_result};
 use crate::store::{
-    CapacityChange, Direction, Lifecycle, MachineRecord, RequestKind, RequestRecord, RequestStatus, capacity_key, now,
-    unless_stale,
+    CapacityChange, Direction, InstanceState, MachineRecord, RequestKind, RequestRecord, RequestStatus, capacity_key,
+    now, unless_stale,
 };
 
 use super::claim::{Caller, claim};
-use super::{capacity, fleets};
+use super::{capacity, filling};
 
 /// How long a just-launched instance may be missing from DescribeInstances (EC2 is eventually
 /// consistent) before it counts as failed.
@@ -73,7 +73,7 @@ pub async fn status_of(
     }))
     .await?;
     let mut machines: HashMap<String, Vec<MachineRecord>> = listings.into_iter().collect();
-    let fleets = fleets::refresh_fleets(state, provider, &records, &mut machines).await?;
+    let fleets = filling::refresh_fleets(state, provider, &records, &mut machines).await?;
     for claimed in fleets.values().filter_map(|f| f.claimed.clone()) {
         records.insert(claimed.request_id.clone(), claimed);
     }
@@ -85,8 +85,8 @@ pub async fn status_of(
         .collect::<HashSet<_>>()
         .into_iter()
         .collect();
-    let observed = if live.is_empty() { HashMap::new() } else { instances::describe(&state.ec2, &live).await? };
-    fleets::tag_adopted(state, &fleets, &machines, &observed).await;
+    let observed = if live.is_empty() { HashMap::new() } else { state.cloud.describe(&live).await? };
+    filling::tag_adopted(state, &fleets, &machines, &observed).await;
 
     let mut answers = Vec::with_capacity(ids.len());
     for id in &ids {
@@ -118,7 +118,7 @@ async fn refresh(
     mut request: RequestRecord,
     mut machines: Vec<MachineRecord>,
     observed: &HashMap<String, Observed>,
-    fleet: Option<&fleets::FleetProgress>,
+    fleet: Option<&filling::FleetProgress>,
 ) -> Result<HfRequestStatus> {
     let now = now();
     let mut changed = Vec::new();
@@ -143,9 +143,9 @@ async fn refresh(
                 machine.private_ip_address = instance.private_ip_address.clone();
                 machine.public_ip_address = instance.public_ip_address.clone();
                 machine.launchtime = instance.launch_time;
-                machine.lifecycle = if instance.lifecycle == "spot" { Lifecycle::Spot } else { Lifecycle::Ondemand };
+                machine.lifecycle = instance.lifecycle;
             }
-            None if result != MachineResult::Executing => machine.state = "terminated".to_owned(),
+            None if result != MachineResult::Executing => machine.state = InstanceState::Terminated,
             None => {}
         }
         machine.result = result;
@@ -334,7 +334,7 @@ pub(super) fn machine_status(machine: &MachineRecord) -> MachineStatus {
         machine_id: machine.machine_id.clone(),
         name: machine.name.clone(),
         result: machine.result,
-        status: machine.state.clone(),
+        status: machine.state.to_string(),
         private_ip_address: machine.private_ip_address.clone(),
         public_ip_address: machine.public_ip_address.clone(),
         launchtime: machine.launchtime,
@@ -353,9 +353,10 @@ pub(crate) async fn finish_with_error(
     now: i64,
 ) -> Result<()> {
     let mut shortfall = 0;
-    if let Some(api) = super::discover::deferred_api(request, None) {
+    let owner = request.owner(None);
+    if owner.fills_later() {
         let filled: u32 = machines.iter().filter(|m| m.result != MachineResult::Fail).map(|m| m.units).sum();
-        super::shrink::stop_filling(state, request, api, None, filled).await?;
+        state.cloud.stop_filling(&owner, filled).await?;
         shortfall = request.machine_count.saturating_sub(machines.iter().map(|m| m.units).sum());
     }
     finish(state, request, machines, RequestState::CompleteWithError, now, (shortfall, 0)).await.map(|_| ())

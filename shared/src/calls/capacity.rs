@@ -20,7 +20,7 @@
 
 use std::collections::HashMap;
 
-use crate::api::AppState;
+use crate::app::AppState;
 use crate::error::{Error, Result};
 use crate::store::{CapacityChange, Direction, PENDING_CHANGE_LIFETIME, RequestRecord, now};
 

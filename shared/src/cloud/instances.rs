@@ -1,10 +1,17 @@
-//! Observing and terminating EC2 instances in as few calls as the API allows.
+//! Observing, tagging and terminating EC2 instances in as few calls as the API allows.
 
 use std::collections::HashMap;
 
-use aws_sdk_ec2::types::{Filter, Instance};
+use aws_sdk_ec2::types::{Filter, Instance, Tag};
 
+use super::Found;
+use super::spec::tags;
 use crate::error::{Error, Result};
+use crate::store::{InstanceState, Lifecycle};
+
+/// The states of an instance the reconciler checks: not terminated or terminating.
+const LIVE: [InstanceState; 4] =
+    [InstanceState::Pending, InstanceState::Running, InstanceState::Stopping, InstanceState::Stopped];
 
 /// DescribeInstances and TerminateInstances take at most 1,000 instance ids per call.
 pub const MAX_IDS_PER_CALL: usize = 1000;
@@ -13,16 +20,15 @@ pub const MAX_IDS_PER_CALL: usize = 1000;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Observed {
     pub instance_id: String,
-    /// EC2 `State.Name`: pending, running, shutting-down, terminated, stopping, stopped.
-    pub state: String,
+    /// EC2 `State.Name`.
+    pub state: InstanceState,
     /// PrivateDnsName: the host name the instance registers with in the Symphony cluster.
     pub private_dns_name: String,
     pub private_ip_address: String,
     pub public_ip_address: String,
     /// LaunchTime as epoch seconds (UTC).
     pub launch_time: i64,
-    /// `spot` or `ondemand`.
-    pub lifecycle: String,
+    pub lifecycle: Lifecycle,
     /// EC2's reason for the last state change (e.g. `Server.SpotInstanceTermination`).
     pub state_reason: String,
     pub tags: HashMap<String, String>,
@@ -34,15 +40,12 @@ impl Observed {
         let text = |v: Option<&str>| v.unwrap_or_default().to_owned();
         Some(Observed {
             instance_id,
-            state: instance.state().and_then(|s| s.name()).map(|n| n.as_str().to_owned()).unwrap_or_default(),
+            state: InstanceState::parse(instance.state().and_then(|s| s.name()).map_or("", |n| n.as_str())),
             private_dns_name: text(instance.private_dns_name()),
             private_ip_address: text(instance.private_ip_address()),
             public_ip_address: text(instance.public_ip_address()),
             launch_time: instance.launch_time().map(|t| t.secs()).unwrap_or_default(),
-            lifecycle: match instance.instance_lifecycle() {
-                Some(lifecycle) => lifecycle.as_str().to_owned(),
-                None => "ondemand".to_owned(),
-            },
+            lifecycle: Lifecycle::of_ec2(instance.instance_lifecycle().map(|l| l.as_str())),
             state_reason: instance.state_reason().and_then(|r| r.code()).map(str::to_owned).unwrap_or_default(),
             tags: instance
                 .tags()
@@ -59,12 +62,12 @@ impl Observed {
     pub fn launching(instance_id: &str) -> Observed {
         Observed {
             instance_id: instance_id.to_owned(),
-            state: "pending".to_owned(),
+            state: InstanceState::Pending,
             private_dns_name: String::new(),
             private_ip_address: String::new(),
             public_ip_address: String::new(),
             launch_time: crate::store::now(),
-            lifecycle: "ondemand".to_owned(),
+            lifecycle: Lifecycle::Ondemand,
             state_reason: String::new(),
             tags: HashMap::new(),
         }
@@ -101,10 +104,10 @@ pub async fn find_tagged(ec2: &aws_sdk_ec2::Client, tag: &str, value: &str) -> R
 /// what the reconciler checks against its records, in one paginated call.
 pub async fn find_managed(ec2: &aws_sdk_ec2::Client) -> Result<Vec<Observed>> {
     let filters = vec![
-        Filter::builder().name(format!("tag:{}", super::tags::MANAGED)).values("true").build(),
+        Filter::builder().name(format!("tag:{}", tags::MANAGED)).values("true").build(),
         Filter::builder()
             .name("instance-state-name")
-            .set_values(Some(["pending", "running", "stopping", "stopped"].map(String::from).to_vec()))
+            .set_values(Some(LIVE.iter().map(|state| state.as_str().to_owned()).collect()))
             .build(),
     ];
     find(ec2, filters, "finding instances tagged hostfactory:managed=true").await
@@ -130,4 +133,49 @@ pub async fn terminate(ec2: &aws_sdk_ec2::Client, ids: &[String]) -> Result<()> 
             .map_err(|err| Error::aws(format!("terminating {} instances", chunk.len()), err))?;
     }
     Ok(())
+}
+
+/// Adds the request id tag to `ids` with one CreateTags call.
+pub(super) async fn tag_request_id(ec2: &aws_sdk_ec2::Client, ids: &[String], request_id: &str) -> Result<()> {
+    let tag = Tag::builder().key(tags::REQUEST_ID).value(request_id).build();
+    ec2.create_tags()
+        .set_resources(Some(ids.to_vec()))
+        .tags(tag)
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|err| Error::aws("tagging adopted instances", err))
+}
+
+/// One page of a fleet's active instances (id, units) and the token of the next.
+pub(super) struct Page {
+    pub active: Vec<(String, u32)>,
+    pub next: Option<String>,
+}
+
+/// A failed page: the AWS error code (a `...NotFound` code means the fleet is gone) and the error.
+pub(super) type PageError = (Option<String>, Error);
+
+/// Every page of a fleet's instances, `fetch` asked with the previous page's token; a fleet AWS
+/// does not know (a `NotFound` code) is gone with what was found so far.
+pub(super) async fn collect_pages<F, Fut>(mut fetch: F) -> Result<Found>
+where
+    F: FnMut(Option<String>) -> Fut,
+    Fut: Future<Output = Result<Page, PageError>>,
+{
+    let mut instances = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        match fetch(token.take()).await {
+            Ok(page) => {
+                instances.extend(page.active.into_iter().filter(|(id, _)| !id.is_empty()));
+                match page.next {
+                    Some(next) if !next.is_empty() => token = Some(next),
+                    _ => return Ok(Found { instances, gone: false }),
+                }
+            }
+            Err((Some(code), _)) if code.contains("NotFound") => return Ok(Found { instances, gone: true }),
+            Err((_, err)) => return Err(err),
+        }
+    }
 }

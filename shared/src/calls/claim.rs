@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use crate::api::AppState;
+use crate::app::AppState;
 use crate::error::{Error, Result};
 use crate::store::{RequestRecord, now};
 

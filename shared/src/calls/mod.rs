@@ -1,0 +1,23 @@
+//! The use cases, named after the HostFactory calls behind the requests and machines routes
+//! (spec §2.2–2.5), independent of HTTP: each takes the application state, the caller's
+//! provider instance and the parsed input. `filling` follows the fleets and groups that fill
+//! after the call, `outcome` maps EC2 states onto HostFactory's results.
+
+mod claim;
+pub(crate) mod capacity;
+mod discover;
+mod filling;
+pub mod outcome;
+mod request_machines;
+mod return_machines;
+mod shrink;
+mod request_status;
+
+pub use request_machines::request_machines;
+pub use return_machines::{get_return_requests, request_return_machines};
+pub use claim::Caller;
+pub use request_status::{get_request_status, status_of};
+
+pub(crate) use request_machines::machine_record;
+pub(crate) use shrink::release_from_owners;
+pub(crate) use request_status::{finish_abandoned, finish_with_error};

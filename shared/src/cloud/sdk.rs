@@ -1,0 +1,141 @@
+//! The production [`Cloud`]: the EC2 and Auto Scaling SDK clients, each operation dispatched to
+//! the file of the owner kind it concerns.
+
+use std::collections::{HashMap, HashSet};
+
+use async_trait::async_trait;
+use aws_config::SdkConfig;
+
+use super::spec::LaunchSpec;
+use super::{
+    Cloud, Found, Launched, ManagedLaunchTemplate, Observed, Owner, asg, ec2_fleet, instances, launch_template,
+    run_instances, spot_fleet,
+};
+use crate::error::Result;
+use crate::templates::{FleetType, ProviderApi, Template};
+
+/// EC2 and Auto Scaling through the AWS SDK.
+#[derive(Clone)]
+pub struct SdkCloud {
+    ec2: aws_sdk_ec2::Client,
+    autoscaling: aws_sdk_autoscaling::Client,
+}
+
+impl SdkCloud {
+    /// Both clients from `sdk` (wrap it with [`crate::aws::counting`] to count the calls).
+    pub fn new(sdk: &SdkConfig) -> Self {
+        SdkCloud { ec2: aws_sdk_ec2::Client::new(sdk), autoscaling: aws_sdk_autoscaling::Client::new(sdk) }
+    }
+}
+
+#[async_trait]
+impl Cloud for SdkCloud {
+    async fn launch(&self, template: &Template, provider: &str, request_id: &str, count: u32) -> Result<Launched> {
+        let (ec2, spec) = (&self.ec2, LaunchSpec::new(&self.ec2, template, provider, request_id).await?);
+        match (template.provider_api(), template.fleet_type()) {
+            (ProviderApi::RunInstances, _) => Ok(run_instances::launch(ec2, &spec, request_id, count).await),
+            (ProviderApi::Ec2Fleet, Some(FleetType::Instant)) => {
+                ec2_fleet::launch_instant(ec2, template, &spec, count).await
+            }
+            (ProviderApi::Ec2Fleet, kind) => {
+                ec2_fleet::launch_filling(ec2, template, &spec, count, kind.unwrap_or(FleetType::Request)).await
+            }
+            (ProviderApi::SpotFleet, kind) => spot_fleet::launch(ec2, template, &spec, request_id, count, kind).await,
+            (ProviderApi::Asg, _) => asg::launch(ec2, &self.autoscaling, template, &spec, request_id, count).await,
+        }
+    }
+
+    async fn launch_on_demand(
+        &self,
+        template: &Template,
+        provider: &str,
+        request_id: &str,
+        count: u32,
+    ) -> Result<Launched> {
+        let spec = LaunchSpec::new(&self.ec2, template, provider, request_id).await?;
+        Ok(run_instances::launch_on_demand(&self.ec2, template, &spec, request_id, count).await)
+    }
+
+    async fn describe(&self, ids: &[String]) -> Result<HashMap<String, Observed>> {
+        instances::describe(&self.ec2, ids).await
+    }
+
+    async fn find_tagged(&self, tag: &str, value: &str) -> Result<Vec<Observed>> {
+        instances::find_tagged(&self.ec2, tag, value).await
+    }
+
+    async fn find_managed(&self) -> Result<Vec<Observed>> {
+        instances::find_managed(&self.ec2).await
+    }
+
+    async fn terminate(&self, ids: &[String]) -> Result<()> {
+        instances::terminate(&self.ec2, ids).await
+    }
+
+    async fn tag_request_id(&self, ids: &[String], request_id: &str) -> Result<()> {
+        instances::tag_request_id(&self.ec2, ids, request_id).await
+    }
+
+    async fn fleet_instances(&self, owner: &Owner, template: Option<&Template>) -> Result<Found> {
+        match owner {
+            Owner::Ec2Fleet { id, .. } => ec2_fleet::instances(&self.ec2, id, template).await,
+            Owner::SpotFleet { id, .. } => spot_fleet::instances(&self.ec2, id, template).await,
+            Owner::Instances | Owner::Asg { .. } => Ok(Found::default()),
+        }
+    }
+
+    async fn group_instances(&self, groups: &[(&str, Option<&Template>)]) -> Result<Vec<Found>> {
+        asg::instances(&self.autoscaling, groups).await
+    }
+
+    async fn ended_fleets(&self, owners: &[&Owner]) -> Result<HashSet<String>> {
+        let (mut ec2_fleets, mut spot_fleets) = (Vec::new(), Vec::new());
+        for owner in owners {
+            match owner {
+                Owner::Ec2Fleet { id, .. } => ec2_fleets.push(id.clone()),
+                Owner::SpotFleet { id, .. } => spot_fleets.push(id.clone()),
+                Owner::Instances | Owner::Asg { .. } => {}
+            }
+        }
+        let mut ended = HashSet::new();
+        if !ec2_fleets.is_empty() {
+            ended.extend(ec2_fleet::ended(&self.ec2, ec2_fleets).await?);
+        }
+        if !spot_fleets.is_empty() {
+            ended.extend(spot_fleet::ended(&self.ec2, spot_fleets).await?);
+        }
+        Ok(ended)
+    }
+
+    async fn shrink(
+        &self,
+        owner: &Owner,
+        template: Option<&Template>,
+        leaving: &[String],
+        empty: bool,
+    ) -> Result<()> {
+        match owner {
+            Owner::Ec2Fleet { id, kind } => ec2_fleet::shrink(&self.ec2, id, *kind, template, leaving, empty).await,
+            Owner::SpotFleet { id, kind } => spot_fleet::shrink(&self.ec2, id, *kind, template, leaving, empty).await,
+            Owner::Asg { name } => asg::shrink(&self.autoscaling, name, leaving, empty).await,
+            Owner::Instances => Ok(()),
+        }
+    }
+
+    /// `request` fleets and Spot Fleets stop by themselves at their ValidUntil.
+    async fn stop_filling(&self, owner: &Owner, filled: u32) -> Result<()> {
+        match owner {
+            Owner::Asg { name } => asg::stop(&self.autoscaling, name, filled).await,
+            Owner::Ec2Fleet { id, kind: FleetType::Maintain } => ec2_fleet::set_target(&self.ec2, id, filled).await,
+            _ => Ok(()),
+        }
+    }
+
+    async fn managed_launch_templates(&self) -> Result<Vec<ManagedLaunchTemplate>> {
+        launch_template::list_managed(&self.ec2).await
+    }
+
+    async fn delete_launch_template(&self, id: &str) -> Result<()> {
+        launch_template::delete(&self.ec2, id).await
+    }
+}
