@@ -29,11 +29,10 @@ impl AppState {
     /// count each call a HostFactory call makes.
     pub fn new(config: Config, sdk: &SdkConfig) -> Self {
         let sdk = &crate::aws::counting(sdk);
-        let ec2 = aws_sdk_ec2::Client::new(sdk);
-        let source = TemplateSource::new(&config.templates, sdk);
-        let catalog = Catalog::new(source, ec2, config.templates_cache_ttl, &config.default_provider);
-        let store = Store::new(&config, sdk);
         let cloud = Arc::new(SdkCloud::new(sdk));
+        let source = TemplateSource::new(&config.templates, sdk);
+        let catalog = Catalog::new(source, cloud.clone(), config.templates_cache_ttl, &config.default_provider);
+        let store = Store::new(&config, sdk);
         let metrics = Metrics::from_config(&config);
         AppState { config: Arc::new(config), catalog: Arc::new(catalog), cloud, store, metrics }
     }

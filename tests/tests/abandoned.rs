@@ -9,7 +9,7 @@ use hostfactory_tests::wire::Fault;
 use serde_json::{Value, json};
 use shared::app::AppState;
 use shared::reconcile::run_once;
-use shared::store::RequestStatus;
+use shared::store::RequestPhase;
 
 async fn rig(region: &'static str) -> Rig {
     Rig::builder().region(region).max(5).build().await
@@ -37,7 +37,7 @@ async fn a_request_nobody_polls_is_reaped_once_its_time_is_up() {
     let report = run_once(&rig.state).await.unwrap();
     assert_eq!((report.refreshed, report.finished, report.abandoned), (1, 1, 0), "{report:?}");
     let record = rig.state.store.requests.get(&req).await.unwrap().unwrap();
-    assert_eq!(record.status, RequestStatus::Complete);
+    assert_eq!(record.status, RequestPhase::Complete);
     assert!(record.unclaimed, "the reconciler's own refresh is no claim");
     assert_eq!((running(&rig).await, rig.in_use().await), (2, 2));
 
@@ -46,7 +46,7 @@ async fn a_request_nobody_polls_is_reaped_once_its_time_is_up() {
     assert_eq!(running(&rig).await, 0, "its machines are terminated");
     assert_eq!(rig.in_use().await, 0, "its capacity is given back");
     let record = rig.state.store.requests.get(&req).await.unwrap().unwrap();
-    assert_eq!(record.status, RequestStatus::CompleteWithError);
+    assert_eq!(record.status, RequestPhase::CompleteWithError);
     assert!(record.message.contains("Abandoned"), "{}", record.message);
     assert!(!record.unclaimed);
 

@@ -12,7 +12,7 @@ use serde_json::json;
 use shared::Error;
 use shared::reconcile::events::{Outcome, dispatch};
 use shared::reconcile::run_once;
-use shared::store::{RequestKind, RequestRecord, RequestStatus, capacity_key};
+use shared::store::{RequestKind, RequestRecord, RequestPhase, capacity_key};
 
 /// A rig in `region` whose store is DynamoDB on moto through the rig's own wire, so store
 /// calls are recorded and can be faulted.
@@ -67,7 +67,7 @@ async fn versioned_writes_whose_answer_was_lost_succeed() {
     assert_eq!(store.requests.get(&created.request_id).await.unwrap(), Some(created.clone()));
 
     let mut next = created.clone();
-    next.status = RequestStatus::InProgress;
+    next.status = RequestPhase::InProgress;
     wire.faults.inject(Fault::after_executing("PutItem"));
     let written = store.requests.update(&next).await.expect("the retry finds its own write");
     assert_eq!((written.version, wire.faults.remaining()), (2, 0));
@@ -91,7 +91,7 @@ async fn finish_with_a_throttled_release(rig: &Rig) -> String {
     assert_eq!(rig.wire.faults.remaining(), 0, "every attempt of the release was throttled");
     assert_eq!(rig.in_use().await, 2, "not released yet");
     let record = rig.state.store.requests.get(&ret).await.unwrap().unwrap();
-    assert_eq!(record.status, RequestStatus::Complete);
+    assert_eq!(record.status, RequestPhase::Complete);
     let pending: Vec<(&str, u32)> = record.pending_capacity.iter().map(|c| (c.key.as_str(), c.units)).collect();
     assert_eq!(pending, [(capacity_key("awsinst", &rig.template_id).as_str(), 1)]);
     let listed = rig.state.store.requests.list_active().await.unwrap();

@@ -172,7 +172,7 @@ async fn an_ec2_failure_is_reported_recorded_and_releases_capacity() {
     let page = rig.state.store.records.page_requests(None, 10).await.unwrap();
     assert_eq!(page.items.len(), 1);
     let recorded = &page.items[0];
-    assert_eq!(recorded.status, shared::store::RequestStatus::CompleteWithError);
+    assert_eq!(recorded.status, shared::store::RequestPhase::CompleteWithError);
     assert!(recorded.message.contains("InsufficientInstanceCapacity"), "{}", recorded.message);
     let status = rig.status(&[&recorded.request_id]).await;
     assert_eq!(status.body["requests"][0]["status"], "complete_with_error");

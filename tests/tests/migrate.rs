@@ -9,7 +9,7 @@ use hostfactory_tests::{new_dynamo_store, new_sqlite_store, sdk_config};
 use shared::hostfactory::MachineResult;
 use shared::store::migrate::{Progress, fingerprint, migrate};
 use shared::store::orb::OrbDatabase;
-use shared::store::{Lifecycle, MachineRecord, RequestKind, RequestRecord, RequestStatus, Store};
+use shared::store::{Lifecycle, MachineRecord, RequestKind, RequestRecord, RequestPhase, Store};
 
 const REQUESTS: usize = 1_000;
 const MACHINES_PER_REQUEST: usize = 5;
@@ -27,9 +27,9 @@ fn dataset() -> (Vec<RequestRecord>, Vec<MachineRecord>) {
         // HostFactory polled these (a tenth still unclaimed: claims migrate too).
         request.unclaimed = kind == RequestKind::Provision && i % 10 == 4;
         match i % 3 {
-            0 => request.finish(RequestStatus::Complete, "all running", T0 + 600, Duration::from_secs(86_400)),
+            0 => request.finish(RequestPhase::Complete, "all running", T0 + 600, Duration::from_secs(86_400)),
             1 => {
-                request.status = RequestStatus::InProgress;
+                request.status = RequestPhase::InProgress;
                 request.fleet_id = Some(format!("fleet-{i}"));
                 request.provider_api = Some("EC2Fleet".into());
             }
@@ -154,7 +154,7 @@ async fn an_orb_json_database_is_imported() {
 
     let done = target.requests.get("req-3f1c9a52-0c5e-4d0e-9a43-1b2f7d6a8e01").await.unwrap().unwrap();
     assert_eq!(done.kind, RequestKind::Provision);
-    assert_eq!(done.status, RequestStatus::Complete);
+    assert_eq!(done.status, RequestPhase::Complete);
     assert_eq!(done.template_id, "OnDemand-Minimal-Template-VM");
     assert_eq!(done.provider, "aws-default");
     assert_eq!(done.machine_count, 2);
@@ -170,7 +170,7 @@ async fn an_orb_json_database_is_imported() {
     assert_eq!(done.fleet_id, None);
 
     let fleet = target.requests.get("req-8d2e4b61-7f3a-4c1d-b5e9-2a6c0f9d3b02").await.unwrap().unwrap();
-    assert_eq!(fleet.status, RequestStatus::InProgress);
+    assert_eq!(fleet.status, RequestPhase::InProgress);
     assert_eq!(fleet.provider, "awsinst", "no provider_name: the importing instance");
     assert_eq!(fleet.fleet_id.as_deref(), Some("fleet-5b7c1e2a-3d4f-4a6b-8c9d-0e1f2a3b4c5d"));
     assert_eq!(fleet.message, "Fleet is launching instances");
@@ -178,9 +178,9 @@ async fn an_orb_json_database_is_imported() {
     assert_eq!(fleet.expires_at, None);
 
     let partial = target.requests.get("req-c4a7e9f0-1b2c-4d3e-8f5a-6b7c8d9e0f03").await.unwrap().unwrap();
-    assert_eq!(partial.status, RequestStatus::CompleteWithError);
+    assert_eq!(partial.status, RequestPhase::CompleteWithError);
     let ret = target.requests.get("ret-1e2d3c4b-5a69-4788-9a0b-c1d2e3f40504").await.unwrap().unwrap();
-    assert_eq!((ret.kind, ret.status), (RequestKind::Return, RequestStatus::Complete));
+    assert_eq!((ret.kind, ret.status), (RequestKind::Return, RequestPhase::Complete));
 
     let active: Vec<String> = target.requests.list_active().await.unwrap().into_iter().map(|r| r.request_id).collect();
     assert_eq!(active, ["req-8d2e4b61-7f3a-4c1d-b5e9-2a6c0f9d3b02"]);

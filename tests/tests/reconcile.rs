@@ -12,7 +12,7 @@ use shared::hostfactory::MachineResult;
 use shared::cloud::tags;
 use shared::reconcile::events::{Outcome, dispatch};
 use shared::reconcile::{Report, run_once};
-use shared::store::{Lifecycle, MachineRecord, RequestKind, RequestRecord, RequestStatus, capacity_key, now};
+use shared::store::{Lifecycle, MachineRecord, RequestKind, RequestRecord, RequestPhase, capacity_key, now};
 
 async fn rig(region: &'static str, max_number: i64) -> Rig {
     Rig::builder().region(region).max(max_number).build().await
@@ -137,7 +137,7 @@ async fn pending_requests_are_healed(rig: Rig) {
     assert_eq!(answer["status"], "complete_with_error");
     assert!(answer["message"].as_str().unwrap().contains("no instance was started"), "{answer}");
     let young = rig.state.store.requests.get(&young.request_id).await.unwrap().unwrap();
-    assert_eq!(young.status, RequestStatus::Pending, "too young to judge");
+    assert_eq!(young.status, RequestPhase::Pending, "too young to judge");
     assert_eq!(rig.in_use().await, 2 + 1, "the lost request and the unlaunched third gave capacity back");
 
     // A second pass finds nothing more to do.
@@ -173,7 +173,7 @@ async fn unrecorded_tagged_instances_are_adopted_or_terminated_after_the_grace()
     // Seen only after its request had given up (finished with nothing launched).
     let mut gave_up = RequestRecord::new(RequestKind::Provision, &rig.template_id, "awsinst", 1, now() - 900);
     gave_up.finish(
-        RequestStatus::CompleteWithError,
+        RequestPhase::CompleteWithError,
         "nothing launched",
         now() - 600,
         std::time::Duration::from_secs(60),

@@ -7,7 +7,7 @@ use std::time::Duration;
 use shared::Error;
 use shared::hostfactory::MachineResult;
 use shared::store::{
-    CapacityChange, Direction, Lifecycle, MachineRecord, RequestKind, RequestRecord, RequestStatus, Store,
+    CapacityChange, Direction, Lifecycle, MachineRecord, RequestKind, RequestRecord, RequestPhase, Store,
 };
 
 hostfactory_tests::both_backends!(
@@ -88,7 +88,7 @@ async fn stale_updates_are_refused(store: Store) {
 
     // Two workers read version 1; the first write wins, the second is refused.
     let mut first = created.clone();
-    first.status = RequestStatus::InProgress;
+    first.status = RequestPhase::InProgress;
     first.fleet_id = Some("fleet-1".into());
     let written = store.requests.update(&first).await.unwrap();
     assert_eq!(written.version, 2);
@@ -101,7 +101,7 @@ async fn stale_updates_are_refused(store: Store) {
 
     // Re-read and retry: accepted.
     let mut retry = written;
-    retry.finish(RequestStatus::Complete, "done", T0 + 60, Duration::from_secs(3600));
+    retry.finish(RequestPhase::Complete, "done", T0 + 60, Duration::from_secs(3600));
     assert_eq!(store.requests.update(&retry).await.unwrap().version, 3);
 
     let missing = request(RequestKind::Provision, T0);
@@ -204,15 +204,15 @@ async fn finished_requests_leave_the_active_list(store: Store) {
 
     let mut done = requests[2].clone();
     done.unclaimed = false;
-    done.finish(RequestStatus::CompleteWithError, "1 of 2 failed", T0 + 10, Duration::from_secs(86_400));
+    done.finish(RequestPhase::CompleteWithError, "1 of 2 failed", T0 + 10, Duration::from_secs(86_400));
     let done = store.requests.update(&done).await.unwrap();
     assert_eq!(done.expires_at, Some(T0 + 10 + 86_400));
     let mut in_progress = requests[0].clone();
-    in_progress.status = RequestStatus::InProgress;
+    in_progress.status = RequestPhase::InProgress;
     store.requests.update(&in_progress).await.unwrap();
     // Finished, but HostFactory never claimed it: the reconciler still has to reap it.
     let mut unclaimed = requests[1].clone();
-    unclaimed.finish(RequestStatus::Complete, "", T0 + 10, Duration::from_secs(86_400));
+    unclaimed.finish(RequestPhase::Complete, "", T0 + 10, Duration::from_secs(86_400));
     store.requests.update(&unclaimed).await.unwrap();
 
     let active = store.requests.list_active().await.unwrap();
@@ -275,7 +275,7 @@ async fn requests_with_capacity_changes_to_apply_stay_listed(store: Store) {
     let mut request = request(RequestKind::Provision, T0);
     store.requests.put_if_absent(&request).await.unwrap();
     request.unclaimed = false;
-    request.finish(RequestStatus::Complete, "done", T0 + 1, Duration::from_secs(3600));
+    request.finish(RequestPhase::Complete, "done", T0 + 1, Duration::from_secs(3600));
     let change = CapacityChange {
         op_id: format!("release:{}:finish", request.request_id),
         key: "awsinst/OnDemand-Template".into(),

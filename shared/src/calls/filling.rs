@@ -12,7 +12,7 @@ use crate::cloud::{Found, Observed, Owner, tags};
 use crate::error::{Error, Result};
 use crate::hostfactory::MachineResult;
 use crate::store::{
-    InstanceState, Lifecycle, MachineRecord, RequestKind, RequestRecord, RequestStatus, now, unless_stale,
+    InstanceState, Lifecycle, MachineRecord, RequestKind, RequestRecord, RequestPhase, now, unless_stale,
 };
 use crate::templates::{PriceType, Template};
 
@@ -58,7 +58,7 @@ pub async fn refresh_fleets(
 ) -> Result<HashMap<String, FleetProgress>> {
     let candidates: Vec<&RequestRecord> = records
         .values()
-        .filter(|r| r.kind == RequestKind::Provision && r.status == RequestStatus::InProgress)
+        .filter(|r| r.kind == RequestKind::Provision && r.status == RequestPhase::InProgress)
         .filter(|r| r.fleet_id.is_some() || r.asg_name.is_some())
         .collect();
     if candidates.is_empty() {

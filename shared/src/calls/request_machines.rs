@@ -10,7 +10,7 @@ use crate::app::AppState;
 use crate::error::{Error, Result};
 use crate::hostfactory::{MachineResult, RequestAccepted, RequestMachinesInput};
 use crate::cloud::{Launched, Observed};
-use crate::store::{Direction, MachineRecord, RequestKind, RequestRecord, RequestStatus, Reservation, capacity_key, now};
+use crate::store::{Direction, MachineRecord, RequestKind, RequestRecord, RequestPhase, Reservation, capacity_key, now};
 
 use super::capacity;
 
@@ -76,7 +76,7 @@ async fn record_launch(
     if started == 0
         && let Some(err) = launched.error.take()
     {
-        request.finish(RequestStatus::CompleteWithError, err.to_string(), now(), state.config.retention);
+        request.finish(RequestPhase::CompleteWithError, err.to_string(), now(), state.config.retention);
         write_and_settle(state, &request, "failed launch not recorded; the reconciler finishes it").await;
         return Err(err);
     }
@@ -92,7 +92,7 @@ async fn record_launch(
     let request_id = request.request_id.clone();
     record_machines(state, &request, &launched).await;
     let message = accepted_message(&request, &launched, started, count);
-    request.status = RequestStatus::InProgress;
+    request.status = RequestPhase::InProgress;
     request.message = message.clone();
     request.updated_at = now();
     write_and_settle(state, &request, "launched request left pending; the reconciler heals it").await;

@@ -14,13 +14,13 @@ use futures::future::{join_all, try_join_all};
 use crate::app::AppState;
 use crate::error::{Error, Result};
 use crate::hostfactory::{
-    MachineResult, MachineStatus, RequestState, RequestStatus as HfRequestStatus, RequestStatusInput,
+    MachineResult, MachineStatus, RequestState, RequestReport, RequestStatusInput,
     RequestStatusResponse,
 };
 use crate::cloud::Observed;
 use super::outcome::{provisioning_result, request_state, return_result};
 use crate::store::{
-    CapacityChange, Direction, InstanceState, MachineRecord, RequestKind, RequestRecord, RequestStatus, capacity_key,
+    CapacityChange, Direction, InstanceState, MachineRecord, RequestKind, RequestRecord, RequestPhase, capacity_key,
     now, unless_stale,
 };
 
@@ -80,7 +80,7 @@ pub async fn status_of(
 
     let live: Vec<String> = records
         .values()
-        .filter(|r| r.status == RequestStatus::InProgress)
+        .filter(|r| r.status == RequestPhase::InProgress)
         .flat_map(|r| machines.get(&r.request_id).into_iter().flatten().map(|m| m.machine_id.clone()))
         .collect::<HashSet<_>>()
         .into_iter()
@@ -91,7 +91,7 @@ pub async fn status_of(
     let mut answers = Vec::with_capacity(ids.len());
     for id in &ids {
         let answer = match records.remove(id) {
-            None => HfRequestStatus {
+            None => RequestReport {
                 request_id: id.clone(),
                 status: RequestState::CompleteWithError,
                 message: format!("request '{id}' not found"),
@@ -99,7 +99,7 @@ pub async fn status_of(
             },
             Some(record) => {
                 let list = machines.remove(id).unwrap_or_default();
-                if record.status == RequestStatus::InProgress {
+                if record.status == RequestPhase::InProgress {
                     let fleet = fleets.get(id);
                     refresh(state, record, list, &observed, fleet).await?
                 } else {
@@ -119,7 +119,7 @@ async fn refresh(
     mut machines: Vec<MachineRecord>,
     observed: &HashMap<String, Observed>,
     fleet: Option<&filling::FleetProgress>,
-) -> Result<HfRequestStatus> {
+) -> Result<RequestReport> {
     let now = now();
     let mut changed = Vec::new();
     for machine in &mut machines {
@@ -197,7 +197,7 @@ async fn refresh(
             status = RequestState::Running;
         }
     }
-    Ok(HfRequestStatus {
+    Ok(RequestReport {
         request_id: request.request_id.clone(),
         status,
         message,
@@ -233,7 +233,7 @@ async fn finish(
     let failed = machines.iter().filter(|m| m.result == MachineResult::Fail && !handed_back(request, m)).count();
     let (final_status, message) = match (request.kind, status) {
         (RequestKind::Provision, RequestState::Complete) => {
-            (RequestStatus::Complete, format!("All {} machine(s) are ready.", machines.len()))
+            (RequestPhase::Complete, format!("All {} machine(s) are ready.", machines.len()))
         }
         (RequestKind::Provision, _) => {
             let first = machines.iter().find(|m| m.result == MachineResult::Fail).map(|m| m.message.as_str());
@@ -243,13 +243,13 @@ async fn finish(
                 request.machine_count,
                 first.map(|m| format!(": {m}")).unwrap_or_default()
             );
-            (RequestStatus::CompleteWithError, message)
+            (RequestPhase::CompleteWithError, message)
         }
         (RequestKind::Return, RequestState::Complete) => {
-            (RequestStatus::Complete, format!("{} machine(s) returned.", machines.len()))
+            (RequestPhase::Complete, format!("{} machine(s) returned.", machines.len()))
         }
         (RequestKind::Return, _) => (
-            RequestStatus::CompleteWithError,
+            RequestPhase::CompleteWithError,
             format!("{failed} of {} machine(s) could not be returned.", machines.len()),
         ),
     };
@@ -265,7 +265,7 @@ async fn commit(
     state: &AppState,
     request: &mut RequestRecord,
     machines: &[MachineRecord],
-    (final_status, message): (RequestStatus, String),
+    (final_status, message): (RequestPhase, String),
     now: i64,
     (shortfall, extra): (u32, u32),
     stage: &str,
@@ -320,8 +320,8 @@ fn handed_back(request: &RequestRecord, machine: &MachineRecord) -> bool {
 }
 
 /// A request that is finished (or not launched yet): its records are the answer.
-fn answer_from_records(request: &RequestRecord, machines: &[MachineRecord]) -> HfRequestStatus {
-    HfRequestStatus {
+fn answer_from_records(request: &RequestRecord, machines: &[MachineRecord]) -> RequestReport {
+    RequestReport {
         request_id: request.request_id.clone(),
         status: request.status.hostfactory(),
         message: request.message.clone(),
@@ -373,6 +373,6 @@ pub(crate) async fn finish_abandoned(
     now: i64,
     shortfall: u32,
 ) -> Result<()> {
-    let outcome = (RequestStatus::CompleteWithError, message);
+    let outcome = (RequestPhase::CompleteWithError, message);
     commit(state, request, machines, outcome, now, (shortfall, 0), "abandoned").await.map(|_| ())
 }

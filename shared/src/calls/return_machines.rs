@@ -11,7 +11,7 @@ use crate::hostfactory::{
 
 use super::shrink;
 use crate::store::{
-    InstanceState, Lifecycle, MAX_TRANSACTION_MACHINES, MachineRecord, RequestKind, RequestRecord, RequestStatus, now,
+    InstanceState, Lifecycle, MAX_TRANSACTION_MACHINES, MachineRecord, RequestKind, RequestRecord, RequestPhase, now,
 };
 
 /// Seconds between a Spot interruption warning and the instance's end.
@@ -58,7 +58,7 @@ async fn return_once(state: &AppState, provider: &str, input: &ReturnMachinesInp
             true => "No active VM.".to_owned(),
             false => format!("Already returning: {}.", returning.join(", ")),
         };
-        request.finish(RequestStatus::Complete, message.clone(), now, state.config.retention);
+        request.finish(RequestPhase::Complete, message.clone(), now, state.config.retention);
         state.store.requests.put_if_absent(&request).await?;
         tracing::info!(%request_id, asked = input.machines.len(), returning = returning.len(), "nothing to return");
         return Ok(RequestAccepted { message, request_id });
@@ -88,7 +88,7 @@ async fn already_returning(state: &AppState, known: Vec<MachineRecord>) -> Resul
             .batch_get(&return_ids)
             .await?
             .into_iter()
-            .filter(|r| r.status == RequestStatus::CompleteWithError)
+            .filter(|r| r.status == RequestPhase::CompleteWithError)
             .map(|r| r.request_id)
             .collect(),
     };
@@ -133,7 +133,7 @@ async fn terminate(
         failed => failed,
     };
     if let Err(err) = outcome {
-        request.finish(RequestStatus::CompleteWithError, err.to_string(), now, state.config.retention);
+        request.finish(RequestPhase::CompleteWithError, err.to_string(), now, state.config.retention);
         state.store.requests.update(request).await?;
         return Err(err);
     }
@@ -141,7 +141,7 @@ async fn terminate(
     if !returning.is_empty() {
         message.push_str(&format!(" Already returning: {}.", returning.join(", ")));
     }
-    request.status = RequestStatus::InProgress;
+    request.status = RequestPhase::InProgress;
     request.message = message.clone();
     state.store.requests.update(request).await?;
     tracing::info!(%request_id, machines = ids.len(), "machines returned");

@@ -17,7 +17,7 @@ use crate::templates::{FleetType, ProviderApi, Template};
 /// EC2 and Auto Scaling through the AWS SDK.
 #[derive(Clone)]
 pub struct SdkCloud {
-    ec2: aws_sdk_ec2::Client,
+    pub(super) ec2: aws_sdk_ec2::Client,
     autoscaling: aws_sdk_autoscaling::Client,
 }
 

@@ -17,7 +17,7 @@ pub use available_templates::{GetAvailableTemplatesResponse, TemplateInfo};
 pub use input::{one_or_many, parse_input};
 pub use request_machines::{RequestAccepted, RequestMachinesInput, RequestedTemplate};
 pub use request_status::{
-    MachineResult, MachineStatus, RequestRef, RequestState, RequestStatus, RequestStatusInput, RequestStatusResponse,
+    MachineResult, MachineStatus, RequestRef, RequestState, RequestReport, RequestStatusInput, RequestStatusResponse,
 };
 pub use returns::{MachineRef, ReturnMachinesInput, ReturnRequest, ReturnRequestsInput, ReturnRequestsResponse};
 

@@ -64,9 +64,11 @@ pub struct MachineStatus {
     pub message: String,
 }
 
+/// What getRequestStatus reports of one request (an entry of `requests`, spec §2.4). Named
+/// apart from the stored [`crate::store::RequestPhase`] and the answered [`RequestState`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct RequestStatus {
+pub struct RequestReport {
     pub request_id: String,
     pub status: RequestState,
     pub message: String,
@@ -75,5 +77,5 @@ pub struct RequestStatus {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RequestStatusResponse {
-    pub requests: Vec<RequestStatus>,
+    pub requests: Vec<RequestReport>,
 }

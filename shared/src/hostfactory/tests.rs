@@ -272,7 +272,7 @@ fn request_status_bad_input_names_the_element() {
 #[test]
 fn request_status_output_matches_the_spec_example() {
     let answer = RequestStatusResponse {
-        requests: vec![RequestStatus {
+        requests: vec![RequestReport {
             request_id: "r-010d8f03b13097efd".into(),
             status: RequestState::Running,
             message: "".into(),

@@ -10,7 +10,7 @@ use crate::app::AppState;
 use crate::error::Result;
 use crate::hostfactory::MachineResult;
 use crate::calls::{finish_abandoned, finish_with_error, release_from_owners};
-use crate::store::{InstanceState, MachineRecord, RequestKind, RequestRecord, RequestStatus, unless_stale};
+use crate::store::{InstanceState, MachineRecord, RequestKind, RequestRecord, RequestPhase, unless_stale};
 
 use super::{Report, older, seconds, write};
 
@@ -27,7 +27,7 @@ pub(super) fn due(state: &AppState, request: &RequestRecord, now: i64) -> bool {
 /// the same pass counts as launched; one still pending is left to the pending step).
 pub(super) async fn reap(state: &AppState, request_id: &str, now: i64, report: &mut Report) -> Result<()> {
     let stored = state.store.requests.get(request_id).await?;
-    let Some(mut request) = stored.filter(|r| due(state, r, now) && r.status != RequestStatus::Pending) else {
+    let Some(mut request) = stored.filter(|r| due(state, r, now) && r.status != RequestPhase::Pending) else {
         return Ok(());
     };
     let message = format!(

@@ -29,7 +29,7 @@ use crate::error::{Error, Result};
 use crate::hostfactory::{RequestRef, RequestState, RequestStatusInput};
 use crate::metrics::ReconcileFigures;
 use crate::calls::Caller;
-use crate::store::{RequestRecord, RequestStatus, now, unless_stale};
+use crate::store::{RequestRecord, RequestPhase, now, unless_stale};
 
 /// What one pass did, in counts (and the errors it met).
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
@@ -101,9 +101,9 @@ pub async fn run_once(state: &AppState) -> Result<Report> {
 
     let now = now();
     // Requests EC2 is working on: getRequestStatus observes them.
-    let mut launching: Vec<&RequestRecord> = listed.iter().filter(|r| r.status == RequestStatus::InProgress).collect();
+    let mut launching: Vec<&RequestRecord> = listed.iter().filter(|r| r.status == RequestPhase::InProgress).collect();
     for request in
-        listed.iter().filter(|r| r.status == RequestStatus::Pending && older(r, now, timings.pending_timeout))
+        listed.iter().filter(|r| r.status == RequestPhase::Pending && older(r, now, timings.pending_timeout))
     {
         match pending::heal(state, &request.request_id, now, &mut report).await {
             Ok(true) => launching.push(request),
@@ -170,7 +170,7 @@ fn seconds(duration: Duration) -> i64 {
 }
 
 /// The request as stored now, if it is still in `status` (the active listing may be stale).
-async fn reread(state: &AppState, request_id: &str, status: &[RequestStatus]) -> Result<Option<RequestRecord>> {
+async fn reread(state: &AppState, request_id: &str, status: &[RequestPhase]) -> Result<Option<RequestRecord>> {
     Ok(state.store.requests.get(request_id).await?.filter(|r| status.contains(&r.status)))
 }
 

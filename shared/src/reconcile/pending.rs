@@ -10,13 +10,13 @@ use crate::app::AppState;
 use crate::error::Result;
 use crate::cloud::tags;
 use crate::calls::{capacity, machine_record};
-use crate::store::{InstanceState, MachineRecord, RequestKind, RequestRecord, RequestStatus, capacity_key};
+use crate::store::{InstanceState, MachineRecord, RequestKind, RequestRecord, RequestPhase, capacity_key};
 
 use super::{Report, reread, seconds, write, write_back};
 
 /// Heals one pending request; `true` when it now has machines launching (adopted or resent).
 pub(super) async fn heal(state: &AppState, request_id: &str, now: i64, report: &mut Report) -> Result<bool> {
-    let Some(request) = reread(state, request_id, &[RequestStatus::Pending]).await? else {
+    let Some(request) = reread(state, request_id, &[RequestPhase::Pending]).await? else {
         return Ok(false);
     };
     match request.kind {
@@ -34,7 +34,7 @@ async fn adopt_or_fail(state: &AppState, mut request: RequestRecord, now: i64, r
         let message = format!(
             "The launch was interrupted: no instance was started for this request within {waited} s; capacity released."
         );
-        request.finish(RequestStatus::CompleteWithError, message, now, state.config.retention);
+        request.finish(RequestPhase::CompleteWithError, message, now, state.config.retention);
         request.pending_capacity.extend(capacity::unlaunched(&request, &key, request.machine_count));
         if let Some(written) = write_back(state, &request).await? {
             capacity::settle(state, written).await;
@@ -55,7 +55,7 @@ async fn adopt_or_fail(state: &AppState, mut request: RequestRecord, now: i64, r
         .collect();
     state.store.machines.upsert_batch(&adopted).await?;
     let machines = u32::try_from(found.len()).unwrap_or(u32::MAX);
-    request.status = RequestStatus::InProgress;
+    request.status = RequestPhase::InProgress;
     request.message = format!("Recovered {machines} machine(s) launched before the request was interrupted.");
     request.updated_at = now;
     // As after a short launch: capacity not launched goes back, the request keeps its count.
@@ -76,7 +76,7 @@ async fn resend_return(state: &AppState, mut request: RequestRecord, now: i64, r
     let machines = state.store.machines.list_by_return_request(&request.request_id).await?;
     let ids: Vec<String> = machines.iter().filter(|m| m.state != InstanceState::Terminated).map(|m| m.machine_id.clone()).collect();
     state.cloud.terminate(&ids).await?;
-    request.status = RequestStatus::InProgress;
+    request.status = RequestPhase::InProgress;
     request.message = format!("Delete VM success: {} machine(s) terminating.", ids.len());
     request.updated_at = now;
     if !write(state, &request).await? {

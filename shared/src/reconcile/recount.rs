@@ -26,7 +26,7 @@ use crate::app::AppState;
 use crate::error::Result;
 use crate::hostfactory::MachineResult;
 use crate::calls::capacity;
-use crate::store::{Counter, MachineRecord, RequestKind, RequestRecord, RequestStatus, capacity_key, now};
+use crate::store::{Counter, MachineRecord, RequestKind, RequestRecord, RequestPhase, capacity_key, now};
 
 use super::{Report, seconds};
 
@@ -65,7 +65,7 @@ pub(super) async fn recount(state: &AppState, report: &mut Report) -> Result<()>
         active.iter().filter(|r| !r.is_finished()).map(|r| (r.request_id.as_str(), r)).collect();
     let unsettled: HashSet<String> = active
         .iter()
-        .filter(|r| r.status == RequestStatus::Pending && r.kind == RequestKind::Provision)
+        .filter(|r| r.status == RequestPhase::Pending && r.kind == RequestKind::Provision)
         .map(|r| capacity_key(&r.provider, &r.template_id))
         .chain(active.iter().flat_map(|r| r.pending_capacity.iter().map(|c| c.key.clone())))
         .collect();
@@ -111,7 +111,7 @@ fn held_units(
     let reserved: u64 = unfinished
         .values()
         .filter(|r| r.kind == RequestKind::Provision && r.provider == provider && r.template_id == template_id)
-        .filter(|r| r.status == RequestStatus::InProgress && r.owner(None).fills_later())
+        .filter(|r| r.status == RequestPhase::InProgress && r.owner(None).fills_later())
         .map(|r| {
             let filled: u32 = machines.iter().filter(|m| m.request_id == r.request_id).map(|m| m.units).sum();
             u64::from(r.machine_count.saturating_sub(filled))
@@ -160,11 +160,11 @@ mod tests {
     #[test]
     fn units_held_follow_the_release_points() {
         let mut filling = RequestRecord::new(RequestKind::Provision, "T", "p", 10, 0);
-        filling.status = RequestStatus::InProgress;
+        filling.status = RequestPhase::InProgress;
         filling.provider_api = Some("ASG".into());
         filling.asg_name = Some("g".into());
         let mut returning = RequestRecord::new(RequestKind::Return, "", "p", 1, 0);
-        returning.status = RequestStatus::InProgress;
+        returning.status = RequestPhase::InProgress;
         let unfinished: HashMap<&str, &RequestRecord> =
             [(filling.request_id.as_str(), &filling), (returning.request_id.as_str(), &returning)].into();
         let machines = [

@@ -7,12 +7,12 @@ use crate::app::AppState;
 use crate::error::Result;
 use crate::hostfactory::MachineResult;
 use crate::calls::finish_with_error;
-use crate::store::{RequestKind, RequestStatus, unless_stale};
+use crate::store::{RequestKind, RequestPhase, unless_stale};
 
 use super::{Report, reread, seconds};
 
 pub(super) async fn expire(state: &AppState, request_id: &str, now: i64, report: &mut Report) -> Result<()> {
-    let Some(mut request) = reread(state, request_id, &[RequestStatus::InProgress]).await? else {
+    let Some(mut request) = reread(state, request_id, &[RequestPhase::InProgress]).await? else {
         return Ok(());
     };
     if request.kind != RequestKind::Provision {

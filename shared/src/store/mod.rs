@@ -33,7 +33,7 @@ use crate::error::{Error, Result};
 
 pub use model::{
     CapacityChange, Counter, Direction, InstanceState, Lifecycle, MachineRecord, Owner, PROVISION_PREFIX, Page,
-    RETURN_PREFIX, RequestKind, RequestRecord, RequestStatus, Reservation, expiry, limit, now,
+    RETURN_PREFIX, RequestKind, RequestRecord, RequestPhase, Reservation, expiry, limit, now,
 };
 pub use table::{MachineQueries, RequestQueries, Table};
 pub use versioned::Versioned;

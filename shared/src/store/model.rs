@@ -35,10 +35,11 @@ impl RequestKind {
     }
 }
 
-/// Internal lifecycle of a request. `Pending` and `InProgress` answer HostFactory `running`.
+/// Where a request is in its stored lifecycle (the record's `status` attribute). `Pending` and
+/// `InProgress` answer HostFactory `running` ([`crate::hostfactory::RequestState`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum RequestStatus {
+pub enum RequestPhase {
     /// Recorded; the cloud call has not been confirmed yet (a crash here is healed by the reconciler).
     Pending,
     /// The cloud accepted the call; machines are launching or terminating.
@@ -47,17 +48,17 @@ pub enum RequestStatus {
     CompleteWithError,
 }
 
-impl RequestStatus {
+impl RequestPhase {
     pub fn is_finished(self) -> bool {
-        matches!(self, RequestStatus::Complete | RequestStatus::CompleteWithError)
+        matches!(self, RequestPhase::Complete | RequestPhase::CompleteWithError)
     }
 
     /// The `status` HostFactory sees (spec §2.4).
     pub fn hostfactory(self) -> RequestState {
         match self {
-            RequestStatus::Pending | RequestStatus::InProgress => RequestState::Running,
-            RequestStatus::Complete => RequestState::Complete,
-            RequestStatus::CompleteWithError => RequestState::CompleteWithError,
+            RequestPhase::Pending | RequestPhase::InProgress => RequestState::Running,
+            RequestPhase::Complete => RequestState::Complete,
+            RequestPhase::CompleteWithError => RequestState::CompleteWithError,
         }
     }
 }
@@ -72,7 +73,7 @@ pub struct RequestRecord {
     /// HostFactory provider instance (`HF_PROVIDER_NAME`), e.g. `awsinst`.
     pub provider: String,
     pub machine_count: u32,
-    pub status: RequestStatus,
+    pub status: RequestPhase,
     pub message: String,
     /// Epoch seconds.
     pub created_at: i64,
@@ -135,7 +136,7 @@ impl RequestRecord {
             template_id: template_id.to_owned(),
             provider: provider.to_owned(),
             machine_count,
-            status: RequestStatus::Pending,
+            status: RequestPhase::Pending,
             message: String::new(),
             created_at: now,
             updated_at: now,
@@ -163,7 +164,7 @@ impl RequestRecord {
     }
 
     /// Moves to a final status and starts the retention clock.
-    pub fn finish(&mut self, status: RequestStatus, message: impl Into<String>, now: i64, retention: Duration) {
+    pub fn finish(&mut self, status: RequestPhase, message: impl Into<String>, now: i64, retention: Duration) {
         self.status = status;
         self.message = message.into();
         self.updated_at = now;
@@ -342,11 +343,11 @@ mod tests {
     #[test]
     fn finishing_starts_the_retention_clock() {
         let mut request = RequestRecord::new(RequestKind::Provision, "T", "awsinst", 2, 100);
-        request.finish(RequestStatus::CompleteWithError, "1 of 2 failed", 200, Duration::from_secs(50));
+        request.finish(RequestPhase::CompleteWithError, "1 of 2 failed", 200, Duration::from_secs(50));
         assert!(request.is_finished());
         assert_eq!(request.status.hostfactory(), RequestState::CompleteWithError);
         assert_eq!((request.updated_at, request.expires_at), (200, Some(250)));
-        request.finish(RequestStatus::InProgress, "", 300, Duration::from_secs(50));
+        request.finish(RequestPhase::InProgress, "", 300, Duration::from_secs(50));
         assert_eq!(request.expires_at, None);
     }
 
@@ -366,7 +367,7 @@ mod tests {
         let mut request = RequestRecord::new(RequestKind::Provision, "T", "awsinst", 2, 100);
         assert!(request.unclaimed && request.is_active());
         assert_eq!(serde_json::to_value(&request).unwrap()["unclaimed"], true);
-        request.finish(RequestStatus::Complete, "", 200, Duration::from_secs(50));
+        request.finish(RequestPhase::Complete, "", 200, Duration::from_secs(50));
         assert!(request.is_active(), "finished but never claimed: the reconciler reaps it");
         request.unclaimed = false;
         assert!(!request.is_active());

@@ -49,7 +49,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{
-    Lifecycle, MachineRecord, Page, RETURN_PREFIX, RecordSource, RequestKind, RequestRecord, RequestStatus, expiry,
+    Lifecycle, MachineRecord, Page, RETURN_PREFIX, RecordSource, RequestKind, RequestRecord, RequestPhase, expiry,
 };
 use crate::error::{Error, Result};
 use crate::hostfactory::MachineResult;
@@ -187,10 +187,10 @@ fn convert_request(orb: OrbRequest, provider: &str, retention: Duration) -> Resu
         Some(other) => return Err(Error::invalid(field("request_type"), format!("unknown request type '{other}'"))),
     };
     let status = match orb.status.to_ascii_lowercase().as_str() {
-        "pending" => RequestStatus::Pending,
-        "in_progress" => RequestStatus::InProgress,
-        "completed" => RequestStatus::Complete,
-        "partial" | "failed" | "cancelled" | "timeout" => RequestStatus::CompleteWithError,
+        "pending" => RequestPhase::Pending,
+        "in_progress" => RequestPhase::InProgress,
+        "completed" => RequestPhase::Complete,
+        "partial" | "failed" | "cancelled" | "timeout" => RequestPhase::CompleteWithError,
         other => return Err(Error::invalid(field("status"), format!("unknown status '{other}'"))),
     };
     let created_at = epoch(&orb.created_at).ok_or_else(|| Error::invalid(field("created_at"), "not a time"))?;

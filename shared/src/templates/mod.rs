@@ -32,7 +32,7 @@ pub use kinds::{
 pub use model::{MAX_NUMBER_CAP, Template};
 pub use parse::{ParsedFile, check_document, check_template};
 pub use source::TemplateSource;
-pub use specs::{ARM64_HOST_TYPE, InstanceSpec, InstanceSpecs};
+pub use specs::{ARM64_HOST_TYPE, InstanceSpec, InstanceSpecs, InstanceTypes};
 pub use validate::{Problem, describe};
 
 

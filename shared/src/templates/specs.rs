@@ -13,14 +13,15 @@
 //! always win; only missing ones are derived.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use aws_sdk_ec2::types::{ArchitectureType, Filter, InstanceTypeInfo};
+use async_trait::async_trait;
 use tokio::sync::RwLock;
 
 use super::model::Template;
 use super::validate::Problem;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::hostfactory::Attribute;
 
 /// EGO host type written for arm64 (Graviton) instance types. EGO's x86-64 Linux type is
@@ -42,15 +43,23 @@ pub struct InstanceSpec {
 /// Most values EC2 accepts in one filter.
 const FILTER_BATCH: usize = 100;
 
+/// The one thing templates ask of EC2 (implemented in [`crate::cloud`], so templates name no
+/// SDK): the specs of up to 100 instance types, with the number of `DescribeInstanceTypes`
+/// pages it took. Types EC2 does not know are absent from the answer.
+#[async_trait]
+pub trait InstanceTypes: Send + Sync {
+    async fn describe_instance_types(&self, names: &[&str]) -> Result<(HashMap<String, InstanceSpec>, u64)>;
+}
+
 /// Process-wide cache of instance specs of one region (the region of the EC2 client).
 pub struct InstanceSpecs {
-    ec2: aws_sdk_ec2::Client,
+    ec2: Arc<dyn InstanceTypes>,
     cache: RwLock<HashMap<String, InstanceSpec>>,
     calls: AtomicU64,
 }
 
 impl InstanceSpecs {
-    pub fn new(ec2: aws_sdk_ec2::Client) -> Self {
+    pub fn new(ec2: Arc<dyn InstanceTypes>) -> Self {
         InstanceSpecs { ec2, cache: RwLock::new(HashMap::new()), calls: AtomicU64::new(0) }
     }
 
@@ -86,37 +95,11 @@ impl InstanceSpecs {
     }
 
     async fn describe(&self, names: &[&str]) -> Result<HashMap<String, InstanceSpec>> {
-        let filter = Filter::builder().name("instance-type").set_values(Some(names.iter().map(|n| n.to_string()).collect())).build();
         tracing::info!(types = ?names, "describing instance types");
-        let mut pages = self.ec2.describe_instance_types().filters(filter).into_paginator().send();
-        let mut specs = HashMap::new();
-        while let Some(page) = pages.next().await {
-            self.calls.fetch_add(1, Ordering::Relaxed);
-            let page = page.map_err(|err| Error::aws("describing instance types for template attributes", err))?;
-            for info in page.instance_types.unwrap_or_default() {
-                if let Some((name, spec)) = spec_of(&info) {
-                    specs.insert(name, spec);
-                }
-            }
-        }
+        let (specs, pages) = self.ec2.describe_instance_types(names).await?;
+        self.calls.fetch_add(pages, Ordering::Relaxed);
         Ok(specs)
     }
-}
-
-fn spec_of(info: &InstanceTypeInfo) -> Option<(String, InstanceSpec)> {
-    let name = info.instance_type()?.as_str().to_owned();
-    let vcpu = info.v_cpu_info()?;
-    let vcpus = u32::try_from(vcpu.default_v_cpus()?).ok()?;
-    let threads = vcpu.default_threads_per_core().and_then(|t| u32::try_from(t).ok()).filter(|t| *t > 0).unwrap_or(1);
-    let cores = vcpu.default_cores().and_then(|c| u32::try_from(c).ok()).unwrap_or(vcpus / threads).max(1);
-    let memory_mib = u64::try_from(info.memory_info()?.size_in_mib()?).ok()?;
-    let architectures = info.processor_info().map(|p| p.supported_architectures()).unwrap_or_default();
-    let host_type = if architectures.contains(&ArchitectureType::Arm64) && !architectures.contains(&ArchitectureType::X8664) {
-        ARM64_HOST_TYPE
-    } else {
-        "X86_64"
-    };
-    Some((name, InstanceSpec { vcpus, cores, memory_mib, host_type: host_type.to_owned() }))
 }
 
 /// The attributes HostFactory requires.

@@ -11,7 +11,7 @@ use super::cache::{CacheStats, Counters};
 use super::model::Template;
 use super::parse::{Format, ParsedFile, declared_id, parse_file};
 use super::source::{Fetch, TemplateSource, Version};
-use super::specs::{InstanceSpecs, derive_attributes, needs_specs};
+use super::specs::{InstanceSpecs, InstanceTypes, derive_attributes, needs_specs};
 use super::validate::{Problem, describe};
 use super::{LEVELS, level_files};
 use crate::error::{Error, Result};
@@ -95,10 +95,11 @@ struct Entry {
 
 impl Catalog {
     /// `ttl`: how long a provider instance's merged templates are served without revalidating.
-    pub fn new(source: TemplateSource, ec2: aws_sdk_ec2::Client, ttl: Duration, default_provider: &str) -> Self {
+    /// `types`: EC2's instance type specs (the cloud), for the attributes templates leave out.
+    pub fn new(source: TemplateSource, types: Arc<dyn InstanceTypes>, ttl: Duration, default_provider: &str) -> Self {
         Catalog {
             source,
-            specs: InstanceSpecs::new(ec2),
+            specs: InstanceSpecs::new(types),
             ttl,
             default_provider: default_provider.to_owned(),
             state: tokio::sync::Mutex::default(),
