@@ -150,31 +150,12 @@ impl Config {
         validate_provider_name(&default_provider).map_err(|e| Error::Config(format!("HF_PROVIDER_NAME: {e}")))?;
         let templates_cache_ttl = Duration::from_secs(parse_seconds(&get, "HOSTFACTORY_TEMPLATES_CACHE_TTL_SECS", 60)?);
 
-        let retention_days = match get("HOSTFACTORY_RETENTION_DAYS") {
-            None => 30,
-            Some(value) => value.parse::<u64>().ok().filter(|days| (1..=3650).contains(days)).ok_or_else(|| {
-                Error::Config(format!("HOSTFACTORY_RETENTION_DAYS '{value}' must be 1 to 3650 (days)"))
-            })?,
-        };
-        let retention = Duration::from_secs(retention_days * 24 * 3600);
+        let retention = parse_retention(&get)?;
 
         let spot_fallback_margin =
             Duration::from_secs(parse_seconds(&get, "HOSTFACTORY_SPOT_FALLBACK_MARGIN_SECS", 60)?);
-        let seconds = |name: &str, default: u64| parse_seconds(&get, name, default).map(Duration::from_secs);
-        let reconcile = ReconcileTimings {
-            pending_timeout: seconds("HOSTFACTORY_PENDING_TIMEOUT_SECS", 300)?,
-            launch_timeout: seconds("HOSTFACTORY_LAUNCH_TIMEOUT_SECS", 900)?,
-            orphan_grace: seconds("HOSTFACTORY_ORPHAN_GRACE_SECS", 600)?,
-            launch_template_grace: seconds("HOSTFACTORY_LAUNCH_TEMPLATE_GRACE_SECS", 3600)?,
-            unclaimed: seconds("HOSTFACTORY_UNCLAIMED_SECS", 600)?,
-            capacity_quiet: seconds("HOSTFACTORY_CAPACITY_QUIET_SECS", 30)?,
-        };
-        let metrics = match get("HOSTFACTORY_METRICS").map(|v| v.to_ascii_lowercase()) {
-            None => runtime == Runtime::Lambda,
-            Some(v) if ["1", "true", "on", "yes"].contains(&v.as_str()) => true,
-            Some(v) if ["0", "false", "off", "no"].contains(&v.as_str()) => false,
-            Some(v) => return Err(Error::Config(format!("HOSTFACTORY_METRICS '{v}' must be true or false"))),
-        };
+        let reconcile = parse_reconcile_timings(&get)?;
+        let metrics = parse_metrics_switch(&get, runtime)?;
         let metrics_namespace = get("HOSTFACTORY_METRICS_NAMESPACE").unwrap_or_else(|| "HostFactory".into());
 
         Ok(Config {
@@ -192,6 +173,39 @@ impl Config {
             metrics,
             metrics_namespace,
         })
+    }
+}
+
+/// `HOSTFACTORY_RETENTION_DAYS` (1 to 3650, default 30) as a duration.
+fn parse_retention(get: &impl Fn(&str) -> Option<String>) -> Result<Duration> {
+    let days = match get("HOSTFACTORY_RETENTION_DAYS") {
+        None => 30,
+        Some(value) => value.parse::<u64>().ok().filter(|days| (1..=3650).contains(days)).ok_or_else(|| {
+            Error::Config(format!("HOSTFACTORY_RETENTION_DAYS '{value}' must be 1 to 3650 (days)"))
+        })?,
+    };
+    Ok(Duration::from_secs(days * 24 * 3600))
+}
+
+fn parse_reconcile_timings(get: &impl Fn(&str) -> Option<String>) -> Result<ReconcileTimings> {
+    let seconds = |name: &str, default: u64| parse_seconds(get, name, default).map(Duration::from_secs);
+    Ok(ReconcileTimings {
+        pending_timeout: seconds("HOSTFACTORY_PENDING_TIMEOUT_SECS", 300)?,
+        launch_timeout: seconds("HOSTFACTORY_LAUNCH_TIMEOUT_SECS", 900)?,
+        orphan_grace: seconds("HOSTFACTORY_ORPHAN_GRACE_SECS", 600)?,
+        launch_template_grace: seconds("HOSTFACTORY_LAUNCH_TEMPLATE_GRACE_SECS", 3600)?,
+        unclaimed: seconds("HOSTFACTORY_UNCLAIMED_SECS", 600)?,
+        capacity_quiet: seconds("HOSTFACTORY_CAPACITY_QUIET_SECS", 30)?,
+    })
+}
+
+/// `HOSTFACTORY_METRICS`: on by default in Lambda, off locally.
+fn parse_metrics_switch(get: &impl Fn(&str) -> Option<String>, runtime: Runtime) -> Result<bool> {
+    match get("HOSTFACTORY_METRICS").map(|v| v.to_ascii_lowercase()) {
+        None => Ok(runtime == Runtime::Lambda),
+        Some(v) if ["1", "true", "on", "yes"].contains(&v.as_str()) => Ok(true),
+        Some(v) if ["0", "false", "off", "no"].contains(&v.as_str()) => Ok(false),
+        Some(v) => Err(Error::Config(format!("HOSTFACTORY_METRICS '{v}' must be true or false"))),
     }
 }
 

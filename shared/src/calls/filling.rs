@@ -14,7 +14,7 @@ use crate::hostfactory::MachineResult;
 use crate::store::{
     InstanceState, Lifecycle, MachineRecord, RequestKind, RequestRecord, RequestPhase, now, unless_stale,
 };
-use crate::templates::{PriceType, Template};
+use crate::templates::{Loaded, PriceType, Template};
 
 use super::discover::{discover, templates};
 use super::request_machines::machine_record;
@@ -65,13 +65,7 @@ pub async fn refresh_fleets(
         return Ok(HashMap::new());
     }
     let loaded = templates(state, provider).await;
-    let deferred: Vec<(&RequestRecord, Owner, Option<&Template>)> = candidates
-        .into_iter()
-        .filter_map(|r| {
-            let template = loaded.as_ref().and_then(|l| l.template(&r.template_id));
-            Some((r, r.owner(template), template)).filter(|(_, owner, _)| owner.fills_later())
-        })
-        .collect();
+    let deferred = filling_later(candidates, loaded.as_deref());
     if deferred.is_empty() {
         return Ok(HashMap::new());
     }
@@ -108,7 +102,27 @@ pub async fn refresh_fleets(
         }
         progress.insert(request.request_id.clone(), fleet);
     }
-    // A concurrent caller may adopt the same instance: the first write wins, nothing is replaced.
+    record_adopted(state, &adopted).await?;
+    Ok(progress)
+}
+
+/// The requests whose owner fills after the call, with their owner and template.
+fn filling_later<'a>(
+    candidates: Vec<&'a RequestRecord>,
+    loaded: Option<&'a Loaded>,
+) -> Vec<(&'a RequestRecord, Owner, Option<&'a Template>)> {
+    candidates
+        .into_iter()
+        .filter_map(|r| {
+            let template = loaded.and_then(|l| l.template(&r.template_id));
+            Some((r, r.owner(template), template)).filter(|(_, owner, _)| owner.fills_later())
+        })
+        .collect()
+}
+
+/// Records the adopted instances. A concurrent caller may adopt the same instance: the first
+/// write wins, nothing is replaced.
+async fn record_adopted(state: &AppState, adopted: &[MachineRecord]) -> Result<()> {
     for outcome in join_all(adopted.iter().map(|m| state.store.machines.put_if_absent(m))).await {
         match outcome {
             Ok(()) | Err(Error::Conflict(_)) => {}
@@ -118,7 +132,7 @@ pub async fn refresh_fleets(
     if !adopted.is_empty() {
         tracing::info!(machines = adopted.len(), "fleet instances adopted");
     }
-    Ok(progress)
+    Ok(())
 }
 
 /// When the request gives up on its fleet or group: `spotFleetRequestExpiry` minutes (the spec's

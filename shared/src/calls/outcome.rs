@@ -1,9 +1,9 @@
 //! EC2 state → HostFactory machine `result` and request `status`, per spec §2.4 (IBM's own
 //! AWS plugin mapping).
 
-use crate::hostfactory::{MachineResult, RequestState};
+use crate::hostfactory::{MachineResult, MachineStatus, RequestState};
 use crate::cloud::Observed;
-use crate::store::InstanceState;
+use crate::store::{InstanceState, MachineRecord};
 
 /// Result of a machine in a **provisioning** request. `None` means EC2 does not know it.
 /// A running instance counts as usable only once it has a host name and a private IP.
@@ -54,6 +54,20 @@ pub fn request_state(results: impl IntoIterator<Item = MachineResult>, target_re
         (false, true) => RequestState::CompleteWithError,
         (true, _) if any_failed => RequestState::CompleteWithError,
         (true, _) => RequestState::Complete,
+    }
+}
+
+/// A machine record as getRequestStatus answers it.
+pub(super) fn machine_status(machine: &MachineRecord) -> MachineStatus {
+    MachineStatus {
+        machine_id: machine.machine_id.clone(),
+        name: machine.name.clone(),
+        result: machine.result,
+        status: machine.state.to_string(),
+        private_ip_address: machine.private_ip_address.clone(),
+        public_ip_address: machine.public_ip_address.clone(),
+        launchtime: machine.launchtime,
+        message: machine.message.clone(),
     }
 }
 

@@ -14,11 +14,11 @@ use futures::future::{join_all, try_join_all};
 use crate::app::AppState;
 use crate::error::{Error, Result};
 use crate::hostfactory::{
-    MachineResult, MachineStatus, RequestState, RequestReport, RequestStatusInput,
+    MachineResult, RequestState, RequestReport, RequestStatusInput,
     RequestStatusResponse,
 };
 use crate::cloud::Observed;
-use super::outcome::{provisioning_result, request_state, return_result};
+use super::outcome::{machine_status, provisioning_result, request_state, return_result};
 use crate::store::{
     CapacityChange, Direction, InstanceState, MachineRecord, RequestKind, RequestRecord, RequestPhase, capacity_key,
     now, unless_stale,
@@ -63,16 +63,7 @@ pub async fn status_of(
         claim(state, &mut records).await;
     }
     capacity::settle_all(state, &mut records).await;
-    let found: Vec<&RequestRecord> = records.values().collect();
-    let listings = try_join_all(found.iter().map(|r| async move {
-        let machines = match r.kind {
-            RequestKind::Provision => state.store.machines.list_by_request(&r.request_id).await?,
-            RequestKind::Return => state.store.machines.list_by_return_request(&r.request_id).await?,
-        };
-        Ok::<_, Error>((r.request_id.clone(), machines))
-    }))
-    .await?;
-    let mut machines: HashMap<String, Vec<MachineRecord>> = listings.into_iter().collect();
+    let mut machines = list_machines(state, &records).await?;
     let fleets = filling::refresh_fleets(state, provider, &records, &mut machines).await?;
     for claimed in fleets.values().filter_map(|f| f.claimed.clone()) {
         records.insert(claimed.request_id.clone(), claimed);
@@ -91,17 +82,11 @@ pub async fn status_of(
     let mut answers = Vec::with_capacity(ids.len());
     for id in &ids {
         let answer = match records.remove(id) {
-            None => RequestReport {
-                request_id: id.clone(),
-                status: RequestState::CompleteWithError,
-                message: format!("request '{id}' not found"),
-                machines: Vec::new(),
-            },
+            None => not_found(id),
             Some(record) => {
                 let list = machines.remove(id).unwrap_or_default();
                 if record.status == RequestPhase::InProgress {
-                    let fleet = fleets.get(id);
-                    refresh(state, record, list, &observed, fleet).await?
+                    refresh(state, record, list, &observed, fleets.get(id)).await?
                 } else {
                     answer_from_records(&record, &list)
                 }
@@ -110,6 +95,31 @@ pub async fn status_of(
         answers.push(answer);
     }
     Ok(RequestStatusResponse { requests: answers })
+}
+
+/// The machines of each request: its own (provisioning) or those it returns.
+async fn list_machines(
+    state: &AppState,
+    records: &HashMap<String, RequestRecord>,
+) -> Result<HashMap<String, Vec<MachineRecord>>> {
+    let listings = try_join_all(records.values().map(|r| async move {
+        let machines = match r.kind {
+            RequestKind::Provision => state.store.machines.list_by_request(&r.request_id).await?,
+            RequestKind::Return => state.store.machines.list_by_return_request(&r.request_id).await?,
+        };
+        Ok::<_, Error>((r.request_id.clone(), machines))
+    }))
+    .await?;
+    Ok(listings.into_iter().collect())
+}
+
+fn not_found(id: &str) -> RequestReport {
+    RequestReport {
+        request_id: id.to_owned(),
+        status: RequestState::CompleteWithError,
+        message: format!("request '{id}' not found"),
+        machines: Vec::new(),
+    }
 }
 
 /// A request whose machines EC2 is still working on: map, persist changes, finish if final.
@@ -121,10 +131,53 @@ async fn refresh(
     fleet: Option<&filling::FleetProgress>,
 ) -> Result<RequestReport> {
     let now = now();
+    let changed = observe(&request, &mut machines, observed, now);
+    let recorded = write_machines(state, &changed).await;
+
+    let results: Vec<MachineResult> =
+        machines.iter().map(|m| if handed_back(&request, m) { MachineResult::Succeed } else { m.result }).collect();
+    let (target_reached, given_up, shortfall, extra) = target(&request, &machines, fleet);
+    let mut status = request_state(results.iter().copied(), target_reached, given_up);
+    if !recorded {
+        // Finishing now would leave a machine record behind the request's outcome (a returned
+        // machine still `executing` under a finished return holds its units in the
+        // reconciler's recount, which would undo the release). The next poll writes, then finishes.
+        status = RequestState::Running;
+    }
+    let mut message = request.message.clone();
+    if status != RequestState::Running {
+        if fleet.is_some() && target_reached {
+            // As for instant fleets: a filled weighted fleet holds fewer machines than units.
+            request.machine_count = u32::try_from(machines.len()).unwrap_or(u32::MAX);
+        }
+        if finish(state, &mut request, &machines, status, now, (shortfall, extra)).await? {
+            message = request.message.clone();
+        } else {
+            // Another writer moved the request first: its outcome stands, and the next poll
+            // answers it. Answering this call's outcome instead could tell HostFactory "final"
+            // about a request whose record still takes machines in.
+            status = RequestState::Running;
+        }
+    }
+    Ok(RequestReport {
+        request_id: request.request_id.clone(),
+        status,
+        message,
+        machines: machines.iter().map(machine_status).collect(),
+    })
+}
+
+/// Maps what EC2 shows of each machine onto its record (pure); the records that changed.
+fn observe(
+    request: &RequestRecord,
+    machines: &mut [MachineRecord],
+    observed: &HashMap<String, Observed>,
+    now: i64,
+) -> Vec<MachineRecord> {
     let mut changed = Vec::new();
-    for machine in &mut machines {
+    for machine in machines.iter_mut() {
         // Already handed back to a return request, which now owns its result and capacity.
-        if handed_back(&request, machine) {
+        if handed_back(request, machine) {
             continue;
         }
         let seen = observed.get(&machine.machine_id);
@@ -155,54 +208,24 @@ async fn refresh(
             changed.push(machine.clone());
         }
     }
-    let recorded = write_machines(state, &changed).await;
+    changed
+}
 
-    let results: Vec<MachineResult> =
-        machines.iter().map(|m| if handed_back(&request, m) { MachineResult::Succeed } else { m.result }).collect();
-    let (target_reached, given_up, shortfall, extra) = match fleet {
-        // A fleet or group: its target is in units, and it may still fill until it gives up.
-        Some(progress) => {
-            let units = progress.units(&machines);
-            // Failed machines give their own capacity back in `finish`: not part of the shortfall.
-            let failed: u32 = machines
-                .iter()
-                .filter(|m| m.result == MachineResult::Fail && !handed_back(&request, m))
-                .map(|m| m.units)
-                .sum();
-            let covered = units.saturating_add(failed);
-            let extra = units.saturating_sub(request.machine_count);
-            (units >= request.machine_count, progress.given_up, request.machine_count.saturating_sub(covered), extra)
-        }
-        None => (request.kind == RequestKind::Return || machines.len() >= request.machine_count as usize, true, 0, 0),
+/// Whether the request reached its target, whether it can still fill (a fleet or group may
+/// until it gives up), the units it never filled and those filled beyond target (pure).
+fn target(request: &RequestRecord, machines: &[MachineRecord], fleet: Option<&filling::FleetProgress>) -> (bool, bool, u32, u32) {
+    let Some(progress) = fleet else {
+        let reached = request.kind == RequestKind::Return || machines.len() >= request.machine_count as usize;
+        return (reached, true, 0, 0);
     };
-    let mut status = request_state(results.iter().copied(), target_reached, given_up);
-    if !recorded {
-        // Finishing now would leave a machine record behind the request's outcome (a returned
-        // machine still `executing` under a finished return holds its units in the
-        // reconciler's recount, which would undo the release). The next poll writes, then finishes.
-        status = RequestState::Running;
-    }
-    let mut message = request.message.clone();
-    if status != RequestState::Running {
-        if fleet.is_some() && target_reached {
-            // As for instant fleets: a filled weighted fleet holds fewer machines than units.
-            request.machine_count = u32::try_from(machines.len()).unwrap_or(u32::MAX);
-        }
-        if finish(state, &mut request, &machines, status, now, (shortfall, extra)).await? {
-            message = request.message.clone();
-        } else {
-            // Another writer moved the request first: its outcome stands, and the next poll
-            // answers it. Answering this call's outcome instead could tell HostFactory "final"
-            // about a request whose record still takes machines in.
-            status = RequestState::Running;
-        }
-    }
-    Ok(RequestReport {
-        request_id: request.request_id.clone(),
-        status,
-        message,
-        machines: machines.iter().map(machine_status).collect(),
-    })
+    // A fleet or group: its target is in units.
+    let units = progress.units(machines);
+    // Failed machines give their own capacity back in `finish`: not part of the shortfall.
+    let failed: u32 =
+        machines.iter().filter(|m| m.result == MachineResult::Fail && !handed_back(request, m)).map(|m| m.units).sum();
+    let covered = units.saturating_add(failed);
+    let extra = units.saturating_sub(request.machine_count);
+    (units >= request.machine_count, progress.given_up, request.machine_count.saturating_sub(covered), extra)
 }
 
 /// Writes the machines whose state changed; `false` when a write failed. A concurrent caller's
@@ -326,19 +349,6 @@ fn answer_from_records(request: &RequestRecord, machines: &[MachineRecord]) -> R
         status: request.status.hostfactory(),
         message: request.message.clone(),
         machines: machines.iter().map(machine_status).collect(),
-    }
-}
-
-pub(super) fn machine_status(machine: &MachineRecord) -> MachineStatus {
-    MachineStatus {
-        machine_id: machine.machine_id.clone(),
-        name: machine.name.clone(),
-        result: machine.result,
-        status: machine.state.to_string(),
-        private_ip_address: machine.private_ip_address.clone(),
-        public_ip_address: machine.public_ip_address.clone(),
-        launchtime: machine.launchtime,
-        message: machine.message.clone(),
     }
 }
 

@@ -39,51 +39,8 @@ pub(super) async fn launch(
 ) -> Result<Launched> {
     let launch_template_id = launch_template::ensure(ec2, spec).await?;
     let name = group_name(request_id);
-    let overrides: Vec<LaunchTemplateOverrides> = template
-        .vm_types()
-        .into_iter()
-        .map(|(instance_type, weight)| {
-            LaunchTemplateOverrides::builder()
-                .instance_type(instance_type)
-                .weighted_capacity(weight.to_string())
-                .build()
-        })
-        .collect();
-    let percent = on_demand_percent(template, count);
-    let policy = MixedInstancesPolicy::builder()
-        .launch_template(
-            LaunchTemplate::builder()
-                .launch_template_specification(
-                    LaunchTemplateSpecification::builder()
-                        .launch_template_id(&launch_template_id)
-                        .version("$Latest")
-                        .build(),
-                )
-                .set_overrides(Some(overrides))
-                .build(),
-        )
-        .instances_distribution(
-            InstancesDistribution::builder()
-                .on_demand_base_capacity(0)
-                .on_demand_percentage_above_base_capacity(percent)
-                .set_spot_max_price(template.max_spot_price.map(|price| price.to_string()))
-                .set_spot_allocation_strategy(template.allocation_strategy.and_then(spot_allocation_strategy))
-                .build(),
-        )
-        .build();
-    let tags: Vec<Tag> = spec
-        .request_tags
-        .iter()
-        .map(|tag| {
-            Tag::builder()
-                .resource_id(&name)
-                .resource_type("auto-scaling-group")
-                .set_key(tag.key().map(str::to_owned))
-                .set_value(tag.value().map(str::to_owned))
-                .propagate_at_launch(true)
-                .build()
-        })
-        .collect();
+    let policy = mixed_instances_policy(template, &launch_template_id, count);
+    let tags = group_tags(spec, &name);
     let size = i32::try_from(count).unwrap_or(i32::MAX);
     autoscaling
         .create_auto_scaling_group()
@@ -104,6 +61,60 @@ pub(super) async fn launch(
         deferred: true,
         ..Launched::default()
     })
+}
+
+/// Every `vmTypes` type with its weight on the shared launch template, and the On-Demand/Spot
+/// split of the template.
+fn mixed_instances_policy(template: &Template, launch_template_id: &str, count: u32) -> MixedInstancesPolicy {
+    let overrides: Vec<LaunchTemplateOverrides> = template
+        .vm_types()
+        .into_iter()
+        .map(|(instance_type, weight)| {
+            LaunchTemplateOverrides::builder()
+                .instance_type(instance_type)
+                .weighted_capacity(weight.to_string())
+                .build()
+        })
+        .collect();
+    let percent = on_demand_percent(template, count);
+    MixedInstancesPolicy::builder()
+        .launch_template(
+            LaunchTemplate::builder()
+                .launch_template_specification(
+                    LaunchTemplateSpecification::builder()
+                        .launch_template_id(launch_template_id)
+                        .version("$Latest")
+                        .build(),
+                )
+                .set_overrides(Some(overrides))
+                .build(),
+        )
+        .instances_distribution(
+            InstancesDistribution::builder()
+                .on_demand_base_capacity(0)
+                .on_demand_percentage_above_base_capacity(percent)
+                .set_spot_max_price(template.max_spot_price.map(|price| price.to_string()))
+                .set_spot_allocation_strategy(template.allocation_strategy.and_then(spot_allocation_strategy))
+                .build(),
+        )
+        .build()
+}
+
+/// The request's tags on the group, propagated to every instance it launches.
+fn group_tags(spec: &LaunchSpec, name: &str) -> Vec<Tag> {
+    spec
+        .request_tags
+        .iter()
+        .map(|tag| {
+            Tag::builder()
+                .resource_id(name)
+                .resource_type("auto-scaling-group")
+                .set_key(tag.key().map(str::to_owned))
+                .set_value(tag.value().map(str::to_owned))
+                .propagate_at_launch(true)
+                .build()
+        })
+        .collect()
 }
 
 /// Auto Scaling's name of a Spot allocation strategy; it has no `diversified` (AWS's default

@@ -13,7 +13,7 @@ use aws_sdk_ec2::types::{
 };
 
 use super::instances::{Page, collect_pages};
-use super::pools::{split_capacity, valid_until, weight, weighted_pools};
+use super::pools::{split_capacity, valid_until, weighted_pools};
 use super::spec::LaunchSpec;
 use super::{Found, Launched, Observed, launch_template};
 use crate::error::{Error, Result};
@@ -125,16 +125,7 @@ fn fleet_call(
                 .build()
         })
         .collect();
-    let spot_options = template.allocation_strategy.map(|strategy| {
-        let strategy = match strategy {
-            AllocationStrategy::CapacityOptimized => SpotAllocationStrategy::CapacityOptimized,
-            AllocationStrategy::CapacityOptimizedPrioritized => SpotAllocationStrategy::CapacityOptimizedPrioritized,
-            AllocationStrategy::PriceCapacityOptimized => SpotAllocationStrategy::PriceCapacityOptimized,
-            AllocationStrategy::Diversified => SpotAllocationStrategy::Diversified,
-            AllocationStrategy::LowestPrice => SpotAllocationStrategy::LowestPrice,
-        };
-        SpotOptionsRequest::builder().allocation_strategy(strategy).build()
-    });
+    let spot_options = template.allocation_strategy.map(spot_options);
     let (on_demand, spot) = split_capacity(template, count);
     let capacity_type = if spot == 0 { DefaultTargetCapacityType::OnDemand } else { DefaultTargetCapacityType::Spot };
     let as_i32 = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
@@ -168,6 +159,18 @@ fn fleet_call(
         .set_tag_specifications(Some(spec.tag_specifications(resources)))
 }
 
+/// EC2 Fleet's Spot options for the template's allocation strategy.
+fn spot_options(strategy: AllocationStrategy) -> SpotOptionsRequest {
+    let strategy = match strategy {
+        AllocationStrategy::CapacityOptimized => SpotAllocationStrategy::CapacityOptimized,
+        AllocationStrategy::CapacityOptimizedPrioritized => SpotAllocationStrategy::CapacityOptimizedPrioritized,
+        AllocationStrategy::PriceCapacityOptimized => SpotAllocationStrategy::PriceCapacityOptimized,
+        AllocationStrategy::Diversified => SpotAllocationStrategy::Diversified,
+        AllocationStrategy::LowestPrice => SpotAllocationStrategy::LowestPrice,
+    };
+    SpotOptionsRequest::builder().allocation_strategy(strategy).build()
+}
+
 /// What the fleet holds: its active instances, one DescribeFleetInstances per page; a fleet EC2
 /// does not know is gone.
 pub(super) async fn instances(ec2: &aws_sdk_ec2::Client, fleet_id: &str, template: Option<&Template>) -> Result<Found> {
@@ -175,11 +178,7 @@ pub(super) async fn instances(ec2: &aws_sdk_ec2::Client, fleet_id: &str, templat
         let out = ec2.describe_fleet_instances().fleet_id(fleet_id).set_next_token(token).send().await.map_err(|err| {
             (err.code().map(str::to_owned), Error::aws(format!("describing EC2 fleet {fleet_id}"), err))
         })?;
-        let active = out.active_instances().iter().map(|i| {
-            let kind = i.instance_type().unwrap_or_default();
-            (i.instance_id().unwrap_or_default().to_owned(), weight(template, kind))
-        });
-        Ok(Page { active: active.collect(), next: out.next_token().map(str::to_owned) })
+        Ok(Page::of(out.active_instances(), out.next_token(), template))
     })
     .await
 }

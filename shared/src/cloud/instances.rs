@@ -2,12 +2,14 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_ec2::types::{Filter, Instance, Tag};
+use aws_sdk_ec2::types::{ActiveInstance, Filter, Instance, Tag};
 
 use super::Found;
+use super::pools::weight;
 use super::spec::tags;
 use crate::error::{Error, Result};
 use crate::store::{InstanceState, Lifecycle};
+use crate::templates::Template;
 
 /// The states of an instance the reconciler checks: not terminated or terminating.
 const LIVE: [InstanceState; 4] =
@@ -151,6 +153,18 @@ pub(super) async fn tag_request_id(ec2: &aws_sdk_ec2::Client, ids: &[String], re
 pub(super) struct Page {
     pub active: Vec<(String, u32)>,
     pub next: Option<String>,
+}
+
+impl Page {
+    /// A page of DescribeFleetInstances or DescribeSpotFleetInstances (both answer
+    /// `ActiveInstance`s), each instance weighted by its type in `template`.
+    pub fn of(active: &[ActiveInstance], next: Option<&str>, template: Option<&Template>) -> Page {
+        let active = active.iter().map(|i| {
+            let units = weight(template, i.instance_type().unwrap_or_default());
+            (i.instance_id().unwrap_or_default().to_owned(), units)
+        });
+        Page { active: active.collect(), next: next.map(str::to_owned) }
+    }
 }
 
 /// A failed page: the AWS error code (a `...NotFound` code means the fleet is gone) and the error.

@@ -13,7 +13,7 @@ use aws_sdk_ec2::types::{
 };
 
 use super::instances::{Page, collect_pages};
-use super::pools::{split_capacity, valid_until, weight, weighted_pools};
+use super::pools::{split_capacity, valid_until, weighted_pools};
 use super::spec::LaunchSpec;
 use super::{Found, Launched, run_instances};
 use crate::error::{Error, Result};
@@ -32,29 +32,7 @@ pub(super) async fn launch(
     let role = template.fleet_role.clone().ok_or_else(|| {
         Error::invalid("fleetRole", format!("is required by SpotFleet template '{}'", template.template_id))
     })?;
-    let instance_tags = SpotFleetTagSpecification::builder()
-        .resource_type(ResourceType::Instance)
-        .set_tags(Some(spec.request_tags.clone()))
-        .build();
-    let groups: Vec<GroupIdentifier> =
-        spec.security_group_ids.iter().map(|id| GroupIdentifier::builder().group_id(id).build()).collect();
-    let launch_specs: Vec<SpotFleetLaunchSpecification> = weighted_pools(template)
-        .into_iter()
-        .map(|(instance_type, weight, subnet)| {
-            SpotFleetLaunchSpecification::builder()
-                .image_id(&spec.image_id)
-                .instance_type(InstanceType::from(instance_type.as_str()))
-                .set_subnet_id(subnet)
-                .weighted_capacity(weight as f64)
-                .set_security_groups((!groups.is_empty()).then(|| groups.clone()))
-                .set_key_name(spec.key_name.clone())
-                .set_iam_instance_profile(spec.instance_profile.clone())
-                .set_block_device_mappings(spec.root_volume.clone().map(|m| vec![m]))
-                .set_user_data(spec.user_data.clone())
-                .tag_specifications(instance_tags.clone())
-                .build()
-        })
-        .collect();
+    let launch_specs = launch_specifications(template, spec);
     // The `percentOnDemand` share is launched On-Demand at once; the fleet asks Spot for the rest.
     let (on_demand, spot) = split_capacity(template, count);
     let mut launched = match on_demand {
@@ -97,6 +75,33 @@ pub(super) async fn launch(
     Ok(launched)
 }
 
+/// One launch specification per weighted (type, subnet) pool, each tagging its instances.
+fn launch_specifications(template: &Template, spec: &LaunchSpec) -> Vec<SpotFleetLaunchSpecification> {
+    let instance_tags = SpotFleetTagSpecification::builder()
+        .resource_type(ResourceType::Instance)
+        .set_tags(Some(spec.request_tags.clone()))
+        .build();
+    let groups: Vec<GroupIdentifier> =
+        spec.security_group_ids.iter().map(|id| GroupIdentifier::builder().group_id(id).build()).collect();
+    weighted_pools(template)
+        .into_iter()
+        .map(|(instance_type, weight, subnet)| {
+            SpotFleetLaunchSpecification::builder()
+                .image_id(&spec.image_id)
+                .instance_type(InstanceType::from(instance_type.as_str()))
+                .set_subnet_id(subnet)
+                .weighted_capacity(weight as f64)
+                .set_security_groups((!groups.is_empty()).then(|| groups.clone()))
+                .set_key_name(spec.key_name.clone())
+                .set_iam_instance_profile(spec.instance_profile.clone())
+                .set_block_device_mappings(spec.root_volume.clone().map(|m| vec![m]))
+                .set_user_data(spec.user_data.clone())
+                .tag_specifications(instance_tags.clone())
+                .build()
+        })
+        .collect()
+}
+
 fn allocation_strategy(strategy: AllocationStrategy) -> Ec2AllocationStrategy {
     match strategy {
         AllocationStrategy::CapacityOptimized => Ec2AllocationStrategy::CapacityOptimized,
@@ -118,11 +123,7 @@ pub(super) async fn instances(ec2: &aws_sdk_ec2::Client, fleet_id: &str, templat
             .send()
             .await
             .map_err(|err| (err.code().map(str::to_owned), Error::aws(format!("describing Spot Fleet {fleet_id}"), err)))?;
-        let active = out.active_instances().iter().map(|i| {
-            let kind = i.instance_type().unwrap_or_default();
-            (i.instance_id().unwrap_or_default().to_owned(), weight(template, kind))
-        });
-        Ok(Page { active: active.collect(), next: out.next_token().map(str::to_owned) })
+        Ok(Page::of(out.active_instances(), out.next_token(), template))
     })
     .await
 }
