@@ -255,9 +255,9 @@ fn parse_store_location(value: &str) -> Result<StoreLocation> {
 }
 
 /// A provider instance name becomes part of file names, so it is held to a safe charset.
-/// The message echoes at most [`crate::telemetry::MAX_LOGGED_CHARS`] characters of the name.
+/// The message echoes at most [`crate::caller_text::MAX_LOGGED_CHARS`] characters of the name.
 pub fn validate_provider_name(name: &str) -> std::result::Result<(), String> {
-    let shown = crate::telemetry::bounded(name);
+    let shown = crate::caller_text::bounded(name);
     if name.is_empty() || name.len() > 64 {
         return Err(format!("'{shown}' must be 1 to 64 characters long"));
     }

@@ -3,6 +3,7 @@
 pub mod api;
 pub mod app;
 pub mod aws;
+pub mod caller_text;
 pub mod calls;
 pub mod cloud;
 pub mod config;

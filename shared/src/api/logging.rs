@@ -1,5 +1,5 @@
 //! One log line per HTTP request: method, route, status, latency and request id. Caller strings
-//! are bounded (`crate::telemetry::bounded`); a caller's request id that is too long or not
+//! are bounded (`crate::caller_text::bounded`); a caller's request id that is too long or not
 //! printable is replaced by a fresh one.
 
 use std::time::Instant;
@@ -12,7 +12,7 @@ use lambda_http::RequestExt;
 use lambda_http::request::RequestContext;
 use tracing::Instrument;
 
-use crate::telemetry::{MAX_LOGGED_CHARS, bounded};
+use crate::caller_text::{MAX_LOGGED_CHARS, bounded};
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 

@@ -74,7 +74,7 @@ impl IntoResponse for Error {
         let status = self.status();
         // Messages may echo caller input (ids, paths, values): bounded in the log.
         let message = self.to_string();
-        let logged = crate::telemetry::bounded(&message);
+        let logged = crate::caller_text::bounded(&message);
         if status.is_server_error() {
             tracing::error!(status = status.as_u16(), error = %logged, cause = ?std::error::Error::source(&self), "request failed");
         } else {

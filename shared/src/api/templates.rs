@@ -14,7 +14,6 @@ use super::{HfJson, Provider};
 use crate::app::AppState;
 use crate::error::{Error, Result};
 use crate::hostfactory::GetAvailableTemplatesResponse;
-use crate::store::capacity_key;
 use crate::templates::{Level, Written, check_document, check_template};
 
 #[derive(Deserialize)]
@@ -34,41 +33,14 @@ fn query<T: DeserializeOwned>(uri: &Uri) -> Result<T> {
     Query::try_from_uri(uri).map(|q| q.0).map_err(|err| Error::invalid("query", err.body_text()))
 }
 
-/// Template keys getAvailableTemplates does not list: HostFactory does not use them and they often
-/// hold bootstrap secrets. `GET /api/v1/templates/{id}` still shows them.
-const NOT_LISTED: [&str; 1] = ["userData"];
-
-/// getAvailableTemplates: the merged templates of the caller's provider instance. Skipped files
-/// and entries are listed under `warnings`; nothing usable at all is an error, never `[]`.
+/// getAvailableTemplates (the use case is [`crate::calls::available_templates`]).
 pub(super) async fn get_available_templates(
     State(state): State<AppState>,
     Provider(provider): Provider,
     uri: Uri,
 ) -> Result<Json<GetAvailableTemplatesResponse>> {
     let ListQuery { force_refresh } = query(&uri)?;
-    let loaded = state.catalog.load(&provider, force_refresh).await?;
-    let keys: Vec<String> = loaded.templates.iter().map(|t| capacity_key(&provider, &t.template_id)).collect();
-    let in_use = futures::future::try_join_all(keys.iter().map(|key| state.store.capacity.in_use(key))).await?;
-    let templates = loaded
-        .templates
-        .iter()
-        .zip(in_use)
-        .map(|(t, used)| {
-            let available = (t.effective_max_number() - i64::try_from(used).unwrap_or(i64::MAX)).max(0);
-            let mut info = t.to_info(Some(available));
-            for key in NOT_LISTED {
-                info.extra.remove(key);
-            }
-            info
-        })
-        .collect();
-    let warnings: Vec<String> = loaded.problems.iter().map(ToString::to_string).collect();
-    let message = match warnings.len() {
-        0 => "Get available templates success.".to_owned(),
-        n => format!("Get available templates success; {n} problem(s) skipped, see warnings."),
-    };
-    tracing::info!(provider = %provider, count = loaded.templates.len(), skipped = warnings.len(), "templates listed");
-    Ok(Json(GetAvailableTemplatesResponse { message, templates, warnings }))
+    Ok(Json(crate::calls::available_templates(&state, &provider, force_refresh).await?))
 }
 
 /// Validates a posted document (`{"templates": [...]}` or one template) without saving it:

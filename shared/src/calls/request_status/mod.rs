@@ -386,3 +386,6 @@ pub(crate) async fn finish_abandoned(
     let outcome = (RequestPhase::CompleteWithError, message);
     commit(state, request, machines, outcome, now, (shortfall, 0), "abandoned").await.map(|_| ())
 }
+
+#[cfg(test)]
+mod tests;
