@@ -20,7 +20,7 @@ pub use request_machines::request_machines;
 pub use return_machines::request_return_machines;
 pub use return_requests::get_return_requests;
 pub use claim::Caller;
-pub use request_status::{get_request_status, status_of};
+pub use request_status::{get_request_status, refresh};
 
 pub(crate) use request_machines::machine_record;
 pub(crate) use shrink::release_from_owners;

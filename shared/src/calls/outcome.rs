@@ -1,7 +1,7 @@
 //! EC2 state → HostFactory machine `result` and request `status`, per spec §2.4 (IBM's own
 //! AWS plugin mapping).
 
-use crate::hostfactory::{MachineResult, MachineStatus, RequestState};
+use crate::hostfactory::{MachineResult, MachineStatus, RequestReport, RequestState};
 use crate::cloud::Observed;
 use crate::store::{InstanceState, MachineRecord};
 
@@ -68,6 +68,16 @@ pub(super) fn machine_status(machine: &MachineRecord) -> MachineStatus {
         public_ip_address: machine.public_ip_address.clone(),
         launchtime: machine.launchtime,
         message: machine.message.clone(),
+    }
+}
+
+/// The answer for a request id this provider instance does not know.
+pub(super) fn unknown_request(id: &str) -> RequestReport {
+    RequestReport {
+        request_id: id.to_owned(),
+        status: RequestState::CompleteWithError,
+        message: format!("request '{id}' not found"),
+        machines: Vec::new(),
     }
 }
 

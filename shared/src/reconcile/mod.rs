@@ -19,16 +19,15 @@ mod pending;
 mod recount;
 mod timeouts;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::app::AppState;
 use crate::error::{Error, Result};
-use crate::hostfactory::{RequestRef, RequestState, RequestStatusInput};
+use crate::hostfactory::RequestState;
 use crate::metrics::ReconcileFigures;
-use crate::calls::Caller;
 use crate::store::{RequestRecord, RequestPhase, now, unless_stale};
 
 /// What one pass did, in counts (and the errors it met).
@@ -143,20 +142,12 @@ pub async fn run_once(state: &AppState) -> Result<Report> {
     Ok(report)
 }
 
-/// Asks for the status of every listed request, per provider instance, through getRequestStatus,
-/// which observes EC2, records what changed and finishes what is final (releasing capacity).
+/// Refreshes every listed request ([`crate::calls::refresh`]): observes EC2, records what
+/// changed and finishes what is final (releasing capacity), as getRequestStatus does.
 async fn refresh(state: &AppState, launching: &[&RequestRecord], report: &mut Report) -> Result<()> {
-    let mut by_provider: BTreeMap<&str, Vec<RequestRef>> = BTreeMap::new();
-    for request in launching {
-        by_provider.entry(&request.provider).or_default().push(RequestRef { request_id: request.request_id.clone() });
-    }
-    for (provider, requests) in by_provider {
-        let asked = requests.len();
-        let input = RequestStatusInput { requests };
-        let answer = crate::calls::status_of(state, provider, input, Caller::Reconciler).await?;
-        report.refreshed += asked;
-        report.finished += answer.requests.iter().filter(|r| r.status != RequestState::Running).count();
-    }
+    let reports = crate::calls::refresh(state, launching).await?;
+    report.refreshed += launching.len();
+    report.finished += reports.iter().filter(|r| r.status != RequestState::Running).count();
     Ok(())
 }
 

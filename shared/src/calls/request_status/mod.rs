@@ -18,7 +18,7 @@ use crate::hostfactory::{
     RequestStatusResponse,
 };
 use crate::cloud::Observed;
-use super::outcome::{machine_status, provisioning_result, request_state, return_result};
+use super::outcome::{machine_status, provisioning_result, request_state, return_result, unknown_request};
 use crate::store::{
     CapacityChange, Direction, InstanceState, MachineRecord, RequestKind, RequestRecord, RequestPhase, capacity_key,
     now, unless_stale,
@@ -37,23 +37,34 @@ pub async fn get_request_status(
     provider: &str,
     input: RequestStatusInput,
 ) -> Result<RequestStatusResponse> {
-    status_of(state, provider, input, Caller::HostFactory).await
-}
-
-/// The status of the named requests, refreshed from EC2; claims them when `caller` is
-/// HostFactory.
-pub async fn status_of(
-    state: &AppState,
-    provider: &str,
-    input: RequestStatusInput,
-    caller: Caller,
-) -> Result<RequestStatusResponse> {
     input.validate()?;
     let ids: Vec<String> = input.requests.iter().map(|r| r.request_id.trim().to_owned()).collect();
+    let requests = statuses(state, provider, &ids, Caller::HostFactory).await?;
+    Ok(RequestStatusResponse { requests })
+}
+
+/// The reconciler's refresh of unfinished requests, per provider instance: re-read by id,
+/// observed and finished as a getRequestStatus would, but never claimed (an abandoned request
+/// stays abandoned).
+pub async fn refresh(state: &AppState, requests: &[&RequestRecord]) -> Result<Vec<RequestReport>> {
+    let mut by_provider: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for request in requests {
+        by_provider.entry(&request.provider).or_default().push(request.request_id.clone());
+    }
+    let mut reports = Vec::with_capacity(requests.len());
+    for (provider, ids) in by_provider {
+        reports.extend(statuses(state, provider, &ids, Caller::Reconciler).await?);
+    }
+    Ok(reports)
+}
+
+/// The status of the requests `ids` (in that order), refreshed from EC2; claims them when
+/// `caller` is HostFactory.
+async fn statuses(state: &AppState, provider: &str, ids: &[String], caller: Caller) -> Result<Vec<RequestReport>> {
     let mut records: HashMap<String, RequestRecord> = state
         .store
         .requests
-        .batch_get(&ids)
+        .batch_get(ids)
         .await?
         .into_iter()
         .filter(|r| r.provider == provider)
@@ -80,13 +91,13 @@ pub async fn status_of(
     filling::tag_adopted(state, &fleets, &machines, &observed).await;
 
     let mut answers = Vec::with_capacity(ids.len());
-    for id in &ids {
+    for id in ids {
         let answer = match records.remove(id) {
-            None => not_found(id),
+            None => unknown_request(id),
             Some(record) => {
                 let list = machines.remove(id).unwrap_or_default();
                 if record.status == RequestPhase::InProgress {
-                    refresh(state, record, list, &observed, fleets.get(id)).await?
+                    refresh_one(state, record, list, &observed, fleets.get(id)).await?
                 } else {
                     answer_from_records(&record, &list)
                 }
@@ -94,7 +105,7 @@ pub async fn status_of(
         };
         answers.push(answer);
     }
-    Ok(RequestStatusResponse { requests: answers })
+    Ok(answers)
 }
 
 /// The machines of each request: its own (provisioning) or those it returns.
@@ -113,17 +124,8 @@ async fn list_machines(
     Ok(listings.into_iter().collect())
 }
 
-fn not_found(id: &str) -> RequestReport {
-    RequestReport {
-        request_id: id.to_owned(),
-        status: RequestState::CompleteWithError,
-        message: format!("request '{id}' not found"),
-        machines: Vec::new(),
-    }
-}
-
 /// A request whose machines EC2 is still working on: map, persist changes, finish if final.
-async fn refresh(
+async fn refresh_one(
     state: &AppState,
     mut request: RequestRecord,
     mut machines: Vec<MachineRecord>,
