@@ -19,7 +19,6 @@ pub use available_templates::available_templates;
 pub use request_machines::request_machines;
 pub use return_machines::request_return_machines;
 pub use return_requests::get_return_requests;
-pub use claim::Caller;
 pub use request_status::{get_request_status, refresh};
 
 pub(crate) use request_machines::machine_record;
