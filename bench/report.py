@@ -1,0 +1,146 @@
+"""The bench's one table (each figure next to its issue #16 target) and its plot (a plain SVG:
+no plotting library, so the bench needs nothing beyond the moto venv)."""
+
+import math
+import re
+from html import escape
+
+LOCAL, DEPLOYED = "folder+SQLite", "S3+DynamoDB"
+
+
+def aws_target(case, sizes):
+    """Issue #16's AWS-call target of a case on the deployed configuration, as (limit, label)."""
+    if case == "getAvailableTemplates cold":
+        return 3, "<= 3 (1 List + 1 file + 1 capacity)"
+    if case == "getAvailableTemplates warm":
+        return 2, "<= 2"
+    if case.startswith("requestMachines") or case == "requestReturnMachines":
+        return 4, "<= 4"
+    match = re.match(r"getRequestStatus (\d+)x(\d+) (first|later) poll", case)
+    if not match:
+        return None, "-"
+    requests, machines = int(match[1]), int(match[2])
+    if requests * machines <= 50:
+        return 4, "<= 4"
+    if (requests, machines) == (20, 50):
+        return 5, "<= 5"
+    # No figure in the issue: its rules (1 Describe per 1,000 machines, 1 read per 100 ids,
+    # 1 batched write per 100 changed records on the first poll).
+    total = requests * machines
+    limit = math.ceil(total / 1000) + math.ceil(total / 100) * (2 if match[3] == "first" else 1)
+    return limit, f"<= {limit} (rules)"
+
+
+def verdict(value, limit):
+    if value is None or limit is None:
+        return ""
+    return "ok" if value <= limit else "MISS"
+
+
+def wall(figure):
+    return f"{figure['wall_ms_p50']:.0f} / {figure['wall_ms_p99']:.0f} (n={figure['n']})" if figure else "-"
+
+
+def calls_text(figure):
+    if not figure or figure["aws_calls"] is None:
+        return "-"
+    spread = "" if figure["aws_calls_max"] == figure["aws_calls"] else f" (max {figure['aws_calls_max']})"
+    return f"{figure['aws_calls']}{spread}"
+
+
+def call_rows(configs, sizes):
+    local, deployed = configs.get("local", {}), configs.get("deployed", {})
+    rows = []
+    for case in dict.fromkeys([*local, *deployed]):
+        if case.startswith("throughput"):
+            continue
+        a, b = local.get(case), deployed.get(case)
+        limit, label = aws_target(case, sizes)
+        rows.append(["1 AWS calls", case, calls_text(a), calls_text(b), label, verdict(b and b["aws_calls"], limit)])
+        ratio = b["wall_ms_p50"] / a["wall_ms_p50"] if a and b and a["wall_ms_p50"] else None
+        rows.append(["2 wall ms p50/p99", case, wall(a), wall(b), "deployed <= 2x local",
+                     "" if ratio is None else f"{verdict(ratio, 2)} {ratio:.1f}x"])
+    return rows
+
+
+def function_rows(functions):
+    rows = []
+    for name, f in functions.items():
+        rows += [
+            ["3 lambda", f"{name}: binary MB", "", f["binary_mb"], "<= 15", verdict(f["binary_mb"], 15)],
+            ["3 lambda", f"{name}: init ms (spawn -> /next, p50 of {f['starts']})", "", f["init_ms_p50"],
+             "<= 50", verdict(f["init_ms_p50"], 50)],
+            ["3 lambda", f"{name}: peak RSS MB (512 MB function)", "", f["peak_rss_mb"], "<= 40",
+             verdict(f["peak_rss_mb"], 40)],
+            ["3 lambda", f"{name}: first invocation ms / AWS calls ({f['event']})", "",
+             f"{f['first_invocation_ms_p50']} / {f['first_invocation_aws_calls']}", "-", ""],
+            ["3 lambda", f"{name}: warm invocation ms p50/p99 (n={f['invocations']})", "",
+             f"{f['invocation_ms_p50']} / {f['invocation_ms_p99']}", "-", ""],
+        ]
+    return rows
+
+
+def scale_rows(configs, sizes):
+    requests, machines = sizes["shapes"][-1][:2]
+    rows = []
+    for poll in ("first", "later"):
+        case = f"getRequestStatus {requests}x{machines} {poll} poll"
+        a, b = configs.get("local", {}).get(case), configs.get("deployed", {}).get(case)
+        rows.append(["4 scale", f"{requests * machines:,} machines in {requests} requests, {poll} poll: wall ms p50",
+                     a and a["wall_ms_p50"], b and b["wall_ms_p50"], "<= 1000 (embedded store)",
+                     verdict(a and a["wall_ms_p50"], 1000)])
+    t = [configs.get(c, {}).get("throughput getAvailableTemplates") for c in ("local", "deployed")]
+    text = [f"{x['requests_per_s']}/s (p99 {x['latency_ms_p99']} ms, {x['errors']} errors)" if x else "-" for x in t]
+    threads = next((x["threads"] for x in t if x), 0)
+    rows.append(["4 scale", f"server getAvailableTemplates throughput ({threads} keep-alive clients)", *text, "-", ""])
+    return rows
+
+
+def rows(results):
+    sizes = results["sizes"]
+    return (call_rows(results["configs"], sizes) + function_rows(results.get("functions", {}))
+            + scale_rows(results["configs"], sizes))
+
+
+def table(rows):
+    header = ["section", "figure", LOCAL, DEPLOYED, "target", "met"]
+    cells = [header] + [[str("" if c is None else c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    lines = [" | ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
+    lines.insert(1, "-+-".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def svg(results, path):
+    """Two log-scale bar panels per case: AWS calls and wall-time median, both configurations."""
+    configs = results["configs"]
+    cases = [c for c in dict.fromkeys([*configs.get("local", {}), *configs.get("deployed", {})])
+             if not c.startswith("throughput")]
+    panels = [("AWS calls per HostFactory call", "aws_calls"), ("wall time p50 (ms), script process", "wall_ms_p50")]
+    bar, gap, label_w, panel_w = 7, 6, 330, 330
+    height = 60 + len(cases) * (2 * bar + gap)
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{label_w + 2 * panel_w + 40}" height="{height + 30}" '
+           'font-family="sans-serif" font-size="10">', '<rect width="100%" height="100%" fill="white"/>']
+    colors = {"local": "#4c72b0", "deployed": "#dd8452"}
+    for p, (title, key) in enumerate(panels):
+        x0 = label_w + p * (panel_w + 20)
+        top = max([configs[c][k][key] or 0 for c in configs for k in cases if k in configs[c]] + [1])
+        scale = (panel_w - 60) / math.log10(1 + top)
+        out.append(f'<text x="{x0}" y="20" font-weight="bold">{escape(title)} (log scale)</text>')
+        for i, case in enumerate(cases):
+            y = 40 + i * (2 * bar + gap)
+            if p == 0:
+                out.append(f'<text x="{label_w - 6}" y="{y + bar + 3}" text-anchor="end">{escape(case)}</text>')
+            for j, name in enumerate(("local", "deployed")):
+                value = configs.get(name, {}).get(case, {}).get(key)
+                if value is None:
+                    continue
+                width = max(1, math.log10(1 + value) * scale)
+                out.append(f'<rect x="{x0}" y="{y + j * bar}" width="{width:.1f}" height="{bar - 1}" fill="{colors[name]}"/>')
+                out.append(f'<text x="{x0 + width + 3:.1f}" y="{y + j * bar + bar - 1}" font-size="8">{value:g}</text>')
+    for j, (name, label) in enumerate((("local", LOCAL), ("deployed", DEPLOYED))):
+        out.append(f'<rect x="{label_w + j * 140}" y="{height + 5}" width="10" height="10" fill="{colors[name]}"/>')
+        out.append(f'<text x="{label_w + j * 140 + 14}" y="{height + 14}">{label}</text>')
+    out.append("</svg>")
+    with open(path, "w") as file:
+        file.write("\n".join(out) + "\n")
