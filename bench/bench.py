@@ -37,9 +37,11 @@ def options():
     parser.add_argument("--calls", type=int, default=30, help="samples per call (wall time median/p99)")
     parser.add_argument("--cold-starts", type=int, default=5, help="server starts for getAvailableTemplates cold")
     parser.add_argument("--shapes", type=shape, nargs="+",
-                        default=[shape(s) for s in ("1x10:30:30", "5x10:10:30", "20x50:3:10", "100x100:1:3")],
+                        default=[shape(s) for s in ("1x10:30:30", "5x10:10:30", "20x50:2:10", "100x100:1:2")],
                         help="getRequestStatus cases REQUESTSxMACHINES:FIRST_POLLS:LATER_POLLS (the second is "
                              "also the return and Lambda cases' set; the last the 10,000-machine scale case)")
+    parser.add_argument("--call-timeout", type=float, default=300,
+                        help="seconds a first poll may take before it is recorded as timed out")
     parser.add_argument("--reconcile-requests", type=int, default=100)
     parser.add_argument("--lambda-starts", type=int, default=5, help="process starts per function (init time)")
     parser.add_argument("--load-requests", type=int, default=3000, help="throughput: at most this many calls")

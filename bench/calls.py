@@ -4,6 +4,7 @@ HostFactory call as Symphony makes it, the 10,000-machine poll, and the server's
 import http.client
 import json
 import os
+import subprocess
 import threading
 import time
 from urllib.parse import urlparse
@@ -80,17 +81,30 @@ class Config:
     def statuses(self):
         for index, (requests, machines, repeats, polls) in enumerate(self.sizes.shapes):
             template = SCALE_TEMPLATE if index == len(self.sizes.shapes) - 1 else STATUS_TEMPLATE
-            first, ids = [], []
+            first, ids, shape = [], [], f"{requests}x{machines}"
             for _ in range(repeats):
                 ids = [request(self.server, template, machines) for _ in range(requests)]
-                wall, aws, answer = self.scripts.run(self.server, "getRequestStatus", status_payload(ids))
+                try:
+                    wall, aws, answer = self.scripts.run(self.server, "getRequestStatus", status_payload(ids),
+                                                         timeout=self.sizes.call_timeout)
+                except subprocess.TimeoutExpired:
+                    self.timed_out(f"getRequestStatus {shape} first poll", first)
+                    break
                 first.append((wall, aws))
-            shape = f"{requests}x{machines}"
-            self.record(f"getRequestStatus {shape} first poll", first,
-                        machines=len(machines_of(answer)), states=sorted({r["status"] for r in answer["requests"]}))
-            later = [self.scripts.run(self.server, "getRequestStatus", status_payload(ids))[:2] for _ in range(polls)]
-            self.record(f"getRequestStatus {shape} later poll", later)
-            self.kept[shape] = (ids, machines_of(answer))
+            else:
+                self.record(f"getRequestStatus {shape} first poll", first, machines=len(machines_of(answer)),
+                            states=sorted({r["status"] for r in answer["requests"]}))
+                later = [self.scripts.run(self.server, "getRequestStatus", status_payload(ids))[:2]
+                         for _ in range(polls)]
+                self.record(f"getRequestStatus {shape} later poll", later)
+                self.kept[shape] = (ids, machines_of(answer))
+
+    def timed_out(self, case, samples):
+        """A call past --call-timeout: recorded as such; the server is restarted (see Scripts.run)."""
+        self.results[case] = dict(summary(samples) if samples else {}, timed_out_after_s=self.sizes.call_timeout)
+        print(f"  [{self.name}] {case}: no answer within {self.sizes.call_timeout} s", flush=True)
+        self.server.stop()
+        self.server = Server(self.bin["hostfactory"], self.env, self.log)
 
     def returns(self):
         _, machines = self.kept[f"{self.sizes.shapes[1][0]}x{self.sizes.shapes[1][1]}"]
@@ -111,20 +125,24 @@ class Config:
         `hostfactory reconcile` command prints the report only) after creating the active requests."""
         for _ in range(self.sizes.reconcile_requests):
             request(self.server, STATUS_TEMPLATE, 1)
+        case = f"reconcile pass ({self.sizes.reconcile_requests} new active requests)"
         env = {k: v for k, v in self.env.items() if k != "HOSTFACTORY_METRICS"}
-        runtime = Runtime(self.bin["reconciler"], env)
+        runtime = Runtime(self.bin["reconciler"], env, timeout_s=self.sizes.call_timeout)
         log_path = os.path.join(self.workdir, f"reconcile-{self.name}.log")
         try:
             with open(log_path, "w") as log:
                 runtime.start(log)
                 invocation = runtime.invoke(json.load(open(os.path.join(ROOT, "events", "reconcile-schedule.json"))))
+        except RuntimeError as err:  # no answer within --call-timeout
+            print(f"  [{self.name}] reconcile: {err}", flush=True)
+            self.results[case] = {"timed_out_after_s": self.sizes.call_timeout}
+            return
         finally:
             runtime.stop()
         if not invocation.ok:
             raise RuntimeError(f"reconcile failed: {invocation.answer[:500]}")
         line = next(json.loads(l) for l in open(log_path) if '"_aws"' in l and '"reconcile"' in l)
-        self.record(f"reconcile pass ({self.sizes.reconcile_requests} new active requests)",
-                    [(invocation.elapsed_ms, int(line["AwsCalls"]))], requests_checked=int(line["RequestsChecked"]))
+        self.record(case, [(invocation.elapsed_ms, int(line["AwsCalls"]))], requests_checked=int(line["RequestsChecked"]))
 
     def throughput(self):
         """getAvailableTemplates on one keep-alive connection per thread, bounded in count and time."""

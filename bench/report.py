@@ -37,11 +37,23 @@ def verdict(value, limit):
     return "ok" if value <= limit else "MISS"
 
 
+def timed_out(figure):
+    return f"no answer in {figure['timed_out_after_s']:g} s" if figure and "timed_out_after_s" in figure else None
+
+
+def p50(figure):
+    return figure.get("wall_ms_p50") if figure else None
+
+
 def wall(figure):
+    if timed_out(figure):
+        return timed_out(figure)
     return f"{figure['wall_ms_p50']:.0f} / {figure['wall_ms_p99']:.0f} (n={figure['n']})" if figure else "-"
 
 
 def calls_text(figure):
+    if timed_out(figure):
+        return timed_out(figure)
     if not figure or figure["aws_calls"] is None:
         return "-"
     spread = "" if figure["aws_calls_max"] == figure["aws_calls"] else f" (max {figure['aws_calls_max']})"
@@ -56,8 +68,9 @@ def call_rows(configs, sizes):
             continue
         a, b = local.get(case), deployed.get(case)
         limit, label = aws_target(case, sizes)
-        rows.append(["1 AWS calls", case, calls_text(a), calls_text(b), label, verdict(b and b["aws_calls"], limit)])
-        ratio = b["wall_ms_p50"] / a["wall_ms_p50"] if a and b and a["wall_ms_p50"] else None
+        met = "MISS" if timed_out(b) else verdict(b and b.get("aws_calls"), limit)
+        rows.append(["1 AWS calls", case, calls_text(a), calls_text(b), label, met])
+        ratio = p50(b) / p50(a) if p50(a) and p50(b) else None
         rows.append(["2 wall ms p50/p99", case, wall(a), wall(b), "deployed <= 2x local",
                      "" if ratio is None else f"{verdict(ratio, 2)} {ratio:.1f}x"])
     return rows
@@ -66,6 +79,9 @@ def call_rows(configs, sizes):
 def function_rows(functions):
     rows = []
     for name, f in functions.items():
+        if "error" in f:
+            rows.append(["3 lambda", f"{name} ({f['event']})", "", f"failed: {f['error'][:80]}", "-", "MISS"])
+            continue
         rows += [
             ["3 lambda", f"{name}: binary MB", "", f["binary_mb"], "<= 15", verdict(f["binary_mb"], 15)],
             ["3 lambda", f"{name}: init ms (spawn -> /next, p50 of {f['starts']})", "", f["init_ms_p50"],
@@ -86,9 +102,9 @@ def scale_rows(configs, sizes):
     for poll in ("first", "later"):
         case = f"getRequestStatus {requests}x{machines} {poll} poll"
         a, b = configs.get("local", {}).get(case), configs.get("deployed", {}).get(case)
+        met = "MISS" if timed_out(a) else verdict(p50(a), 1000)
         rows.append(["4 scale", f"{requests * machines:,} machines in {requests} requests, {poll} poll: wall ms p50",
-                     a and a["wall_ms_p50"], b and b["wall_ms_p50"], "<= 1000 (embedded store)",
-                     verdict(a and a["wall_ms_p50"], 1000)])
+                     timed_out(a) or p50(a), timed_out(b) or p50(b), "<= 1000 (embedded store)", met])
     t = [configs.get(c, {}).get("throughput getAvailableTemplates") for c in ("local", "deployed")]
     text = [f"{x['requests_per_s']}/s (p99 {x['latency_ms_p99']} ms, {x['errors']} errors)" if x else "-" for x in t]
     threads = next((x["threads"] for x in t if x), 0)
@@ -124,7 +140,7 @@ def svg(results, path):
     colors = {"local": "#4c72b0", "deployed": "#dd8452"}
     for p, (title, key) in enumerate(panels):
         x0 = label_w + p * (panel_w + 20)
-        top = max([configs[c][k][key] or 0 for c in configs for k in cases if k in configs[c]] + [1])
+        top = max([configs[c][k].get(key) or 0 for c in configs for k in cases if k in configs[c]] + [1])
         scale = (panel_w - 60) / math.log10(1 + top)
         out.append(f'<text x="{x0}" y="20" font-weight="bold">{escape(title)} (log scale)</text>')
         for i, case in enumerate(cases):

@@ -13,6 +13,8 @@ import threading
 import time
 import urllib.request
 
+import boto3
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = os.path.join(ROOT, "infra", "hostfactory", "scripts")
 # The RunInstances template the getRequestStatus cases launch, and its copy for the largest case.
@@ -52,6 +54,14 @@ class Emulator:
         self.endpoint = os.environ["AWS_ENDPOINT_URL"]
         self.python = python
 
+    def large_network(self):
+        """A /16 subnet for the status cases: the seeded /20s hold 4,096 instances, fewer than they launch."""
+        ec2 = boto3.client("ec2", endpoint_url=self.endpoint)
+        vpc = ec2.create_vpc(CidrBlock="10.99.0.0/16")["Vpc"]["VpcId"]
+        subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.99.0.0/16")["Subnet"]["SubnetId"]
+        group = ec2.create_security_group(GroupName="hostfactory-bench", Description="bench", VpcId=vpc)["GroupId"]
+        return {"subnetId": subnet, "securityGroupIds": [group]}
+
     def reset(self):
         urllib.request.urlopen(urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST"), timeout=60)
 
@@ -64,8 +74,9 @@ class Emulator:
         document = json.load(open(path))
         for template in document["templates"]:
             template["maxNumber"] = 10_000
-        scale = next(t for t in document["templates"] if t["templateId"] == STATUS_TEMPLATE)
-        document["templates"].append(dict(scale, templateId=SCALE_TEMPLATE))
+        status = next(t for t in document["templates"] if t["templateId"] == STATUS_TEMPLATE)
+        status.update(self.large_network())
+        document["templates"].append(dict(status, templateId=SCALE_TEMPLATE))
         json.dump(document, open(path, "w"), indent=2)
         return path
 
@@ -133,8 +144,10 @@ class Scripts:
         shutil.copy(client_binary, os.path.join(self.folder, "hostfactory-client"))
         self.input = os.path.join(workdir, "input.json")
 
-    def run(self, server, call, payload):
-        """Runs `<call>.sh -f <input>` against the server: (wall ms, AWS calls, answer)."""
+    def run(self, server, call, payload, timeout=None):
+        """Runs `<call>.sh -f <input>` against the server: (wall ms, AWS calls, answer).
+        Raises subprocess.TimeoutExpired after `timeout` seconds (the caller restarts the server,
+        whose late metric line would otherwise be taken for the next call's)."""
         with open(self.input, "w") as file:
             json.dump(payload, file)
         env = dict(os.environ, HOSTFACTORY_API_URL=server.url, HOSTFACTORY_AUTH="none",
@@ -142,7 +155,7 @@ class Scripts:
         env.pop("HF_PROVIDER_ACTION_TIMEOUT", None)
         started = time.perf_counter()
         run = subprocess.run([os.path.join(self.folder, f"{call}.sh"), "-f", self.input], env=env,
-                             capture_output=True, text=True)
+                             capture_output=True, text=True, timeout=timeout)
         wall_ms = (time.perf_counter() - started) * 1000
         if run.returncode:
             raise RuntimeError(f"{call} failed: {run.stdout.strip()} {run.stderr.strip()[-500:]}")

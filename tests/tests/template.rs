@@ -149,3 +149,19 @@ fn policies_act_only_on_managed_resources_and_configured_roles() {
         assert!(seen.contains(action), "{action} is granted somewhere");
     }
 }
+
+/// `sam build --parameter-overrides Architecture=x86_64` (README "Deploy") builds and deploys
+/// every function for the chosen instruction set: no function may fix its own.
+#[test]
+fn every_function_takes_the_architecture_parameter() {
+    let template = template();
+    let parameter = &template["Parameters"]["Architecture"];
+    assert_eq!(parameter["Default"], "arm64");
+    assert_eq!(strings(&parameter["AllowedValues"]), ["arm64", "x86_64"]);
+    let architectures = template["Globals"]["Function"]["Architectures"].as_sequence().expect("Globals Architectures");
+    assert!(matches!(&architectures[..], [Value::Tagged(r)] if r.tag == "!Ref" && r.value == "Architecture"));
+    let resources = template["Resources"].as_mapping().expect("Resources");
+    let functions: Vec<_> = resources.values().filter(|r| r["Type"] == "AWS::Serverless::Function").collect();
+    assert_eq!(functions.len(), 4, "the four functions");
+    assert!(functions.iter().all(|f| f["Properties"].get("Architectures").is_none()), "a function overrides Architectures");
+}
