@@ -102,19 +102,24 @@ def main():
             config = calls.Config(name, env, args, bins, scripts, workdir, log)
             print(f"configuration {name}", flush=True)
             results["configs"][name] = config.run()
+            write(results, started, args.output)  # each finished part is kept, should a later one fail
             if name == "deployed":
                 lambda_set = config.kept[f"{args.shapes[1][0]}x{args.shapes[1][1]}"]
                 results["functions"] = functions.run(bins, env, lambda_set, args, workdir)
-    results["duration_s"] = round(time.monotonic() - started)
-    os.makedirs(args.output, exist_ok=True)
-    rows = report.rows(results)
-    results["table"] = rows
-    with open(os.path.join(args.output, "results.json"), "w") as out:
-        json.dump(results, out, indent=2)
-        out.write("\n")
-    report.svg(results, os.path.join(args.output, "results.svg"))
+    rows = write(results, started, args.output)
     print(report.table(rows))
     print(f"\nbench: {results['duration_s']} s; wrote {args.output}/results.json and results.svg")
+
+
+def write(results, started, output):
+    results["duration_s"] = round(time.monotonic() - started)
+    os.makedirs(output, exist_ok=True)
+    results["table"] = rows = report.rows(results)
+    with open(os.path.join(output, "results.json"), "w") as out:
+        json.dump(results, out, indent=2)
+        out.write("\n")
+    report.svg(results, os.path.join(output, "results.svg"))
+    return rows
 
 
 if __name__ == "__main__":

@@ -76,7 +76,7 @@ class Runtime:
                 if invocation is None:  # shutting down: the process is killed while it waits
                     return
                 runtime.running[invocation.id] = invocation
-                deadline = int(time.time() * 1000) + runtime.timeout_s * 1000
+                deadline = int(time.time() * 1000 + runtime.timeout_s * 1000)
                 invocation.handed_out = time.perf_counter()
                 self._reply(200, invocation.body, {
                     "Lambda-Runtime-Aws-Request-Id": invocation.id,
