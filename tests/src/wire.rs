@@ -38,7 +38,9 @@ fn operation_of(request: &HttpRequest) -> Option<(String, Protocol)> {
         return target.rsplit('.').next().map(|op| (op.to_owned(), Protocol::Json));
     }
     let body = std::str::from_utf8(request.body().bytes()?).ok()?;
-    body.split('&').find_map(|pair| pair.strip_prefix("Action=")).map(|op| (op.to_owned(), Protocol::Query))
+    // Auto Scaling's API version: its errors are wrapped otherwise than EC2's.
+    let protocol = if body.split('&').any(|pair| pair == "Version=2011-01-01") { Protocol::AwsQuery } else { Protocol::Query };
+    body.split('&').find_map(|pair| pair.strip_prefix("Action=")).map(|op| (op.to_owned(), protocol))
 }
 
 /// The idempotency token a call carries: EC2's `ClientToken` form parameter, DynamoDB's
@@ -46,7 +48,7 @@ fn operation_of(request: &HttpRequest) -> Option<(String, Protocol)> {
 fn token_of(request: &HttpRequest, protocol: Protocol) -> Option<String> {
     let body = std::str::from_utf8(request.body().bytes()?).ok()?;
     match protocol {
-        Protocol::Query => body.split('&').find_map(|pair| pair.strip_prefix("ClientToken=")).map(str::to_owned),
+        Protocol::Query | Protocol::AwsQuery => body.split('&').find_map(|pair| pair.strip_prefix("ClientToken=")).map(str::to_owned),
         Protocol::Json => {
             let json: serde_json::Value = serde_json::from_str(body).ok()?;
             json.get("ClientRequestToken")?.as_str().map(str::to_owned)
