@@ -224,6 +224,8 @@ fn convert_request(orb: OrbRequest, provider: &str, retention: Duration) -> Resu
         unclaimed: false,
         request_id: orb.request_id,
         pending_capacity: Vec::new(),
+        // Listed by the index: the ORB database does not say which machines are all of them.
+        machine_ids: None,
     })
 }
 
