@@ -51,6 +51,7 @@ fn machine(id: &str, request_id: &str) -> MachineRecord {
         version: 1,
         updated_at: T0,
         expires_at: None,
+        fleet_held: None,
     }
 }
 

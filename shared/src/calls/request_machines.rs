@@ -138,7 +138,11 @@ fn launched_machines(request: &RequestRecord, launched: &Launched) -> Vec<Machin
     launched
         .instances
         .iter()
-        .map(|instance| MachineRecord { units: launched.units_of(&instance.instance_id), ..machine_record(instance, request) })
+        .map(|instance| MachineRecord {
+            units: launched.units_of(&instance.instance_id),
+            fleet_held: Some(launched.deferred),
+            ..machine_record(instance, request)
+        })
         .collect()
 }
 
@@ -200,5 +204,6 @@ pub(crate) fn machine_record(instance: &Observed, request: &RequestRecord) -> Ma
         version: 1,
         updated_at: now(),
         expires_at: None,
+        fleet_held: None,
     }
 }

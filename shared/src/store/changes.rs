@@ -88,6 +88,7 @@ mod tests {
             version: 1,
             updated_at: 1,
             expires_at: None,
+            fleet_held: None,
         }
     }
 

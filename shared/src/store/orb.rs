@@ -267,6 +267,7 @@ fn convert_machine(orb: OrbMachine, provider: &str, retention: Duration) -> Resu
         version: orb.version,
         updated_at,
         expires_at: (state == "terminated").then(|| imported_expiry(updated_at, retention)),
+        fleet_held: None,
         state: state.as_str().into(),
         machine_id: orb.machine_id,
     })

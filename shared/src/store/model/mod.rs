@@ -281,6 +281,12 @@ pub struct MachineRecord {
     pub updated_at: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<i64>,
+    /// Whether a fleet or Auto Scaling group that could replace it holds it (so a return makes
+    /// the owner give it up first): `Some(false)` for what a RunInstances or instant-fleet
+    /// launch started, so a return need not read its request; `None` when not recorded
+    /// (adopted, imported, older records): the return reads the request to find out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet_held: Option<bool>,
 }
 
 fn one_unit() -> u32 {
