@@ -75,6 +75,7 @@ fn machine(i: usize, run: &str) -> MachineRecord {
         version: 1,
         updated_at: shared::store::now(),
         expires_at: None,
+        fleet_held: None,
     }
 }
 

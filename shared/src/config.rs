@@ -67,6 +67,10 @@ pub struct Config {
     pub metrics_namespace: String,
     /// The reconciler's timings.
     pub reconcile: ReconcileTimings,
+    /// `HOSTFACTORY_CALL_BUDGET_SECS`: how long a getRequestStatus (and each refresh of a
+    /// reconcile pass) may spend; it then answers with what it refreshed and leaves the rest
+    /// `running` for the next poll. Under API Gateway's 29 s, so an answer always arrives.
+    pub call_budget: Duration,
 }
 
 /// How long `hostfactory serve` waits for a client before it closes the connection.
@@ -157,6 +161,7 @@ impl Config {
         let reconcile = parse_reconcile_timings(&get)?;
         let metrics = parse_metrics_switch(&get, runtime)?;
         let metrics_namespace = get("HOSTFACTORY_METRICS_NAMESPACE").unwrap_or_else(|| "HostFactory".into());
+        let call_budget = parse_call_budget(&get)?;
 
         Ok(Config {
             runtime,
@@ -172,7 +177,16 @@ impl Config {
             reconcile,
             metrics,
             metrics_namespace,
+            call_budget,
         })
+    }
+}
+
+/// `HOSTFACTORY_CALL_BUDGET_SECS` (at least 1, default 20).
+fn parse_call_budget(get: &impl Fn(&str) -> Option<String>) -> Result<Duration> {
+    match parse_seconds(get, "HOSTFACTORY_CALL_BUDGET_SECS", 20)? {
+        0 => Err(Error::Config("HOSTFACTORY_CALL_BUDGET_SECS must be at least 1 (seconds)".into())),
+        secs => Ok(Duration::from_secs(secs)),
     }
 }
 
@@ -303,6 +317,9 @@ mod tests {
         );
         assert!(!config.metrics, "metrics are off locally unless asked for");
         assert_eq!(config.metrics_namespace, "HostFactory");
+        assert_eq!(config.call_budget, Duration::from_secs(20));
+        let err = parse(Runtime::Local, &[("HOSTFACTORY_CALL_BUDGET_SECS", "0")]).unwrap_err();
+        assert!(err.to_string().contains("HOSTFACTORY_CALL_BUDGET_SECS"), "{err}");
     }
 
     #[test]

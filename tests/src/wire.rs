@@ -1,6 +1,6 @@
 //! The wire between the AWS SDK and moto, instrumented for tests:
 //! - every call is recorded with its status, so tests count what really went over the wire
-//!   (S3 bodies vs 304s, EC2 calls);
+//!   (S3 listings and bodies, EC2 calls);
 //! - faults are injected: moto never runs out of capacity, never throttles and never rejects a
 //!   launch, so failure paths get a real AWS error document for chosen operations (the SDK
 //!   parses it as it would from AWS). A fault answered [`Mode::Before`] never reaches moto, so
@@ -38,7 +38,9 @@ fn operation_of(request: &HttpRequest) -> Option<(String, Protocol)> {
         return target.rsplit('.').next().map(|op| (op.to_owned(), Protocol::Json));
     }
     let body = std::str::from_utf8(request.body().bytes()?).ok()?;
-    body.split('&').find_map(|pair| pair.strip_prefix("Action=")).map(|op| (op.to_owned(), Protocol::Query))
+    // Auto Scaling's API version: its errors are wrapped otherwise than EC2's.
+    let protocol = if body.split('&').any(|pair| pair == "Version=2011-01-01") { Protocol::AwsQuery } else { Protocol::Query };
+    body.split('&').find_map(|pair| pair.strip_prefix("Action=")).map(|op| (op.to_owned(), protocol))
 }
 
 /// The idempotency token a call carries: EC2's `ClientToken` form parameter, DynamoDB's
@@ -46,7 +48,7 @@ fn operation_of(request: &HttpRequest) -> Option<(String, Protocol)> {
 fn token_of(request: &HttpRequest, protocol: Protocol) -> Option<String> {
     let body = std::str::from_utf8(request.body().bytes()?).ok()?;
     match protocol {
-        Protocol::Query => body.split('&').find_map(|pair| pair.strip_prefix("ClientToken=")).map(str::to_owned),
+        Protocol::Query | Protocol::AwsQuery => body.split('&').find_map(|pair| pair.strip_prefix("ClientToken=")).map(str::to_owned),
         Protocol::Json => {
             let json: serde_json::Value = serde_json::from_str(body).ok()?;
             json.get("ClientRequestToken")?.as_str().map(str::to_owned)
@@ -82,14 +84,20 @@ impl CallLog {
         self.0.lock().unwrap().clear();
     }
 
-    /// S3 GetObject calls of keys ending in `suffix`, as (bodies transferred, 304 answers).
+    /// S3 GetObject calls of keys ending in `suffix` (`""`: every key), as (bodies
+    /// transferred, 304 answers).
     pub fn get_objects(&self, suffix: &str) -> (usize, usize) {
         let gets: Vec<Call> = self
             .calls()
             .into_iter()
-            .filter(|c| c.method == "GET" && c.uri.split('?').next().unwrap_or_default().ends_with(suffix))
+            .filter(|c| c.method == "GET" && !is_listing(c) && c.uri.split('?').next().unwrap_or_default().ends_with(suffix))
             .collect();
         (gets.iter().filter(|c| c.status == 200).count(), gets.iter().filter(|c| c.status == 304).count())
+    }
+
+    /// S3 ListObjectsV2 calls (`GET /{bucket}?list-type=2...`).
+    pub fn list_objects(&self) -> usize {
+        self.calls().iter().filter(|c| is_listing(c)).count()
     }
 
     /// Calls of an operation (`DescribeInstanceTypes`, `RunInstances`, `PutItem`).
@@ -109,6 +117,11 @@ impl CallLog {
     fn push(&self, call: Call) {
         self.0.lock().unwrap().push(call);
     }
+}
+
+/// Whether `call` is an S3 ListObjectsV2.
+fn is_listing(call: &Call) -> bool {
+    call.method == "GET" && call.uri.split_once('?').is_some_and(|(_, query)| query.split('&').any(|p| p == "list-type=2"))
 }
 
 /// Records every call and injects faults; attach it to an SDK configuration.

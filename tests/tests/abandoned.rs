@@ -87,6 +87,9 @@ async fn a_launch_whose_machines_could_not_be_recorded_still_answers_its_request
     // The store goes through the recording wire, so its writes can fail.
     let rig = Rig::builder().region("ap-southeast-3").max(5).store(StoreOn::DynamoOnWire).build().await;
     let (state, router) = (rig.state.clone(), rig.router.clone());
+    // The reservation goes through; the launch's record (the request with its machines) is
+    // refused, and so is the machines' write on its own (the request's goes through).
+    rig.wire.faults.inject(Fault::once("TransactWriteItems", "ValidationException", "the write was refused").after_calls(1));
     rig.wire.faults.inject(Fault::once("BatchWriteItem", "ValidationException", "the write was refused"));
 
     let body = json!({"template": {"templateId": rig.template_id, "machineCount": 2}});

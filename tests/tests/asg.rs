@@ -7,6 +7,7 @@ use hostfactory_tests::cycle::{
     FLEET_ROLE, assert_tagged, past_expiry, provision, record_of, return_all, succeeded, three_requests_polled_once,
 };
 use hostfactory_tests::rig::{Rig, request_id};
+use hostfactory_tests::wire::Fault;
 use serde_json::{Value, json};
 
 #[tokio::test]
@@ -105,4 +106,55 @@ async fn one_status_call_over_many_groups_and_fleets_stays_within_the_call_budge
     assert_eq!(rig.log.actions("DescribeSpotFleetInstances"), 3, "one per fleet: {calls:?}");
     assert_eq!(rig.log.actions("DescribeInstances"), 1);
     assert_eq!(calls.len(), 4, "nothing else for filled fleets: {calls:?}");
+}
+
+/// The statuses CreateAutoScalingGroup was answered, in order.
+fn group_statuses(rig: &Rig) -> Vec<u16> {
+    let calls = rig.log.calls();
+    calls.iter().filter(|c| c.action.as_deref() == Some("CreateAutoScalingGroup")).map(|c| c.status).collect()
+}
+
+#[tokio::test]
+async fn a_group_on_a_launch_template_deleted_behind_the_memo_is_created_on_a_new_one() {
+    let rig = Rig::builder().launch(json!({"providerApi": "ASG", "vmType": "t3.micro"})).build().await;
+    let (answer, record) = provision(&rig, 1).await;
+    assert_eq!(answer["status"], "complete", "{answer}");
+    let deleted = record.launch_template_id.unwrap();
+    rig.ec2.delete_launch_template().launch_template_id(&deleted).send().await.unwrap();
+
+    rig.log.clear();
+    let req = request_id(&rig.request(1).await);
+    // moto answers InvalidLaunchTemplateId.NotFound.
+    assert_eq!(group_statuses(&rig), [400, 200], "refused on the deleted launch template, then created: {:?}", rig.log.calls());
+    assert_eq!(rig.log.actions("DescribeLaunchTemplates"), 0, "the memo's id was tried first");
+    assert_eq!(rig.log.actions("CreateLaunchTemplate"), 1);
+    let recreated = record_of(&rig, &req).await.launch_template_id.unwrap();
+    assert_ne!(recreated, deleted);
+    assert_eq!(rig.settled(&req).await["status"], "complete");
+}
+
+#[tokio::test]
+async fn aws_validation_error_naming_the_launch_template_retries_once_and_others_do_not() {
+    let rig = Rig::builder().launch(json!({"providerApi": "ASG", "vmType": "t3.micro"})).build().await;
+    let (_, record) = provision(&rig, 1).await;
+    let id = record.launch_template_id.unwrap();
+    // What AWS answers for a deleted launch template (moto cannot: it answers EC2's code).
+    let message = format!(
+        "You must use a valid fully-formed launch template. The specified launch template, with template ID {id}, does not exist."
+    );
+    rig.wire.faults.inject(Fault::once("CreateAutoScalingGroup", "ValidationError", &message));
+    rig.log.clear();
+    let req = request_id(&rig.request(1).await);
+    assert_eq!(group_statuses(&rig), [400, 200], "{:?}", rig.log.calls());
+    // It exists after all (the answer was injected): created again, refused as existing, found.
+    assert_eq!((rig.log.actions("CreateLaunchTemplate"), rig.log.actions("DescribeLaunchTemplates")), (1, 1));
+    assert_eq!(record_of(&rig, &req).await.launch_template_id, Some(id));
+
+    rig.wire.faults.inject(Fault::once("CreateAutoScalingGroup", "ValidationError", "Max bid price is too low."));
+    rig.log.clear();
+    let refused = rig.request(1).await;
+    assert_eq!(refused.status, 502, "{}", refused.body);
+    assert!(refused.message().contains("Max bid price is too low."), "{}", refused.message());
+    assert_eq!(group_statuses(&rig), [400], "another validation error is not retried");
+    assert_eq!(rig.log.calls().iter().filter(|c| c.action.as_deref().is_some_and(|a| a.contains("LaunchTemplate"))).count(), 0);
 }

@@ -156,3 +156,53 @@ async fn launch_templates_are_tagged_as_ours_and_recorded_on_the_request() {
     let live: Vec<_> = rig.tagged().await.into_iter().filter(|i| i.state != "terminated").collect();
     assert_eq!(live.iter().filter(|i| i.lifecycle == "spot").count(), 2, "percentOnDemand splits the target: {live:?}");
 }
+
+/// (DescribeLaunchTemplates, CreateLaunchTemplate, CreateFleet) calls since the log was cleared.
+fn launch_template_calls(rig: &Rig) -> (usize, usize, usize) {
+    let log = &rig.log;
+    (log.actions("DescribeLaunchTemplates"), log.actions("CreateLaunchTemplate"), log.actions("CreateFleet"))
+}
+
+/// The statuses CreateFleet was answered, in order.
+fn create_fleet_statuses(rig: &Rig) -> Vec<u16> {
+    rig.log.calls().iter().filter(|c| c.action.as_deref() == Some("CreateFleet")).map(|c| c.status).collect()
+}
+
+#[tokio::test]
+async fn the_process_remembers_its_launch_templates_and_recreates_one_deleted_behind_its_back() {
+    let launch = json!({"providerApi": "EC2Fleet", "fleetType": "instant", "vmTypes": {"t3.micro": 1}});
+    let rig = Rig::builder().launch(launch).build().await;
+
+    let first = request_id(&rig.request(1).await);
+    assert_eq!(launch_template_calls(&rig), (1, 1, 1), "first launch: looked up by name (none), created");
+    let created = record_of(&rig, &first).await.launch_template_id.unwrap();
+
+    rig.log.clear();
+    request_id(&rig.request(1).await);
+    assert_eq!(launch_template_calls(&rig), (0, 0, 1), "the same content again: remembered, no launch template call");
+
+    // A process starting afresh (a Lambda cold start) finds the launch template by name: one call.
+    let restarted = shared::api::local_router(rig.restarted());
+    let body = json!({"template": {"templateId": rig.template_id, "machineCount": 1}});
+    rig.log.clear();
+    let answer = hostfactory_tests::send_json(&restarted, "POST", "/api/v1/requests", &body, &[]).await;
+    let fresh = request_id(&answer);
+    assert_eq!(launch_template_calls(&rig), (1, 0, 1), "fresh process: one lookup, no create");
+    assert_eq!(record_of(&rig, &fresh).await.launch_template_id.as_deref(), Some(created.as_str()));
+
+    // Another process's reconciler deletes it: the launch on the remembered id is refused as not
+    // found, the id forgotten, the launch template created again and the launch retried once.
+    rig.ec2.delete_launch_template().launch_template_id(&created).send().await.unwrap();
+    rig.log.clear();
+    let healed = request_id(&rig.request(1).await);
+    assert_eq!(launch_template_calls(&rig), (0, 1, 2), "{:?}", rig.log.calls());
+    assert_eq!(create_fleet_statuses(&rig), [400, 200], "moto refuses the deleted id (InvalidLaunchTemplateId.NotFound)");
+    let recreated = record_of(&rig, &healed).await.launch_template_id.unwrap();
+    assert_ne!(recreated, created);
+    assert_eq!(rig.settled(&healed).await["status"], "complete");
+
+    rig.log.clear();
+    request_id(&rig.request(1).await);
+    assert_eq!(launch_template_calls(&rig), (0, 0, 1), "the new id is remembered");
+    assert_eq!(rig.in_use().await, 5);
+}

@@ -265,6 +265,24 @@ async fn unused_managed_launch_templates_are_deleted() {
     }
 }
 
+#[tokio::test]
+async fn a_launch_template_the_reconciler_deletes_is_forgotten_by_its_process() {
+    let launch = json!({"providerApi": "EC2Fleet", "fleetType": "instant", "vmTypes": {"t3.micro": 1}});
+    let rig = Rig::builder().region("eu-south-1").max(5).launch(launch).build().await;
+    let first = request_id(&rig.request(1).await);
+    assert_eq!(rig.settled(&first).await["status"], "complete");
+    let no_grace = rig.with_timings(|t| t.launch_template_grace = std::time::Duration::ZERO);
+    let report = run_once(&no_grace).await.unwrap();
+    assert_eq!(report.launch_templates_deleted, 1, "finished, so unreferenced: {report:?}");
+
+    rig.log.clear();
+    let second = request_id(&rig.request(1).await);
+    let calls = |action: &str| rig.log.actions(action);
+    let counted = (calls("DescribeLaunchTemplates"), calls("CreateLaunchTemplate"), calls("CreateFleet"));
+    assert_eq!(counted, (1, 1, 1), "forgotten: looked up and created, never launched on: {:?}", rig.log.calls());
+    assert_eq!(rig.settled(&second).await["status"], "complete");
+}
+
 /// `events/<file>` with the sample instance id replaced.
 fn event(file: &str, instance_id: &str) -> Value {
     let path = format!("{}/../events/{file}", env!("CARGO_MANIFEST_DIR"));

@@ -20,6 +20,8 @@ hostfactory_tests::both_backends!(
     batch_write_goes_beyond_25_items_and_repeats_safely,
     requests_with_capacity_changes_to_apply_stay_listed,
     machines_are_listed_by_template,
+    batched_updates_write_what_is_current_and_leave_out_what_moved_on,
+    new_machines_are_written_once_in_a_batch,
 );
 
 const T0: i64 = 1_750_000_000;
@@ -49,6 +51,7 @@ fn machine(id: &str, request_id: &str) -> MachineRecord {
         version: 1,
         updated_at: T0,
         expires_at: None,
+        fleet_held: None,
     }
 }
 
@@ -301,4 +304,69 @@ async fn machines_are_listed_by_template(store: Store) {
     store.machines.upsert_batch(&[machine("i-t1", "req-t"), other_template, other_provider]).await.unwrap();
     let listed = store.machines.list_by_template("awsinst", "OnDemand-Template").await.unwrap();
     assert_eq!(ids(&listed, |m| &m.machine_id), BTreeSet::from(["i-t1".to_owned()]));
+}
+
+/// 3 requests and 260 machines (one request owns 150: more than a transaction holds), written in
+/// one batched update: what moved on meanwhile (a machine, a request) or vanished comes back
+/// `None` and stays as it was; everything else is at its next version, requests included.
+async fn batched_updates_write_what_is_current_and_leave_out_what_moved_on(store: Store) {
+    let requests: Vec<RequestRecord> = (0..3).map(|i| request(RequestKind::Provision, T0 + i)).collect();
+    let mut machines: Vec<MachineRecord> = Vec::new();
+    for (request, count) in requests.iter().zip([150, 10, 0]) {
+        machines.extend((0..count).map(|i| machine(&format!("i-{i}-{}", request.request_id), &request.request_id)));
+    }
+    machines.extend((0..100).map(|i| machine(&format!("i-loose-{i}"), "req-elsewhere")));
+    for request in &requests {
+        store.requests.put_if_absent(request).await.unwrap();
+    }
+    store.machines.upsert_batch(&machines).await.unwrap();
+    let moved_on = store.machines.update(&machines[7]).await.unwrap();
+    let request_moved_on = store.requests.update(&requests[1]).await.unwrap();
+    store.machines.delete(&machines[200].machine_id).await.unwrap();
+
+    let finished: Vec<RequestRecord> = requests
+        .iter()
+        .map(|r| {
+            let mut r = r.clone();
+            r.finish(RequestPhase::Complete, "done", T0 + 60, Duration::from_secs(3600));
+            r.record_machine_ids(["i-a".to_owned(), "i-b".to_owned()]);
+            r
+        })
+        .collect();
+    let changed: Vec<MachineRecord> =
+        machines.iter().map(|m| MachineRecord { result: MachineResult::Fail, ..m.clone() }).collect();
+    let written = store.requests.update_all(&finished, &changed).await.unwrap();
+
+    let lost_machines: Vec<usize> = (0..changed.len()).filter(|&i| written.machines[i].is_none()).collect();
+    assert_eq!(lost_machines, vec![7, 200]);
+    assert_eq!(written.requests.iter().map(Option::is_some).collect::<Vec<_>>(), vec![true, false, true]);
+    assert_eq!(store.machines.get(&machines[7].machine_id).await.unwrap(), Some(moved_on));
+    assert_eq!(store.machines.get(&machines[200].machine_id).await.unwrap(), None);
+    assert_eq!(store.requests.get(&requests[1].request_id).await.unwrap(), Some(request_moved_on));
+    let stored = store.machines.batch_get(&changed.iter().map(|m| m.machine_id.clone()).collect::<Vec<_>>()).await.unwrap();
+    let failed_now = stored.iter().filter(|m| m.result == MachineResult::Fail && m.version == 2).count();
+    assert_eq!(failed_now, changed.len() - 2, "every other machine written at its next version");
+    let first = store.requests.get(&requests[0].request_id).await.unwrap().unwrap();
+    assert_eq!((first.status, first.version), (RequestPhase::Complete, 2));
+    assert_eq!(first.machine_ids, Some(vec!["i-a".to_owned(), "i-b".to_owned()]), "the machine ids round-trip");
+    assert_eq!(written.requests[0].as_ref(), Some(&first));
+
+    // Nothing to write is no error; writing the same versions again loses everything.
+    assert_eq!(store.requests.update_all(&[], &[]).await.unwrap(), shared::store::Written::default());
+    let again = store.requests.update_all(&finished[..1], &changed[..5]).await.unwrap();
+    assert!(again.requests.iter().all(Option::is_none) && again.machines.iter().all(Option::is_none));
+}
+
+/// 150 adopted machines (more than one transaction) of which two were recorded first by someone
+/// else: those two are left as they were, the rest written; a repeat writes nothing.
+async fn new_machines_are_written_once_in_a_batch(store: Store) {
+    let machines: Vec<MachineRecord> = (0..150).map(|i| machine(&format!("i-new-{i}"), "req-adopting")).collect();
+    let first = [MachineRecord { name: "recorded-first".into(), ..machines[3].clone() }, machines[120].clone()];
+    store.machines.upsert_batch(&first).await.unwrap();
+    let written = store.machines.put_all_if_absent(&machines).await.unwrap();
+    let existed: Vec<usize> = (0..machines.len()).filter(|&i| !written[i]).collect();
+    assert_eq!(existed, vec![3, 120]);
+    assert_eq!(store.machines.get("i-new-3").await.unwrap().unwrap().name, "recorded-first", "nothing replaced");
+    assert_eq!(store.machines.list_by_request("req-adopting").await.unwrap().len(), 150);
+    assert!(store.machines.put_all_if_absent(&machines).await.unwrap().iter().all(|w| !w), "a repeat writes nothing");
 }

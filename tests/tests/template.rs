@@ -165,3 +165,24 @@ fn every_function_takes_the_architecture_parameter() {
     assert_eq!(functions.len(), 4, "the four functions");
     assert!(functions.iter().all(|f| f["Properties"].get("Architectures").is_none()), "a function overrides Architectures");
 }
+
+/// Every function reads templates through one ListObjectsV2 of the prefix per revalidation
+/// (README "Templates", Cache): ReadPolicy, which all of them carry, grants s3:ListBucket on the
+/// templates bucket for keys under the templates prefix only.
+#[test]
+fn every_function_may_list_the_templates_prefix_and_only_it() {
+    let template = template();
+    let statements = statements(&template);
+    let listing: Vec<&(String, Value)> =
+        statements.iter().filter(|(_, s)| strings(&s["Action"]).iter().any(|a| a == "s3:ListBucket")).collect();
+    assert_eq!(listing.len(), 1, "{listing:?}");
+    let (owner, statement) = listing[0];
+    assert_eq!(owner, "ReadPolicy");
+    assert_eq!(strings(&statement["Resource"]), ["arn:${AWS::Partition}:s3:::${Bucket}"]);
+    let prefix = condition(statement, "StringLike", "s3:prefix").map(strings);
+    assert_eq!(prefix, Some(vec!["${TemplatesPrefix}*".to_owned()]), "listing limited to the templates prefix");
+    for function in ["TemplatesFunction", "RequestsFunction", "MachinesFunction", "ReconcilerFunction"] {
+        let policies = strings(&template["Resources"][function]["Properties"]["Policies"]);
+        assert!(policies.iter().any(|p| p == "ReadPolicy"), "{function}: {policies:?}");
+    }
+}

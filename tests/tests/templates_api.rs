@@ -65,7 +65,7 @@ async fn a_missing_bucket_is_an_aws_error_with_context() {
 
     assert_eq!(response.status, 502, "{}", response.body);
     let message = response.message();
-    assert!(message.contains(&format!("reading s3://{bucket}/")) && message.contains("NoSuchBucket"), "{message}");
+    assert!(message.contains(&format!("listing s3://{bucket}/")) && message.contains("NoSuchBucket"), "{message}");
 }
 
 #[tokio::test]

@@ -19,12 +19,13 @@ pub async fn available_templates(
 ) -> Result<GetAvailableTemplatesResponse> {
     let loaded = state.catalog.load(provider, force_refresh).await?;
     let keys: Vec<String> = loaded.templates.iter().map(|t| capacity_key(provider, &t.template_id)).collect();
-    let in_use = futures::future::try_join_all(keys.iter().map(|key| state.store.capacity.in_use(key))).await?;
+    let in_use = state.store.capacity.in_use_of(&keys).await?;
     let templates = loaded
         .templates
         .iter()
-        .zip(in_use)
-        .map(|(t, used)| {
+        .zip(&keys)
+        .map(|(t, key)| {
+            let used = in_use.get(key).copied().unwrap_or(0);
             let available = (t.effective_max_number() - i64::try_from(used).unwrap_or(i64::MAX)).max(0);
             let mut info = t.to_info(Some(available));
             for key in NOT_LISTED {

@@ -5,9 +5,7 @@
 
 use std::collections::HashMap;
 
-use crate::app::AppState;
-use crate::error::{Error, Result};
-use crate::store::{RequestRecord, now};
+use crate::store::RequestRecord;
 
 /// Who asks for a status: HostFactory's poll claims the requests it names; the reconciler's
 /// own refresh does not (it would keep every abandoned request alive).
@@ -17,39 +15,16 @@ pub enum Caller {
     Reconciler,
 }
 
-/// How often a claim is retried after losing to a concurrent writer.
-const CLAIM_ATTEMPTS: usize = 3;
-
-/// Clears `unclaimed` on every record that has it (one conditional write each, first poll
-/// only), replacing the records with what was written. A claim that cannot be written is
-/// logged, and the next poll tries again: HostFactory polls every ~30 s, far inside
+/// Clears `unclaimed` on every record that has it (first poll only) and answers their ids;
+/// the status call writes the claims with everything else it changes. A claim that cannot be
+/// written is logged, and the next poll tries again: HostFactory polls every ~30 s, far inside
 /// `HOSTFACTORY_UNCLAIMED_SECS`, so the status answer does not fail for it.
-pub(super) async fn claim(state: &AppState, records: &mut HashMap<String, RequestRecord>) {
-    let unclaimed: Vec<RequestRecord> = records.values().filter(|r| r.unclaimed).cloned().collect();
-    for request in unclaimed {
-        let request_id = request.request_id.clone();
-        match claim_one(state, request).await {
-            Ok(written) => {
-                records.insert(request_id, written);
-            }
-            Err(err) => tracing::error!(%request_id, error = %err, "request not claimed; the next poll retries"),
-        }
+pub(super) fn mark(records: &mut HashMap<String, RequestRecord>, now: i64) -> Vec<String> {
+    let mut claimed = Vec::new();
+    for record in records.values_mut().filter(|r| r.unclaimed) {
+        record.unclaimed = false;
+        record.updated_at = now;
+        claimed.push(record.request_id.clone());
     }
-}
-
-async fn claim_one(state: &AppState, mut request: RequestRecord) -> Result<RequestRecord> {
-    for _ in 0..CLAIM_ATTEMPTS {
-        request.unclaimed = false;
-        request.updated_at = now();
-        match state.store.requests.update(&request).await {
-            Ok(written) => return Ok(written),
-            Err(Error::Stale { .. }) => match state.store.requests.get(&request.request_id).await? {
-                Some(current) if current.unclaimed => request = current,
-                Some(current) => return Ok(current),
-                None => return Err(Error::not_found("request", &request.request_id)),
-            },
-            Err(err) => return Err(err),
-        }
-    }
-    Err(Error::Conflict(format!("request '{}' kept changing while being claimed", request.request_id)))
+    claimed
 }

@@ -4,12 +4,10 @@
 
 use std::collections::HashMap;
 
-use futures::future::join_all;
-
 use crate::app::AppState;
 use crate::cloud::pools::split_capacity;
 use crate::cloud::{Found, Observed, Owner, tags};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::hostfactory::MachineResult;
 use crate::store::{
     InstanceState, Lifecycle, MachineRecord, RequestKind, RequestRecord, RequestPhase, now, unless_stale,
@@ -120,18 +118,15 @@ fn filling_later<'a>(
         .collect()
 }
 
-/// Records the adopted instances. A concurrent caller may adopt the same instance: the first
-/// write wins, nothing is replaced.
+/// Records the adopted instances in one batched write. A concurrent caller may adopt the same
+/// instance: the first write wins, nothing is replaced.
 async fn record_adopted(state: &AppState, adopted: &[MachineRecord]) -> Result<()> {
-    for outcome in join_all(adopted.iter().map(|m| state.store.machines.put_if_absent(m))).await {
-        match outcome {
-            Ok(()) | Err(Error::Conflict(_)) => {}
-            Err(err) => return Err(err),
-        }
+    if adopted.is_empty() {
+        return Ok(());
     }
-    if !adopted.is_empty() {
-        tracing::info!(machines = adopted.len(), "fleet instances adopted");
-    }
+    let written = state.store.machines.put_all_if_absent(adopted).await?;
+    let new = written.iter().filter(|w| **w).count();
+    tracing::info!(machines = new, already = adopted.len() - new, "fleet instances adopted");
     Ok(())
 }
 

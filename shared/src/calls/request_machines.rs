@@ -89,13 +89,27 @@ async fn record_launch(
     request.fleet_id = launched.fleet_id.clone();
     request.asg_name = launched.asg_name.clone();
     request.launch_template_id = launched.launch_template_id.clone();
+    if !launched.deferred {
+        // It fills no further: these are all its machines.
+        request.record_machine_ids(launched.instances.iter().map(|i| i.instance_id.clone()));
+    }
     let request_id = request.request_id.clone();
-    record_machines(state, &request, &launched).await;
     let message = accepted_message(&request, &launched, started, count);
     request.status = RequestPhase::InProgress;
     request.message = message.clone();
     request.updated_at = now();
-    write_and_settle(state, &request, "launched request left pending; the reconciler heals it").await;
+    // The machines and the request in one write. When it fails, each is tried on its own; what
+    // still fails is healed by the reconciler (the request stays pending, or its unfinished
+    // request adopts the instances by tag).
+    match state.store.requests.update_launched(&request, &launched_machines(&request, &launched)).await {
+        Ok(written) => drop(capacity::settle(state, written).await),
+        Err(err @ Error::Stale { .. }) => tracing::warn!(%request_id, error = %err, "the request moved on while its launch was recorded"),
+        Err(err) => {
+            tracing::warn!(%request_id, started, error = %err, "launch not recorded in one write; recording its parts");
+            record_machines(state, &request, &launched).await;
+            write_and_settle(state, &request, "launched request left pending; the reconciler heals it").await;
+        }
+    }
     tracing::info!(%request_id, provider = %request.provider, template_id = %request.template_id, started, count, "machines requested");
     Ok(RequestAccepted { message, request_id })
 }
@@ -119,14 +133,23 @@ async fn outcome_unknown(state: &AppState, request: RequestRecord, launched: Lau
     }
 }
 
+/// The records of the machines the launch started.
+fn launched_machines(request: &RequestRecord, launched: &Launched) -> Vec<MachineRecord> {
+    launched
+        .instances
+        .iter()
+        .map(|instance| MachineRecord {
+            units: launched.units_of(&instance.instance_id),
+            fleet_held: Some(launched.deferred),
+            ..machine_record(instance, request)
+        })
+        .collect()
+}
+
 /// Records the machines the launch started; a failed write is logged (the reconciler adopts
 /// them by tag).
 async fn record_machines(state: &AppState, request: &RequestRecord, launched: &Launched) {
-    let machines: Vec<MachineRecord> = launched
-        .instances
-        .iter()
-        .map(|instance| MachineRecord { units: launched.units_of(&instance.instance_id), ..machine_record(instance, request) })
-        .collect();
+    let machines = launched_machines(request, launched);
     if machines.is_empty() {
         return;
     }
@@ -181,5 +204,6 @@ pub(crate) fn machine_record(instance: &Observed, request: &RequestRecord) -> Ma
         version: 1,
         updated_at: now(),
         expires_at: None,
+        fleet_held: None,
     }
 }

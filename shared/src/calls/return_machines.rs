@@ -59,12 +59,17 @@ async fn return_once(state: &AppState, provider: &str, input: &ReturnMachinesInp
         return Ok(RequestAccepted { message, request_id });
     }
     let marked = mark(fresh, &request_id, now);
+    request.record_machine_ids(marked.iter().map(|m| m.machine_id.clone()));
     // The request and (up to the transaction limit) its machines in one transaction; the rest
-    // one by one. A machine changed concurrently fails the call: HostFactory retries it.
+    // in batched transactions after it. A machine changed concurrently fails the call (the
+    // retry looks again; HostFactory retries what is left).
     let (first, rest) = marked.split_at(marked.len().min(MAX_TRANSACTION_MACHINES));
     state.store.requests.put_with_machines(&request, first).await?;
-    for machine in rest {
-        state.store.machines.update(machine).await?;
+    if !rest.is_empty() {
+        let written = state.store.requests.update_all(&[], rest).await?;
+        if let Some((machine, _)) = rest.iter().zip(&written.machines).find(|(_, w)| w.is_none()) {
+            return Err(Error::Stale { what: "machine", id: machine.machine_id.clone(), expected: machine.version });
+        }
     }
     terminate(state, provider, &mut request, &marked, &returning, now).await
 }

@@ -17,8 +17,12 @@ use super::discover::templates;
 /// owner could not be shrunk: the caller terminates nothing.
 pub async fn release_from_owners(state: &AppState, provider: &str, returned: &[MachineRecord]) -> Result<()> {
     let mut by_request: HashMap<&str, Vec<&MachineRecord>> = HashMap::new();
-    for machine in returned.iter().filter(|m| !m.request_id.is_empty()) {
+    // A machine recorded as held by no fleet or group needs no look at its request.
+    for machine in returned.iter().filter(|m| !m.request_id.is_empty() && m.fleet_held != Some(false)) {
         by_request.entry(machine.request_id.as_str()).or_default().push(machine);
+    }
+    if by_request.is_empty() {
+        return Ok(());
     }
     let ids: Vec<String> = by_request.keys().map(|id| (*id).to_owned()).collect();
     let owners: Vec<RequestRecord> = state

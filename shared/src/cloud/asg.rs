@@ -6,14 +6,16 @@
 
 use std::collections::HashMap;
 
+use aws_sdk_autoscaling::error::ProvideErrorMetadata;
 use aws_sdk_autoscaling::types::{
     AutoScalingGroup, InstancesDistribution, LaunchTemplate, LaunchTemplateOverrides, LaunchTemplateSpecification,
     MixedInstancesPolicy, Tag,
 };
 
+use super::launch_template::{Memo, Used, is_gone, launching};
 use super::pools::{on_demand_percent, weight};
 use super::spec::LaunchSpec;
-use super::{Found, Launched, launch_template};
+use super::{Found, Launched};
 use crate::error::{Error, Result};
 use crate::templates::{AllocationStrategy, Template};
 
@@ -31,18 +33,32 @@ pub fn group_name(request_id: &str) -> String {
 /// Creates the request's group (CreateAutoScalingGroup) on the shared launch template.
 pub(super) async fn launch(
     ec2: &aws_sdk_ec2::Client,
+    memo: &Memo,
     autoscaling: &aws_sdk_autoscaling::Client,
     template: &Template,
     spec: &LaunchSpec,
     request_id: &str,
     count: u32,
 ) -> Result<Launched> {
-    let launch_template_id = launch_template::ensure(ec2, spec).await?;
+    launching(ec2, memo, spec, |id| group_on(autoscaling, template, spec, request_id, id, count)).await
+}
+
+/// The group on launch template `launch_template_id`, [`Used::Gone`] when Auto Scaling refuses
+/// it as not found: AWS answers a `ValidationError` naming the launch template ("... with
+/// template ID lt-... does not exist"), moto EC2's not-found code.
+async fn group_on(
+    autoscaling: &aws_sdk_autoscaling::Client,
+    template: &Template,
+    spec: &LaunchSpec,
+    request_id: &str,
+    launch_template_id: String,
+    count: u32,
+) -> Result<Used<Launched>> {
     let name = group_name(request_id);
     let policy = mixed_instances_policy(template, &launch_template_id, count);
     let tags = group_tags(spec, &name);
     let size = i32::try_from(count).unwrap_or(i32::MAX);
-    autoscaling
+    let created = autoscaling
         .create_auto_scaling_group()
         .auto_scaling_group_name(&name)
         .mixed_instances_policy(policy)
@@ -52,15 +68,26 @@ pub(super) async fn launch(
         .set_vpc_zone_identifier((!template.subnet_ids().is_empty()).then(|| template.subnet_ids().join(",")))
         .set_tags(Some(tags))
         .send()
-        .await
-        .map_err(|err| Error::aws(format!("creating Auto Scaling group {name} of {count} unit(s)"), err))?;
+        .await;
+    if let Err(err) = created {
+        let gone = refuses_launch_template(&err, &launch_template_id);
+        let error = Error::aws(format!("creating Auto Scaling group {name} of {count} unit(s)"), err);
+        return if gone { Ok(Used::Gone(error)) } else { Err(error) };
+    }
     tracing::info!(group = %name, requested = count, "Auto Scaling group created");
-    Ok(Launched {
+    Ok(Used::Launched(Launched {
         asg_name: Some(name),
         launch_template_id: Some(launch_template_id),
         deferred: true,
         ..Launched::default()
-    })
+    }))
+}
+
+/// Whether Auto Scaling refused launch template `id` as not found. AWS's `ValidationError` is
+/// told from others by naming the id: a guess that costs, when wrong, one more lookup and the
+/// same refusal.
+fn refuses_launch_template(err: &impl ProvideErrorMetadata, id: &str) -> bool {
+    is_gone(err.code()) || (err.code() == Some("ValidationError") && err.message().is_some_and(|m| m.contains(id)))
 }
 
 /// Every `vmTypes` type with its weight on the shared launch template, and the On-Demand/Spot

@@ -15,7 +15,8 @@ use aws_sdk_ec2::types::{
 use super::instances::{Page, collect_pages};
 use super::pools::{split_capacity, valid_until, weighted_pools};
 use super::spec::LaunchSpec;
-use super::{Found, Launched, Observed, launch_template};
+use super::launch_template::{Memo, Used, is_gone, launching};
+use super::{Found, Launched, Observed};
 use crate::error::{Error, Result};
 use crate::templates::{AllocationStrategy, FleetType as TemplateFleetType, Template};
 
@@ -23,15 +24,39 @@ use crate::templates::{AllocationStrategy, FleetType as TemplateFleetType, Templ
 /// what started with the fleet id; the fleet's errors explain any shortfall.
 pub(super) async fn launch_instant(
     ec2: &aws_sdk_ec2::Client,
+    memo: &Memo,
     template: &Template,
     spec: &LaunchSpec,
     count: u32,
 ) -> Result<Launched> {
-    let launch_template_id = launch_template::ensure(ec2, spec).await?;
-    let output = fleet_call(ec2, template, spec, &launch_template_id, count, FleetType::Instant)
-        .send()
-        .await
-        .map_err(|err| Error::aws(format!("creating an instant EC2 fleet of {count} unit(s)"), err))?;
+    launching(ec2, memo, spec, |id| instant_on(ec2, template, spec, id, count)).await
+}
+
+/// The instant fleet on launch template `launch_template_id`. When EC2 refuses the launch
+/// template as not found, as the call's answer or as the errors of a fleet that launched
+/// nothing, it is [`Used::Gone`].
+async fn instant_on(
+    ec2: &aws_sdk_ec2::Client,
+    template: &Template,
+    spec: &LaunchSpec,
+    launch_template_id: String,
+    count: u32,
+) -> Result<Used<Launched>> {
+    let context = || format!("creating an instant EC2 fleet of {count} unit(s)");
+    let output = match fleet_call(ec2, template, spec, &launch_template_id, count, FleetType::Instant).send().await {
+        Ok(output) => output,
+        Err(err) if is_gone(err.code()) => return Ok(Used::Gone(Error::aws(context(), err))),
+        Err(err) => return Err(Error::aws(context(), err)),
+    };
+    let first_error = output.errors().first().map(|first| {
+        (first.error_code(), format!("{}: {}", first.error_code().unwrap_or("Unknown"), first.error_message().unwrap_or_default()))
+    });
+    if output.instances().is_empty()
+        && let Some((code, message)) = &first_error
+        && is_gone(*code)
+    {
+        return Ok(Used::Gone(Error::upstream(context(), message.clone())));
+    }
     let mut unit_of = HashMap::new();
     for launched in output.instances() {
         let weight = launched
@@ -47,29 +72,25 @@ pub(super) async fn launch_instant(
     // Weighted fleets may overshoot the target (spec §3.1: maxNumber counts units).
     let units: u32 = unit_of.values().sum();
     let error = (units < count).then(|| {
-        let message = match output.errors().first() {
-            Some(first) => {
-                format!("{}: {}", first.error_code().unwrap_or("Unknown"), first.error_message().unwrap_or_default())
-            }
-            None => "no error reported".to_owned(),
-        };
+        let message = first_error.map_or_else(|| "no error reported".to_owned(), |(_, message)| message);
         Error::upstream(format!("EC2 Fleet filled {units} of {count} unit(s)"), message)
     });
     tracing::info!(launched = instances.len(), requested = count, fleet = ?output.fleet_id(), "instant fleet created");
-    Ok(Launched {
+    Ok(Used::Launched(Launched {
         instances,
         unit_of,
         error,
         fleet_id: output.fleet_id().map(str::to_owned),
         launch_template_id: Some(launch_template_id),
         ..Launched::default()
-    })
+    }))
 }
 
 /// Creates an EC2 Fleet of type `request` or `maintain` for `count` units. AWS answers with the
 /// fleet id only: getRequestStatus finds the instances with DescribeFleetInstances.
 pub(super) async fn launch_filling(
     ec2: &aws_sdk_ec2::Client,
+    memo: &Memo,
     template: &Template,
     spec: &LaunchSpec,
     count: u32,
@@ -79,7 +100,19 @@ pub(super) async fn launch_filling(
         TemplateFleetType::Maintain => FleetType::Maintain,
         TemplateFleetType::Request | TemplateFleetType::Instant => FleetType::Request,
     };
-    let launch_template_id = launch_template::ensure(ec2, spec).await?;
+    launching(ec2, memo, spec, |id| filling_on(ec2, template, spec, id, count, kind.clone())).await
+}
+
+/// The `request` or `maintain` fleet on launch template `launch_template_id` ([`Used::Gone`]
+/// when EC2 refuses it as not found).
+async fn filling_on(
+    ec2: &aws_sdk_ec2::Client,
+    template: &Template,
+    spec: &LaunchSpec,
+    launch_template_id: String,
+    count: u32,
+    kind: FleetType,
+) -> Result<Used<Launched>> {
     let call = fleet_call(ec2, template, spec, &launch_template_id, count, kind.clone());
     // A `request` fleet stops trying when the request gives up on it (`spotFleetRequestExpiry`),
     // so nothing it launches later goes unrecorded; a `maintain` fleet keeps maintaining.
@@ -87,19 +120,23 @@ pub(super) async fn launch_filling(
         FleetType::Request => call.valid_until(valid_until(template)),
         _ => call,
     };
-    let output =
-        call.send().await.map_err(|err| Error::aws(format!("creating a {kind} EC2 fleet of {count} unit(s)"), err))?;
+    let context = || format!("creating a {kind} EC2 fleet of {count} unit(s)");
+    let output = match call.send().await {
+        Ok(output) => output,
+        Err(err) if is_gone(err.code()) => return Ok(Used::Gone(Error::aws(context(), err))),
+        Err(err) => return Err(Error::aws(context(), err)),
+    };
     let fleet_id = output
         .fleet_id()
         .map(str::to_owned)
         .ok_or_else(|| Error::upstream(format!("creating a {kind} EC2 fleet"), "EC2 answered without a fleet id"))?;
     tracing::info!(fleet = %fleet_id, requested = count, %kind, "EC2 fleet created");
-    Ok(Launched {
+    Ok(Used::Launched(Launched {
         fleet_id: Some(fleet_id),
         launch_template_id: Some(launch_template_id),
         deferred: true,
         ..Launched::default()
-    })
+    }))
 }
 
 /// The CreateFleet call for `count` units: every weighted `vmTypes` × subnet pair as an

@@ -19,29 +19,37 @@ use crate::templates::{FleetType, ProviderApi, Template};
 pub struct SdkCloud {
     pub(super) ec2: aws_sdk_ec2::Client,
     autoscaling: aws_sdk_autoscaling::Client,
+    /// The launch templates this process created or found, by name (shared by clones).
+    launch_templates: launch_template::Memo,
 }
 
 impl SdkCloud {
     /// Both clients from `sdk` (wrap it with [`crate::aws::counting`] to count the calls).
     pub fn new(sdk: &SdkConfig) -> Self {
-        SdkCloud { ec2: aws_sdk_ec2::Client::new(sdk), autoscaling: aws_sdk_autoscaling::Client::new(sdk) }
+        SdkCloud {
+            ec2: aws_sdk_ec2::Client::new(sdk),
+            autoscaling: aws_sdk_autoscaling::Client::new(sdk),
+            launch_templates: launch_template::Memo::default(),
+        }
     }
 }
 
 #[async_trait]
 impl Cloud for SdkCloud {
     async fn launch(&self, template: &Template, provider: &str, request_id: &str, count: u32) -> Result<Launched> {
-        let (ec2, spec) = (&self.ec2, LaunchSpec::new(&self.ec2, template, provider, request_id).await?);
+        let (ec2, memo) = (&self.ec2, &self.launch_templates);
+        let spec = LaunchSpec::new(ec2, template, provider, request_id).await?;
         match (template.provider_api(), template.fleet_type()) {
             (ProviderApi::RunInstances, _) => Ok(run_instances::launch(ec2, &spec, request_id, count).await),
             (ProviderApi::Ec2Fleet, Some(FleetType::Instant)) => {
-                ec2_fleet::launch_instant(ec2, template, &spec, count).await
+                ec2_fleet::launch_instant(ec2, memo, template, &spec, count).await
             }
             (ProviderApi::Ec2Fleet, kind) => {
-                ec2_fleet::launch_filling(ec2, template, &spec, count, kind.unwrap_or(FleetType::Request)).await
+                let kind = kind.unwrap_or(FleetType::Request);
+                ec2_fleet::launch_filling(ec2, memo, template, &spec, count, kind).await
             }
             (ProviderApi::SpotFleet, kind) => spot_fleet::launch(ec2, template, &spec, request_id, count, kind).await,
-            (ProviderApi::Asg, _) => asg::launch(ec2, &self.autoscaling, template, &spec, request_id, count).await,
+            (ProviderApi::Asg, _) => asg::launch(ec2, memo, &self.autoscaling, template, &spec, request_id, count).await,
         }
     }
 
@@ -135,7 +143,9 @@ impl Cloud for SdkCloud {
         launch_template::list_managed(&self.ec2).await
     }
 
+    /// Forgets the id first: whether the delete succeeds or not, a later launch looks it up.
     async fn delete_launch_template(&self, id: &str) -> Result<()> {
+        self.launch_templates.forget(id);
         launch_template::delete(&self.ec2, id).await
     }
 }

@@ -154,6 +154,7 @@ mod tests {
             version: 1,
             updated_at: 0,
             expires_at: None,
+            fleet_held: None,
         }
     }
 

@@ -14,6 +14,7 @@
 //! each kind ([`RequestQueries`], [`MachineQueries`]); `table.rs` assembles the repositories
 //! from them.
 
+mod changes;
 pub mod dynamo;
 pub mod migrate;
 mod model;
@@ -22,6 +23,7 @@ pub mod sqlite;
 mod table;
 mod versioned;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,6 +37,7 @@ pub use model::{
     CapacityChange, Counter, Direction, InstanceState, Lifecycle, MachineRecord, Owner, PROVISION_PREFIX, Page,
     RETURN_PREFIX, RequestKind, RequestRecord, RequestPhase, Reservation, expiry, limit, now,
 };
+pub use changes::Written;
 pub use table::{MachineQueries, RequestQueries, Table};
 pub use versioned::Versioned;
 
@@ -68,6 +71,20 @@ pub trait RequestRepository: Send + Sync {
         machines: &[MachineRecord],
     ) -> Result<Vec<MachineRecord>>;
 
+    /// Records a launch: writes `machines` as they are (new records; a repeat replaces them)
+    /// and replaces `request` if it is still at its version, in one transaction (DynamoDB: the
+    /// first [`MAX_TRANSACTION_MACHINES`] with the request, any others batched before it).
+    /// Returns the request as written. [`Error::Stale`] when the request moved on (the
+    /// machines are written all the same).
+    async fn update_launched(&self, request: &RequestRecord, machines: &[MachineRecord]) -> Result<RequestRecord>;
+
+    /// Replaces each request and machine still at its version, in as few writes as the backend
+    /// allows: DynamoDB TransactWriteItems of up to 100 records, each request in the one that
+    /// writes its machines or after them (`changes::plan`), SQLite one transaction. A record
+    /// another writer moved on (or removed) first is `None` in the answer and the rest are
+    /// written; an error means that some may not be. Record ids are distinct.
+    async fn update_all(&self, requests: &[RequestRecord], machines: &[MachineRecord]) -> Result<Written>;
+
     async fn delete(&self, request_id: &str) -> Result<()>;
 
     /// Writes requests as they are, replacing any with the same id (migration).
@@ -86,6 +103,11 @@ pub trait MachineRepository: Send + Sync {
 
     /// Writes a new machine; [`Error::Conflict`] when the id exists.
     async fn put_if_absent(&self, machine: &MachineRecord) -> Result<()>;
+
+    /// Writes each machine whose id does not exist yet, in as few writes as the backend allows
+    /// (DynamoDB: TransactWriteItems of 100 conditional puts; SQLite: one transaction); `false`
+    /// for one that existed, which is left as it was (a concurrent caller recorded it first).
+    async fn put_all_if_absent(&self, machines: &[MachineRecord]) -> Result<Vec<bool>>;
 
     /// Replaces the stored machine if it is still at `machine.version`; returns it at version + 1.
     async fn update(&self, machine: &MachineRecord) -> Result<MachineRecord>;
@@ -144,7 +166,14 @@ pub trait CapacityRepository: Send + Sync {
     /// [`Error::CapacityUnderflow`] and changes nothing (the recount settles it).
     async fn release(&self, key: &str, op_id: &str, count: u32) -> Result<()>;
 
-    async fn in_use(&self, key: &str) -> Result<u64>;
+    async fn in_use(&self, key: &str) -> Result<u64> {
+        Ok(self.in_use_of(&[key.to_owned()]).await?.remove(key).unwrap_or(0))
+    }
+
+    /// Units in use of each of `keys` (absent counters are 0): one read for all of them
+    /// (DynamoDB BatchGetItem per 100 keys, one SQLite query), as getAvailableTemplates lists
+    /// every template's capacity.
+    async fn in_use_of(&self, keys: &[String]) -> Result<HashMap<String, u64>>;
 
     /// Every counter (DynamoDB: the sparse `counter-index`; never a scan). Reconciler only.
     async fn counters(&self) -> Result<Vec<Counter>>;
@@ -211,6 +240,14 @@ pub fn unless_stale<T>(written: Result<T>) -> Result<Option<T>> {
         Ok(value) => Ok(Some(value)),
         Err(Error::Stale { .. }) => Ok(None),
         Err(err) => Err(err),
+    }
+}
+
+/// As [`unless_stale`], and a record removed meanwhile is lost the same way.
+fn unless_lost<T>(written: Result<T>) -> Result<Option<T>> {
+    match written {
+        Err(Error::NotFound { .. }) => Ok(None),
+        other => unless_stale(other),
     }
 }
 

@@ -224,6 +224,8 @@ fn convert_request(orb: OrbRequest, provider: &str, retention: Duration) -> Resu
         unclaimed: false,
         request_id: orb.request_id,
         pending_capacity: Vec::new(),
+        // Listed by the index: the ORB database does not say which machines are all of them.
+        machine_ids: None,
     })
 }
 
@@ -265,6 +267,7 @@ fn convert_machine(orb: OrbMachine, provider: &str, retention: Duration) -> Resu
         version: orb.version,
         updated_at,
         expires_at: (state == "terminated").then(|| imported_expiry(updated_at, retention)),
+        fleet_held: None,
         state: state.as_str().into(),
         machine_id: orb.machine_id,
     })

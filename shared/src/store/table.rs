@@ -7,7 +7,7 @@ use async_trait::async_trait;
 
 use super::{
     MachineRecord, MachineRepository, Page, RecordSource, RequestRecord, RequestRepository, Result, Versioned,
-    check_transaction_size,
+    Written, check_transaction_size,
 };
 
 /// The operations every record table answers alike: by key, new, at a version, as they are
@@ -17,6 +17,7 @@ pub trait Table<R: Versioned>: Send + Sync {
     async fn get(&self, id: &str) -> Result<Option<R>>;
     async fn batch_get(&self, ids: &[String]) -> Result<Vec<R>>;
     async fn put_if_absent(&self, record: &R) -> Result<()>;
+    async fn put_all_if_absent(&self, records: &[R]) -> Result<Vec<bool>>;
     async fn update(&self, record: &R) -> Result<R>;
     async fn delete(&self, id: &str) -> Result<()>;
     async fn upsert_batch(&self, records: &[R]) -> Result<()>;
@@ -34,6 +35,8 @@ pub trait RequestQueries: Table<RequestRecord> {
         request: &RequestRecord,
         machines: &[MachineRecord],
     ) -> Result<Vec<MachineRecord>>;
+    async fn update_launched(&self, request: &RequestRecord, machines: &[MachineRecord]) -> Result<RequestRecord>;
+    async fn update_all(&self, requests: &[RequestRecord], machines: &[MachineRecord]) -> Result<Written>;
 }
 
 /// The machine queries of a backend: what [`MachineRepository`] has beyond a [`Table`].
@@ -77,6 +80,14 @@ impl<B: RequestQueries> RequestRepository for B {
         RequestQueries::put_with_machines(self, request, machines).await
     }
 
+    async fn update_launched(&self, request: &RequestRecord, machines: &[MachineRecord]) -> Result<RequestRecord> {
+        RequestQueries::update_launched(self, request, machines).await
+    }
+
+    async fn update_all(&self, requests: &[RequestRecord], machines: &[MachineRecord]) -> Result<Written> {
+        RequestQueries::update_all(self, requests, machines).await
+    }
+
     async fn delete(&self, request_id: &str) -> Result<()> {
         Table::<RequestRecord>::delete(self, request_id).await
     }
@@ -98,6 +109,10 @@ impl<B: MachineQueries> MachineRepository for B {
 
     async fn put_if_absent(&self, machine: &MachineRecord) -> Result<()> {
         Table::put_if_absent(self, machine).await
+    }
+
+    async fn put_all_if_absent(&self, machines: &[MachineRecord]) -> Result<Vec<bool>> {
+        Table::put_all_if_absent(self, machines).await
     }
 
     async fn update(&self, machine: &MachineRecord) -> Result<MachineRecord> {

@@ -11,6 +11,7 @@ pub(crate) struct Counters {
     pub hits: AtomicU64,
     pub misses: AtomicU64,
     pub refreshes: AtomicU64,
+    pub listings: AtomicU64,
     pub not_modified: AtomicU64,
     pub bodies_fetched: AtomicU64,
     pub invalidations: AtomicU64,
@@ -35,6 +36,7 @@ impl Counters {
             hits: load(&self.hits),
             misses: load(&self.misses),
             refreshes: load(&self.refreshes),
+            listings: load(&self.listings),
             not_modified: load(&self.not_modified),
             bodies_fetched: load(&self.bodies_fetched),
             invalidations: load(&self.invalidations),
@@ -57,9 +59,13 @@ pub struct CacheStats {
     pub misses: u64,
     /// Listings that revalidated an expired (or force-refreshed) entry.
     pub refreshes: u64,
-    /// File reads answered "not modified" (S3 304, unchanged folder file): nothing transferred.
+    /// Listings of the location revalidations made (S3 ListObjectsV2 of the prefix, or a
+    /// directory read): one per miss or refresh.
+    pub listings: u64,
+    /// Files a revalidation did not read because the listing shows the version held (S3 ETag,
+    /// folder modification time and length).
     pub not_modified: u64,
-    /// File reads that transferred a body.
+    /// Files read whole (new, or changed since the version held).
     pub bodies_fetched: u64,
     /// Cache drops after a write.
     pub invalidations: u64,

@@ -1,6 +1,8 @@
-//! Where template files live: a local folder or an S3 prefix. Reads are conditional on the
-//! version already held, writes are conditional on the version read.
+//! Where template files live: a local folder or an S3 prefix. One listing (ListObjectsV2, or a
+//! directory read) tells which files exist and their stamps, so only files whose stamp changed
+//! are read; writes are conditional on the version read.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::time::SystemTime;
@@ -8,6 +10,7 @@ use std::time::SystemTime;
 use aws_config::SdkConfig;
 use sha2::{Digest, Sha256};
 
+use super::EXTENSIONS;
 use crate::config::TemplatesLocation;
 use crate::error::{Error, Result};
 
@@ -17,21 +20,39 @@ pub enum TemplateSource {
     S3 { client: aws_sdk_s3::Client, bucket: String, prefix: String },
 }
 
+/// What a listing shows of a file without reading it: S3's ETag (the same quoted ETag
+/// GetObject answers), a folder file's modification time and length.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stamp {
+    ETag(String),
+    Modified(SystemTime, u64),
+}
+
+/// The template files present (`.json`, `.yaml`, `.yml` names directly in the folder or under
+/// the prefix), each with its stamp; `None` when the folder cannot tell a modification time
+/// (the file is then always read).
+pub type Listing = HashMap<String, Option<Stamp>>;
+
 /// What a file looked like when it was read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Version {
     /// S3: the object's ETag; folder: `sha256:<hex>` of the content. Writes are conditional on it
     /// and the HTTP API hands it out as the `ETag` header.
     pub etag: String,
-    /// Folder only: modification time and length, to skip reading a file that did not change.
-    stamp: Option<(SystemTime, u64)>,
+    /// The stamp the file had when read, compared with a listing's to skip reading it again.
+    stamp: Option<Stamp>,
 }
 
-/// The outcome of a (conditional) read.
+impl Version {
+    /// Whether a listing that shows `listed` shows this version: the file need not be read.
+    pub fn is_listed_as(&self, listed: Option<&Stamp>) -> bool {
+        self.stamp.is_some() && self.stamp.as_ref() == listed
+    }
+}
+
+/// The outcome of a read.
 pub enum Fetch {
     Missing,
-    /// Same version as the one given: nothing was transferred.
-    NotModified,
     Body { body: Vec<u8>, version: Version },
 }
 
@@ -51,9 +72,33 @@ impl TemplateSource {
         }
     }
 
-    /// Reads file `name`. With `known`, an unchanged file answers [`Fetch::NotModified`]
-    /// without transferring it (S3 `If-None-Match`, folder mtime and length).
-    pub async fn fetch(&self, name: &str, known: Option<&Version>) -> Result<Fetch> {
+    /// The template files present and their stamps: one directory read (and a `stat` of each
+    /// template file, following links), or ListObjectsV2 of the prefix (one page of 1,000 keys
+    /// unless the prefix holds more). A missing folder lists nothing.
+    pub async fn list(&self) -> Result<Listing> {
+        match self {
+            TemplateSource::Folder(folder) => list_folder(folder).await,
+            TemplateSource::S3 { client, bucket, prefix } => {
+                let mut listing = Listing::new();
+                // The delimiter keeps keys of sub-folders out: template names hold no '/'.
+                let mut pages =
+                    client.list_objects_v2().bucket(bucket).prefix(prefix).delimiter("/").into_paginator().send();
+                while let Some(page) = pages.next().await {
+                    let page = page.map_err(|err| Error::aws(format!("listing s3://{bucket}/{prefix}"), err))?;
+                    for object in page.contents() {
+                        let name = object.key().and_then(|key| key.strip_prefix(prefix.as_str()));
+                        if let Some(name) = name.filter(|name| is_template_name(name)) {
+                            listing.insert(name.to_owned(), object.e_tag().map(|etag| Stamp::ETag(etag.to_owned())));
+                        }
+                    }
+                }
+                Ok(listing)
+            }
+        }
+    }
+
+    /// Reads file `name` whole, with its version.
+    pub async fn fetch(&self, name: &str) -> Result<Fetch> {
         match self {
             TemplateSource::Folder(folder) => {
                 let path = folder.join(name);
@@ -62,10 +107,7 @@ impl TemplateSource {
                     Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Fetch::Missing),
                     Err(err) => return Err(folder_error("read", name, &path, err)),
                 };
-                let stamp = metadata.modified().ok().map(|modified| (modified, metadata.len()));
-                if stamp.is_some() && known.is_some_and(|k| k.stamp == stamp) {
-                    return Ok(Fetch::NotModified);
-                }
+                let stamp = modified(&metadata);
                 match tokio::fs::read(&path).await {
                     Ok(body) => Ok(Fetch::Body { version: Version { etag: content_hash(&body), stamp }, body }),
                     Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(Fetch::Missing),
@@ -74,17 +116,8 @@ impl TemplateSource {
             }
             TemplateSource::S3 { client, bucket, prefix } => {
                 let key = format!("{prefix}{name}");
-                let request = client.get_object().bucket(bucket).key(&key);
-                let request = match known {
-                    Some(version) => request.if_none_match(&version.etag),
-                    None => request,
-                };
-                let output = match request.send().await {
+                let output = match client.get_object().bucket(bucket).key(&key).send().await {
                     Ok(output) => output,
-                    // The SDK surfaces 304 as an error without a modelled type: read the status.
-                    Err(err) if err.raw_response().is_some_and(|r| r.status().as_u16() == 304) => {
-                        return Ok(Fetch::NotModified);
-                    }
                     Err(err) if err.as_service_error().is_some_and(|e| e.is_no_such_key()) => return Ok(Fetch::Missing),
                     Err(err) => return Err(Error::aws(format!("reading s3://{bucket}/{key}"), err)),
                 };
@@ -96,7 +129,8 @@ impl TemplateSource {
                     refused: false,
                     source: Box::new(err),
                 })?;
-                Ok(Fetch::Body { body: body.to_vec(), version: Version { etag, stamp: None } })
+                let stamp = Some(Stamp::ETag(etag.clone()));
+                Ok(Fetch::Body { body: body.to_vec(), version: Version { etag, stamp } })
             }
         }
     }
@@ -194,6 +228,47 @@ impl TemplateSource {
             }
         }
     }
+}
+
+/// The folder's template files with their stamps (see [`TemplateSource::list`]).
+async fn list_folder(folder: &std::path::Path) -> Result<Listing> {
+    let unreadable = |err: std::io::Error| {
+        tracing::error!(path = %folder.display(), error = %err, "cannot list the templates folder");
+        Error::Config(format!("cannot list the templates folder: {}", err.kind()))
+    };
+    let mut listing = Listing::new();
+    let mut entries = match tokio::fs::read_dir(folder).await {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(listing),
+        Err(err) => return Err(unreadable(err)),
+    };
+    while let Some(entry) = entries.next_entry().await.map_err(unreadable)? {
+        let Ok(name) = entry.file_name().into_string() else { continue };
+        if !is_template_name(&name) {
+            continue;
+        }
+        // Links count as the file they point at (mounted configuration often is links).
+        match tokio::fs::metadata(entry.path()).await {
+            Ok(metadata) if metadata.is_file() => {
+                listing.insert(name, modified(&metadata));
+            }
+            Ok(_) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => return Err(folder_error("read", &name, &entry.path(), err)),
+        }
+    }
+    Ok(listing)
+}
+
+/// A name with a template extension (the hierarchy's names are all such; other files are
+/// not worth a `stat`).
+fn is_template_name(name: &str) -> bool {
+    name.rsplit_once('.').is_some_and(|(_, extension)| EXTENSIONS.contains(&extension))
+}
+
+/// A folder file's stamp: its modification time and length.
+fn modified(metadata: &std::fs::Metadata) -> Option<Stamp> {
+    metadata.modified().ok().map(|at| Stamp::Modified(at, metadata.len()))
 }
 
 /// A folder file that cannot be read or written: the answer names the file, the log its path

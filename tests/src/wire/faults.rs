@@ -114,6 +114,7 @@ impl Fault {
                 "ProvisionedThroughputExceededException",
                 "The level of configured provisioned throughput for the table was exceeded.",
             ),
+            Kind::Throttle | Kind::ThroughputExceeded if protocol == Protocol::AwsQuery => (400, "Throttling", "Rate exceeded"),
             Kind::Throttle | Kind::ThroughputExceeded => (503, "RequestLimitExceeded", "Request limit exceeded."),
             Kind::Internal if dynamo => (500, "InternalServerError", "Internal server error"),
             Kind::Internal => (500, "InternalError", "An internal error has occurred."),
@@ -126,6 +127,9 @@ impl Fault {
             Protocol::Query => format!(
                 "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Errors><Error><Code>{code}</Code><Message>{message}</Message></Error></Errors><RequestID>fault-injected</RequestID></Response>",
             ),
+            Protocol::AwsQuery => format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?><ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error><RequestId>fault-injected</RequestId></ErrorResponse>",
+            ),
             Protocol::Json => {
                 serde_json::json!({"__type": format!("com.amazonaws.dynamodb.v20120810#{code}"), "message": message})
                     .to_string()
@@ -133,7 +137,7 @@ impl Fault {
         };
         let mut response = HttpResponse::new(StatusCode::try_from(status).expect("a valid status"), SdkBody::from(body));
         let content_type = match protocol {
-            Protocol::Query => "text/xml",
+            Protocol::Query | Protocol::AwsQuery => "text/xml",
             Protocol::Json => "application/x-amz-json-1.0",
         };
         response.headers_mut().insert("content-type", content_type);
@@ -143,8 +147,10 @@ impl Fault {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Protocol {
-    /// EC2, Auto Scaling: form body `Action=RunInstances&...`, XML errors.
+    /// EC2: form body `Action=RunInstances&...`, XML errors in `<Response><Errors>`.
     Query,
+    /// Auto Scaling: form body `Action=...&Version=2011-01-01`, XML errors in `<ErrorResponse>`.
+    AwsQuery,
     /// DynamoDB: `X-Amz-Target: DynamoDB_20120810.PutItem`, JSON errors.
     Json,
 }

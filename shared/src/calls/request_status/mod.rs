@@ -1,30 +1,24 @@
 //! getRequestStatus (spec §2.4) for any mix of provisioning (`req-`) and return (`ret-`) ids.
 //!
-//! Cost per call: one batch read of the requests, one machine listing per request, one
-//! DescribeInstances per 1,000 instances of the whole call (only unfinished requests are
-//! described; finished ones answer from their records), and for fleets and Auto Scaling
-//! groups what [`super::discover`] costs. Machines whose state changed are
-//! written back, and a request that reaches a final state is finished and gives its capacity
-//! back, so the outcome survives EC2 forgetting terminated instances.
+//! Cost per call, whatever the number of requests: one batch read of the requests, one batch
+//! read of their machines per 100 (by the ids the requests record; a fleet or group still
+//! filling is listed by its index), one DescribeInstances per 1,000 instances of unfinished
+//! requests (finished ones answer from their records), what [`super::discover`] costs for
+//! fleets and groups filling, and one batched write of every machine that changed, every
+//! request that finished and every claim ([`write`]), each request with its machines. A
+//! request that reaches a final state gives its capacity back, so the outcome survives EC2
+//! forgetting terminated instances.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-
-use futures::future::{join_all, try_join_all};
+use std::collections::{BTreeMap, HashMap};
 
 use crate::app::AppState;
-use crate::error::{Error, Result};
-use crate::hostfactory::{
-    MachineResult, RequestState, RequestReport, RequestStatusInput,
-    RequestStatusResponse,
-};
+use crate::error::Result;
+use crate::hostfactory::{MachineResult, RequestReport, RequestState, RequestStatusInput, RequestStatusResponse};
 use crate::cloud::Observed;
 use super::outcome::{machine_status, provisioning_result, request_state, return_result, unknown_request};
-use crate::store::{
-    CapacityChange, Direction, InstanceState, MachineRecord, RequestKind, RequestRecord, RequestPhase, capacity_key,
-    now, unless_stale,
-};
+use crate::store::{InstanceState, MachineRecord, RequestKind, RequestPhase, RequestRecord, now};
 
-use super::claim::{Caller, claim};
+use super::claim::{self, Caller};
 use super::{capacity, filling};
 
 /// How long a just-launched instance may be missing from DescribeInstances (EC2 is eventually
@@ -59,8 +53,9 @@ pub async fn refresh(state: &AppState, requests: &[&RequestRecord]) -> Result<Ve
 }
 
 /// The status of the requests `ids` (in that order), refreshed from EC2; claims them when
-/// `caller` is HostFactory.
+/// `caller` is HostFactory. Everything the call changes is written in one batched update.
 async fn statuses(state: &AppState, provider: &str, ids: &[String], caller: Caller) -> Result<Vec<RequestReport>> {
+    let started = tokio::time::Instant::now();
     let mut records: HashMap<String, RequestRecord> = state
         .store
         .requests
@@ -70,103 +65,69 @@ async fn statuses(state: &AppState, provider: &str, ids: &[String], caller: Call
         .filter(|r| r.provider == provider)
         .map(|r| (r.request_id.clone(), r))
         .collect();
-    if caller == Caller::HostFactory {
-        claim(state, &mut records).await;
-    }
+    let claimed = if caller == Caller::HostFactory { claim::mark(&mut records, now()) } else { Vec::new() };
     capacity::settle_all(state, &mut records).await;
-    let mut machines = list_machines(state, &records).await?;
+    let mut machines = read::machines(state, &records).await?;
     let fleets = filling::refresh_fleets(state, provider, &records, &mut machines).await?;
-    for claimed in fleets.values().filter_map(|f| f.claimed.clone()) {
-        records.insert(claimed.request_id.clone(), claimed);
+    for rewritten in fleets.values().filter_map(|f| f.claimed.clone()) {
+        records.insert(rewritten.request_id.clone(), rewritten);
     }
-
-    let live: Vec<String> = records
-        .values()
-        .filter(|r| r.status == RequestPhase::InProgress)
-        .flat_map(|r| machines.get(&r.request_id).into_iter().flatten().map(|m| m.machine_id.clone()))
-        .collect::<HashSet<_>>()
-        .into_iter()
-        .collect();
-    let observed = if live.is_empty() { HashMap::new() } else { state.cloud.describe(&live).await? };
+    // Three quarters of the budget for EC2, the rest for the write.
+    let budget = state.config.call_budget;
+    let seen = read::observe_live(state, &records, &machines, started + budget.mul_f64(0.75)).await?;
+    let observed = seen.observed;
     filling::tag_adopted(state, &fleets, &machines, &observed).await;
 
-    let mut answers = Vec::with_capacity(ids.len());
-    for id in ids {
-        let answer = match records.remove(id) {
-            None => unknown_request(id),
-            Some(record) => {
-                let list = machines.remove(id).unwrap_or_default();
-                if record.status == RequestPhase::InProgress {
-                    refresh_one(state, record, list, &observed, fleets.get(id)).await?
-                } else {
-                    answer_from_records(&record, &list)
-                }
-            }
-        };
-        answers.push(answer);
-    }
-    Ok(answers)
+    let finish = Finish { now: now(), retention: state.config.retention, shortfall: 0, extra: 0, stage: "finish" };
+    let decisions: Vec<Decision> = records
+        .values()
+        .filter(|r| r.status == RequestPhase::InProgress && !seen.late.contains(&r.request_id))
+        .map(|r| {
+            let list = machines.get(&r.request_id).cloned().unwrap_or_default();
+            decide(r.clone(), list, &observed, fleets.get(&r.request_id), finish)
+        })
+        .collect();
+    let claims = claimed.iter().filter_map(|id| records.get(id).cloned()).collect();
+    let written = tokio::time::timeout_at(started + budget, write::write(state, decisions, claims)).await;
+    let reports: HashMap<String, RequestReport> = match written {
+        Ok(reports) => reports.into_iter().map(|r| (r.request_id.clone(), r)).collect(),
+        Err(_) => {
+            tracing::warn!(?budget, "the status write did not finish within the call budget; the next poll finishes it");
+            HashMap::new()
+        }
+    };
+    let answer = |id: &String| match (reports.get(id), records.get(id)) {
+        (Some(report), _) => report.clone(),
+        (None, Some(record)) => answer_from_records(record, machines.get(id).map_or(&[][..], Vec::as_slice)),
+        (None, None) => unknown_request(id),
+    };
+    Ok(ids.iter().map(answer).collect())
 }
 
-/// The machines of each request: its own (provisioning) or those it returns.
-async fn list_machines(
-    state: &AppState,
-    records: &HashMap<String, RequestRecord>,
-) -> Result<HashMap<String, Vec<MachineRecord>>> {
-    let listings = try_join_all(records.values().map(|r| async move {
-        let machines = match r.kind {
-            RequestKind::Provision => state.store.machines.list_by_request(&r.request_id).await?,
-            RequestKind::Return => state.store.machines.list_by_return_request(&r.request_id).await?,
-        };
-        Ok::<_, Error>((r.request_id.clone(), machines))
-    }))
-    .await?;
-    Ok(listings.into_iter().collect())
-}
-
-/// A request whose machines EC2 is still working on: map, persist changes, finish if final.
-async fn refresh_one(
-    state: &AppState,
+/// What this call makes of an unfinished request (pure): its machines as EC2 shows them, the
+/// records that changed, and, when it is final, its finished record.
+fn decide(
     mut request: RequestRecord,
     mut machines: Vec<MachineRecord>,
     observed: &HashMap<String, Observed>,
     fleet: Option<&filling::FleetProgress>,
-) -> Result<RequestReport> {
-    let now = now();
-    let changed = observe(&request, &mut machines, observed, now);
-    let recorded = write_machines(state, &changed).await;
-
+    finish: Finish<'_>,
+) -> Decision {
+    let message = request.message.clone();
+    let changed = observe(&request, &mut machines, observed, finish.now);
     let results: Vec<MachineResult> =
         machines.iter().map(|m| if handed_back(&request, m) { MachineResult::Succeed } else { m.result }).collect();
     let (target_reached, given_up, shortfall, extra) = target(&request, &machines, fleet);
-    let mut status = request_state(results.iter().copied(), target_reached, given_up);
-    if !recorded {
-        // Finishing now would leave a machine record behind the request's outcome (a returned
-        // machine still `executing` under a finished return holds its units in the
-        // reconciler's recount, which would undo the release). The next poll writes, then finishes.
-        status = RequestState::Running;
-    }
-    let mut message = request.message.clone();
+    let status = request_state(results.iter().copied(), target_reached, given_up);
     if status != RequestState::Running {
         if fleet.is_some() && target_reached {
             // As for instant fleets: a filled weighted fleet holds fewer machines than units.
             request.machine_count = u32::try_from(machines.len()).unwrap_or(u32::MAX);
         }
-        if finish(state, &mut request, &machines, status, now, (shortfall, extra)).await? {
-            message = request.message.clone();
-        } else {
-            // Another writer moved the request first: its outcome stands, and the next poll
-            // answers it. Answering this call's outcome instead could tell HostFactory "final"
-            // about a request whose record still takes machines in.
-            status = RequestState::Running;
-        }
+        let outcome = finish::outcome(&request, &machines, status);
+        finish::finished(&mut request, &machines, outcome, Finish { shortfall, extra, ..finish });
     }
-    Ok(RequestReport {
-        request_id: request.request_id.clone(),
-        status,
-        message,
-        machines: machines.iter().map(machine_status).collect(),
-    })
+    Decision { request, machines, changed, status, message }
 }
 
 /// Maps what EC2 shows of each machine onto its record (pure); the records that changed.
@@ -230,117 +191,8 @@ fn target(request: &RequestRecord, machines: &[MachineRecord], fleet: Option<&fi
     (units >= request.machine_count, progress.given_up, request.machine_count.saturating_sub(covered), extra)
 }
 
-/// Writes the machines whose state changed; `false` when a write failed. A concurrent caller's
-/// newer version is not a failure: it recorded the same observation or a later one.
-async fn write_machines(state: &AppState, changed: &[MachineRecord]) -> bool {
-    let mut written = true;
-    for outcome in join_all(changed.iter().map(|m| state.store.machines.update(m))).await {
-        if let Err(err) = unless_stale(outcome) {
-            tracing::warn!(error = %err, "machine update failed; the request finishes on a later poll");
-            written = false;
-        }
-    }
-    written
-}
-
-/// Records the final state and gives back the capacity of machines that are gone: failed ones
-/// of a provisioning request, returned ones of a return request, plus the `shortfall` units a
-/// fleet never filled; and counts the `extra` units a fleet filled beyond its target. Only the
-/// caller whose update wins does either, so each happens once; `true` when this caller's did.
-async fn finish(
-    state: &AppState,
-    request: &mut RequestRecord,
-    machines: &[MachineRecord],
-    status: RequestState,
-    now: i64,
-    (shortfall, extra): (u32, u32),
-) -> Result<bool> {
-    let failed = machines.iter().filter(|m| m.result == MachineResult::Fail && !handed_back(request, m)).count();
-    let (final_status, message) = match (request.kind, status) {
-        (RequestKind::Provision, RequestState::Complete) => {
-            (RequestPhase::Complete, format!("All {} machine(s) are ready.", machines.len()))
-        }
-        (RequestKind::Provision, _) => {
-            let first = machines.iter().find(|m| m.result == MachineResult::Fail).map(|m| m.message.as_str());
-            let message = format!(
-                "{} of {} machine(s) ready, {failed} failed{}",
-                machines.len() - failed,
-                request.machine_count,
-                first.map(|m| format!(": {m}")).unwrap_or_default()
-            );
-            (RequestPhase::CompleteWithError, message)
-        }
-        (RequestKind::Return, RequestState::Complete) => {
-            (RequestPhase::Complete, format!("{} machine(s) returned.", machines.len()))
-        }
-        (RequestKind::Return, _) => (
-            RequestPhase::CompleteWithError,
-            format!("{failed} of {} machine(s) could not be returned.", machines.len()),
-        ),
-    };
-    commit(state, request, machines, (final_status, message), now, (shortfall, extra), "finish").await
-}
-
-/// Writes the request's final status and message; if that write wins, gives back the capacity
-/// of machines that are gone (failed ones of a provisioning request, returned ones of a return
-/// request) plus the `shortfall` units a fleet never filled, and counts the `extra` units a
-/// fleet filled beyond its target. `stage` names the capacity operations (one per stage and
-/// template, so each applies once). `true` when this write won.
-async fn commit(
-    state: &AppState,
-    request: &mut RequestRecord,
-    machines: &[MachineRecord],
-    (final_status, message): (RequestPhase, String),
-    now: i64,
-    (shortfall, extra): (u32, u32),
-    stage: &str,
-) -> Result<bool> {
-    request.finish(final_status, message, now, state.config.retention);
-    // Decided by the update below (only its winner applies them), applied after it.
-    let changes = capacity_changes(request, machines, (shortfall, extra), stage);
-    request.pending_capacity.extend(changes);
-    match unless_stale(state.store.requests.update(request).await)? {
-        Some(written) => *request = capacity::settle(state, written).await,
-        None => return Ok(false),
-    }
-    tracing::info!(request_id = %request.request_id, status = ?final_status, "request finished");
-    Ok(true)
-}
-
-/// What a finishing request gives back (per template: its machines that are gone, and the
-/// `shortfall` units a fleet never filled) and the `extra` units a fleet filled beyond target.
-fn capacity_changes(
-    request: &RequestRecord,
-    machines: &[MachineRecord],
-    (shortfall, extra): (u32, u32),
-    stage: &str,
-) -> Vec<CapacityChange> {
-    let gone = |m: &&MachineRecord| match request.kind {
-        RequestKind::Provision => m.result == MachineResult::Fail && !handed_back(request, m),
-        RequestKind::Return => m.result == MachineResult::Succeed,
-    };
-    let mut per_template: BTreeMap<String, u32> = BTreeMap::new();
-    for machine in machines.iter().filter(gone) {
-        *per_template.entry(capacity_key(&machine.provider, &machine.template_id)).or_default() += machine.units;
-    }
-    let own = capacity_key(&request.provider, &request.template_id);
-    if shortfall > 0 {
-        // Units a fleet or group never filled (its reservation was kept while it could).
-        *per_template.entry(own.clone()).or_default() += shortfall;
-    }
-    let mut changes: Vec<CapacityChange> = per_template
-        .into_iter()
-        .filter_map(|(key, count)| {
-            let op_id = format!("release:{}:{stage}:{key}", request.request_id);
-            capacity::change(op_id, &key, Direction::Release, count)
-        })
-        .collect();
-    changes.extend(capacity::overshoot(request, &own, stage, extra));
-    changes
-}
-
 /// A machine of a provisioning request that HostFactory has since returned.
-fn handed_back(request: &RequestRecord, machine: &MachineRecord) -> bool {
+pub(super) fn handed_back(request: &RequestRecord, machine: &MachineRecord) -> bool {
     request.kind == RequestKind::Provision && machine.return_request_id.is_some()
 }
 
@@ -354,40 +206,12 @@ fn answer_from_records(request: &RequestRecord, machines: &[MachineRecord]) -> R
     }
 }
 
-/// Finishes a provisioning request the reconciler gave up on (its stragglers marked `fail`),
-/// with the same message and capacity release as a request that failed on its own. A fleet or
-/// group still filling is stopped at what it filled, and the units it never filled are given
-/// back (RunInstances and instant fleets gave theirs back at launch).
-pub(crate) async fn finish_with_error(
-    state: &AppState,
-    request: &mut RequestRecord,
-    machines: &[MachineRecord],
-    now: i64,
-) -> Result<()> {
-    let mut shortfall = 0;
-    let owner = request.owner(None);
-    if owner.fills_later() {
-        let filled: u32 = machines.iter().filter(|m| m.result != MachineResult::Fail).map(|m| m.units).sum();
-        state.cloud.stop_filling(&owner, filled).await?;
-        shortfall = request.machine_count.saturating_sub(machines.iter().map(|m| m.units).sum());
-    }
-    finish(state, request, machines, RequestState::CompleteWithError, now, (shortfall, 0)).await.map(|_| ())
-}
-
-/// Finishes a provisioning request HostFactory abandoned, whose `machines` (marked failed) were
-/// terminated and whose fleet or group gave them up: `complete_with_error` with `message`,
-/// their units and the `shortfall` a fleet never filled given back, once.
-pub(crate) async fn finish_abandoned(
-    state: &AppState,
-    request: &mut RequestRecord,
-    machines: &[MachineRecord],
-    message: String,
-    now: i64,
-    shortfall: u32,
-) -> Result<()> {
-    let outcome = (RequestPhase::CompleteWithError, message);
-    commit(state, request, machines, outcome, now, (shortfall, 0), "abandoned").await.map(|_| ())
-}
-
+mod finish;
+mod read;
 #[cfg(test)]
 mod tests;
+mod write;
+
+pub(crate) use finish::{finish_abandoned, finish_with_error};
+use finish::Finish;
+use write::Decision;

@@ -4,6 +4,8 @@
 use std::collections::HashMap;
 
 use super::*;
+use super::finish::capacity_changes;
+use crate::store::{Direction, capacity_key};
 use crate::calls::request_machines::machine_record;
 use crate::cloud::Found;
 

@@ -21,9 +21,14 @@ pub(super) const PARALLEL_BATCHES: usize = 4;
 const BATCH_RETRIES: u32 = 8;
 
 impl DynamoStore {
-    /// Every record whose key is among `ids`: BatchGetItem per 100 distinct ids, a few batches
-    /// in parallel, UnprocessedKeys retried with backoff.
+    /// Every record whose key is among `ids`: see [`DynamoStore::batch_get_items`].
     pub(super) async fn batch_get_records<R: Stored>(&self, ids: &[String]) -> Result<Vec<R>> {
+        self.batch_get_items(R::table(self), R::KEY, ids).await?.into_iter().map(decode).collect()
+    }
+
+    /// The items of `table` whose `key` is among `ids`: BatchGetItem per 100 distinct ids, a few
+    /// batches in parallel, UnprocessedKeys retried with backoff.
+    pub(super) async fn batch_get_items(&self, table: &str, key: &str, ids: &[String]) -> Result<Vec<Item>> {
         let distinct: Vec<String> = {
             let mut seen = HashSet::new();
             ids.iter().filter(|id| seen.insert(id.as_str())).cloned().collect()
@@ -31,11 +36,11 @@ impl DynamoStore {
         // Owned chunks: the futures must not borrow from a closure argument (Send + 'async_trait).
         let chunks: Vec<Vec<String>> = distinct.chunks(GET_BATCH).map(<[String]>::to_vec).collect();
         let pages: Vec<Vec<Item>> = stream::iter(chunks)
-            .map(|chunk| self.batch_get_chunk(R::table(self), R::KEY, chunk))
+            .map(|chunk| self.batch_get_chunk(table, key, chunk))
             .buffer_unordered(PARALLEL_BATCHES)
             .try_collect()
             .await?;
-        pages.into_iter().flatten().map(decode).collect()
+        Ok(pages.into_iter().flatten().collect())
     }
 
     async fn batch_get_chunk(&self, table: &str, key: &str, ids: Vec<String>) -> Result<Vec<Item>> {

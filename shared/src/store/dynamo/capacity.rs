@@ -10,6 +10,8 @@
 //! apart. This needs no ClientRequestToken (whose 10-minute window would not cover the
 //! pending changes a request carries, and moto ignores it).
 
+use std::collections::HashMap;
+
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 
@@ -145,17 +147,14 @@ impl CapacityRepository for DynamoStore {
         }
     }
 
-    async fn in_use(&self, key: &str) -> Result<u64> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.capacity)
-            .key(CAPACITY.key, s(key))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| Error::aws(format!("reading capacity of {key} from {}", self.capacity), e))?;
-        Ok(output.item.as_ref().map(counter_of).transpose()?.map_or(0, |c| c.in_use))
+    async fn in_use_of(&self, keys: &[String]) -> Result<HashMap<String, u64>> {
+        let items = self.batch_get_items(&self.capacity, CAPACITY.key, keys).await?;
+        let mut in_use: HashMap<String, u64> = keys.iter().map(|k| (k.clone(), 0)).collect();
+        for item in &items {
+            let counter = counter_of(item)?;
+            in_use.insert(counter.key, counter.in_use);
+        }
+        Ok(in_use)
     }
 
     async fn counters(&self) -> Result<Vec<Counter>> {

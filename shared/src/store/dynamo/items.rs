@@ -169,6 +169,10 @@ impl<R: Stored> Table<R> for DynamoStore {
         self.put_conditional::<R>(record.id(), record.item()?, Condition::New).await
     }
 
+    async fn put_all_if_absent(&self, records: &[R]) -> Result<Vec<bool>> {
+        self.put_new_records(records).await
+    }
+
     /// Replaces the item if it is still at `record`'s version; returns what was written (the
     /// record at version + 1).
     async fn update(&self, record: &R) -> Result<R> {

@@ -12,6 +12,7 @@ mod capacity;
 mod items;
 mod repositories;
 pub mod tables;
+mod transact;
 
 use std::collections::HashMap;
 

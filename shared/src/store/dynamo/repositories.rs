@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::TransactWriteItem;
 use futures::{StreamExt, TryStreamExt, stream};
 
 use super::batch::PARALLEL_BATCHES;
@@ -15,9 +15,12 @@ use super::items::Stored;
 use super::tables::{
     ACTIVE, ACTIVE_INDEX, MACHINES, NAME_INDEX, RECLAIM_INDEX, REQUEST_INDEX, REQUESTS, RETURN_INDEX, TEMPLATE_INDEX,
 };
-use super::{DynamoStore, Item, encode, n, s};
+use super::transact::cancellation_codes;
+use super::{DynamoStore, Item, encode, s};
 use crate::error::{Error, Result};
-use crate::store::{MachineQueries, MachineRecord, RequestQueries, RequestRecord, Versioned, exists};
+use crate::store::{
+    MAX_TRANSACTION_MACHINES, MachineQueries, MachineRecord, RequestQueries, RequestRecord, Table, Versioned, Written, exists,
+};
 
 impl Stored for RequestRecord {
     const KEY: &'static str = REQUESTS.key;
@@ -48,35 +51,16 @@ impl Stored for MachineRecord {
 /// The first action of a cancelled transaction whose condition failed (reasons are in action
 /// order).
 fn failed_condition(err: &SdkError<TransactWriteItemsError>) -> Option<usize> {
-    let reasons = match err.as_service_error() {
-        Some(TransactWriteItemsError::TransactionCanceledException(c)) => c.cancellation_reasons.clone(),
-        _ => None,
-    };
-    reasons.unwrap_or_default().iter().position(|r| r.code.as_deref() == Some("ConditionalCheckFailed"))
+    cancellation_codes(err).iter().position(|code| code == "ConditionalCheckFailed")
 }
 
 impl DynamoStore {
     /// The Put of a new `request` and of every machine at its next version (each conditional
     /// on the version read).
     fn return_actions(&self, request: &RequestRecord, machines: &[MachineRecord]) -> Result<Vec<TransactWriteItem>> {
-        let build = |e| Error::store("building a transaction", e);
-        let put = Put::builder()
-            .table_name(&self.requests)
-            .set_item(Some(request.item()?))
-            .condition_expression("attribute_not_exists(#k)")
-            .expression_attribute_names("#k", REQUESTS.key)
-            .build()
-            .map_err(build)?;
-        let mut actions = vec![TransactWriteItem::builder().put(put).build()];
+        let mut actions = vec![self.new_put(request)?];
         for machine in machines {
-            let put = Put::builder()
-                .table_name(&self.machines)
-                .set_item(Some(machine.next_version().item()?))
-                .condition_expression("version = :expected")
-                .expression_attribute_values(":expected", n(machine.version))
-                .build()
-                .map_err(build)?;
-            actions.push(TransactWriteItem::builder().put(put).build());
+            actions.push(self.versioned_put(machine)?);
         }
         Ok(actions)
     }
@@ -111,6 +95,36 @@ impl RequestQueries for DynamoStore {
             }
             None => Error::aws(format!("writing request {} with {} machines", request.request_id, machines.len()), err),
         })
+    }
+
+    async fn update_launched(&self, request: &RequestRecord, machines: &[MachineRecord]) -> Result<RequestRecord> {
+        let (first, rest) = machines.split_at(machines.len().min(MAX_TRANSACTION_MACHINES));
+        if !rest.is_empty() {
+            self.upsert_records(rest).await?;
+        }
+        let mut actions = first.iter().map(|m| self.plain_put(m)).collect::<Result<Vec<_>>>()?;
+        actions.push(self.versioned_put(request)?);
+        let next = request.next_version();
+        let token = uuid::Uuid::new_v4().to_string();
+        let sent = self.client.transact_write_items().client_request_token(token).set_transact_items(Some(actions));
+        let err = match sent.send().await {
+            Ok(_) => return Ok(next),
+            Err(err) => err,
+        };
+        if failed_condition(&err).is_none() {
+            let context = format!("recording request {} with {} machines", request.request_id, machines.len());
+            return Err(Error::aws(context, err));
+        }
+        // A retry whose first attempt was applied (its answer lost) finds exactly its own record.
+        if Table::<RequestRecord>::get(self, &request.request_id).await?.as_ref() == Some(&next) {
+            return Ok(next);
+        }
+        self.upsert_records(first).await?;
+        Err(self.why_not_written::<RequestRecord>(&request.request_id, request.version).await)
+    }
+
+    async fn update_all(&self, requests: &[RequestRecord], machines: &[MachineRecord]) -> Result<Written> {
+        self.update_records(requests, machines).await
     }
 }
 

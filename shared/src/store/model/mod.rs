@@ -8,8 +8,10 @@ use serde::{Deserialize, Serialize};
 use crate::hostfactory::{MachineResult, RequestState};
 use crate::templates::{FleetType, Template};
 
+mod capacity;
 mod state;
 
+pub use capacity::{CapacityChange, Counter, Direction, Reservation, limit};
 pub use state::{InstanceState, Owner};
 
 /// Prefix of provisioning request ids (`req-<uuid>`).
@@ -107,7 +109,19 @@ pub struct RequestRecord {
     /// getRequestStatus of the request or reconcile pass (each is idempotent by its op id).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pending_capacity: Vec<CapacityChange>,
+    /// Every machine of the request, when that is known for good: a provisioning request's
+    /// instances once a launch that fills no further answered them (RunInstances, an instant
+    /// fleet), a return request's machines from its creation. A status call then reads them
+    /// by id in one batch instead of querying an index per request. `None` (a fleet or group
+    /// still filling, a launch whose outcome is unknown, records from before the field) lists
+    /// them by the index.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine_ids: Option<Vec<String>>,
 }
+
+/// The most machine ids a request record carries (a DynamoDB item holds 400 KB); a request
+/// with more lists its machines by the index.
+pub const MAX_RECORDED_MACHINE_IDS: usize = 5_000;
 
 impl RequestRecord {
     /// Who holds the request's instances. The fleet type as recorded; records from before it
@@ -149,6 +163,24 @@ impl RequestRecord {
             expires_at: None,
             unclaimed: kind == RequestKind::Provision,
             pending_capacity: Vec::new(),
+            machine_ids: None,
+        }
+    }
+
+    /// Records `ids` as all of the request's machines (see [`RequestRecord::machine_ids`]),
+    /// unless there are too many to carry.
+    pub fn record_machine_ids(&mut self, ids: impl IntoIterator<Item = String>) {
+        let ids: Vec<String> = ids.into_iter().collect();
+        self.machine_ids = (ids.len() <= MAX_RECORDED_MACHINE_IDS).then_some(ids);
+    }
+
+    /// Whether `machine` is (still) one of this request's: launched by it (provisioning), or
+    /// returned by it (a machine returned again under a later return, after this one failed,
+    /// is no longer this one's).
+    pub fn owns(&self, machine: &MachineRecord) -> bool {
+        match self.kind {
+            RequestKind::Provision => machine.request_id == self.request_id,
+            RequestKind::Return => machine.return_request_id.as_deref() == Some(self.request_id.as_str()),
         }
     }
 
@@ -249,6 +281,12 @@ pub struct MachineRecord {
     pub updated_at: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<i64>,
+    /// Whether a fleet or Auto Scaling group that could replace it holds it (so a return makes
+    /// the owner give it up first): `Some(false)` for what a RunInstances or instant-fleet
+    /// launch started, so a return need not read its request; `None` when not recorded
+    /// (adopted, imported, older records): the return reads the request to find out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet_held: Option<bool>,
 }
 
 fn one_unit() -> u32 {
@@ -274,56 +312,6 @@ pub fn now() -> i64 {
 pub struct Page<T> {
     pub items: Vec<T>,
     pub next: Option<String>,
-}
-
-/// Outcome of a capacity reservation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reservation {
-    Reserved,
-    /// Not enough room: `available` is what could be reserved now.
-    Insufficient {
-        available: u32,
-    },
-}
-
-/// Whether a [`CapacityChange`] takes units or gives them back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Direction {
-    /// Units counted beyond `maxNumber` (a fleet's overshoot): never refused.
-    Reserve,
-    Release,
-}
-
-/// One change of a capacity counter, named by an operation id that is unique per logical
-/// change and stable across its retries, so it is applied once however often it is sent.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CapacityChange {
-    pub op_id: String,
-    /// The counter ([`crate::store::capacity_key`]).
-    pub key: String,
-    pub direction: Direction,
-    pub units: u32,
-    /// Epoch seconds it was decided; one older than the operation markers live is no longer
-    /// applied (its marker may be gone), the recount settles it instead.
-    pub decided_at: i64,
-}
-
-/// A per-template counter as the reconciler's recount reads it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Counter {
-    pub key: String,
-    pub in_use: u64,
-    /// Bumped by every change; a correction is written only on the version it read.
-    pub version: u64,
-    /// Epoch seconds of the last change (0 when never recorded).
-    pub updated_at: i64,
-}
-
-/// `maxNumber` of a template: `-1` (any negative value) is unlimited.
-pub fn limit(max: i64) -> Option<u64> {
-    u64::try_from(max).ok()
 }
 
 #[cfg(test)]

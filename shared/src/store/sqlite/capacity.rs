@@ -3,6 +3,8 @@
 //! found there is answered as applied without changing anything (rows expire with
 //! [`OP_MARKER_TTL`], purged on open).
 
+use std::collections::HashMap;
+
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{SqliteStore, db, transaction};
@@ -92,9 +94,10 @@ impl CapacityRepository for SqliteStore {
         .await
     }
 
-    async fn in_use(&self, key: &str) -> Result<u64> {
-        let key = key.to_owned();
-        self.run(move |c| read_in_use(c, &key)).await
+    async fn in_use_of(&self, keys: &[String]) -> Result<HashMap<String, u64>> {
+        let keys = keys.to_vec();
+        self.run(move |c| keys.into_iter().map(|key| Ok((read_in_use(c, &key)?, key)).map(|(n, k)| (k, n))).collect())
+            .await
     }
 
     async fn counters(&self) -> Result<Vec<Counter>> {

@@ -6,8 +6,8 @@ use rusqlite::types::Value;
 
 use super::table::{Row, Write, write};
 use super::{SqliteStore, transaction};
-use crate::error::Result;
-use crate::store::{MachineQueries, MachineRecord, RequestQueries, RequestRecord};
+use crate::error::{Error, Result};
+use crate::store::{MachineQueries, MachineRecord, RequestQueries, RequestRecord, Written, unless_lost};
 
 impl Row for RequestRecord {
     const TABLE: &'static str = "requests";
@@ -48,6 +48,38 @@ impl RequestQueries for SqliteStore {
             transaction(c, |tx| {
                 write(tx, &request, Write::Insert)?;
                 machines.iter().map(|m| write(tx, m, Write::Update(m.version))).collect()
+            })
+        })
+        .await
+    }
+
+    async fn update_launched(&self, request: &RequestRecord, machines: &[MachineRecord]) -> Result<RequestRecord> {
+        let (request, machines) = (request.clone(), machines.to_vec());
+        self.run(move |c| {
+            let written = transaction(c, |tx| {
+                machines.iter().try_for_each(|m| write(tx, m, Write::Upsert).map(drop))?;
+                write(tx, &request, Write::Update(request.version))
+            });
+            match written {
+                // The machines are recorded whatever became of the request.
+                Err(err @ Error::Stale { .. }) => {
+                    transaction(c, |tx| machines.iter().try_for_each(|m| write(tx, m, Write::Upsert).map(drop)))?;
+                    Err(err)
+                }
+                other => other,
+            }
+        })
+        .await
+    }
+
+    async fn update_all(&self, requests: &[RequestRecord], machines: &[MachineRecord]) -> Result<Written> {
+        let (requests, machines) = (requests.to_vec(), machines.to_vec());
+        self.run(move |c| {
+            transaction(c, |tx| {
+                Ok(Written {
+                    machines: machines.iter().map(|m| unless_lost(write(tx, m, Write::Update(m.version)))).collect::<Result<_>>()?,
+                    requests: requests.iter().map(|r| unless_lost(write(tx, r, Write::Update(r.version)))).collect::<Result<_>>()?,
+                })
             })
         })
         .await

@@ -185,6 +185,16 @@ impl<R: Row> Table<R> for SqliteStore {
         self.write_row(record, Write::Insert).await.map(drop)
     }
 
+    async fn put_all_if_absent(&self, records: &[R]) -> Result<Vec<bool>> {
+        let records = records.to_vec();
+        let insert = |tx: &Transaction, r: &R| match write(tx, r, Write::Insert) {
+            Ok(_) => Ok(true),
+            Err(Error::Conflict(_)) => Ok(false),
+            Err(err) => Err(err),
+        };
+        self.run(move |c| transaction(c, |tx| records.iter().map(|r| insert(tx, r)).collect())).await
+    }
+
     async fn update(&self, record: &R) -> Result<R> {
         self.write_row(record, Write::Update(record.version())).await
     }

@@ -117,8 +117,9 @@ impl Catalog {
     }
 
     /// The merged templates of `provider`: from the cache within the TTL (unless `force`), else
-    /// revalidated file by file with conditional reads. Fails, never answers empty, when nothing
-    /// usable is found: [`Error::NotFound`] for an unknown provider instance (see [`Catalog::unusable`]).
+    /// revalidated against one listing of the location (see [`Catalog::revalidate`]). Fails,
+    /// never answers empty, when nothing usable is found: [`Error::NotFound`] for an unknown
+    /// provider instance (see [`Catalog::unusable`]).
     pub async fn load(&self, provider: &str, force: bool) -> Result<Arc<Loaded>> {
         let mut state = self.state.lock().await;
         let cached = state.providers.get(provider).map(|e| (e.checked_at, e.loaded.clone()));
@@ -131,33 +132,7 @@ impl Catalog {
             None => Counters::bump(&self.counters.misses),
         }
 
-        let mut used = Vec::new();
-        let mut looked_for = Vec::new();
-        for level in LEVELS {
-            for name in level_files(provider, level) {
-                let known = state.files.get(&name).map(|f| f.version.clone());
-                match self.source.fetch(&name, known.as_ref()).await? {
-                    Fetch::Missing => {
-                        state.files.remove(&name);
-                        looked_for.push(name);
-                        continue;
-                    }
-                    Fetch::NotModified => Counters::bump(&self.counters.not_modified),
-                    Fetch::Body { body, version } => {
-                        Counters::bump(&self.counters.bodies_fetched);
-                        let parsed = parse_file(&name, &body);
-                        for problem in &parsed.problems {
-                            tracing::warn!(problem = %problem, "template problem");
-                        }
-                        state.files.insert(name.clone(), CachedFile { version, parsed: Arc::new(parsed) });
-                    }
-                }
-                used.push(name);
-                break;
-            }
-        }
-        self.counters.refreshed();
-
+        let (used, looked_for) = self.revalidate(&mut state, provider).await?;
         let files: Vec<(String, String)> =
             used.iter().filter_map(|n| state.files.get(n).map(|f| (n.clone(), f.version.etag.clone()))).collect();
         let loaded = match cached {
@@ -173,6 +148,45 @@ impl Catalog {
         let stats = self.counters.snapshot(state.providers.len(), state.files.len(), self.ttl.as_secs(), self.specs.calls());
         tracing::info!(provider, templates = loaded.templates.len(), problems = loaded.problems.len(), ?stats, "templates revalidated");
         Ok(loaded)
+    }
+
+    /// Brings the cached files of `provider`'s levels up to date with one listing of the
+    /// location: per level the first name listed is used; it is read only when the listing
+    /// shows another stamp than the version held (a file not listed is dropped). Answers the
+    /// files used, highest priority first, and the names looked for in vain.
+    async fn revalidate(&self, state: &mut State, provider: &str) -> Result<(Vec<String>, Vec<String>)> {
+        let listing = self.source.list().await?;
+        Counters::bump(&self.counters.listings);
+        let (mut used, mut looked_for) = (Vec::new(), Vec::new());
+        for level in LEVELS {
+            for name in level_files(provider, level) {
+                let Some(stamp) = listing.get(&name) else {
+                    state.files.remove(&name);
+                    looked_for.push(name);
+                    continue;
+                };
+                if state.files.get(&name).is_some_and(|f| f.version.is_listed_as(stamp.as_ref())) {
+                    Counters::bump(&self.counters.not_modified);
+                } else {
+                    let Fetch::Body { body, version } = self.source.fetch(&name).await? else {
+                        // Removed since it was listed.
+                        state.files.remove(&name);
+                        looked_for.push(name);
+                        continue;
+                    };
+                    Counters::bump(&self.counters.bodies_fetched);
+                    let parsed = parse_file(&name, &body);
+                    for problem in &parsed.problems {
+                        tracing::warn!(problem = %problem, "template problem");
+                    }
+                    state.files.insert(name.clone(), CachedFile { version, parsed: Arc::new(parsed) });
+                }
+                used.push(name);
+                break;
+            }
+        }
+        self.counters.refreshed();
+        Ok((used, looked_for))
     }
 
     /// Caches `provider`'s merged templates. Callers name instances freely (with a stock or
@@ -258,9 +272,8 @@ impl Catalog {
     pub async fn find(&self, provider: &str, id: &str) -> Result<Found> {
         let loaded = self.load(provider, false).await?;
         let file = loaded.owner(id).ok_or_else(|| Error::not_found("template", id))?.to_owned();
-        let (body, version) = match self.source.fetch(&file, None).await? {
-            Fetch::Body { body, version } => (body, version),
-            Fetch::Missing | Fetch::NotModified => return Err(Error::not_found("template", id)),
+        let Fetch::Body { body, version } = self.source.fetch(&file).await? else {
+            return Err(Error::not_found("template", id));
         };
         let document = read_document(&file, &body)?;
         let raw = entries(&document)
@@ -288,3 +301,6 @@ pub(super) fn read_document(file: &str, body: &[u8]) -> Result<Value> {
 pub(super) fn entries(document: &Value) -> Option<&Vec<Value>> {
     document.get("templates").and_then(Value::as_array)
 }
+
+#[cfg(test)]
+mod tests;

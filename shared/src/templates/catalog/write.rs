@@ -80,14 +80,10 @@ impl Catalog {
         .await
     }
 
-    /// The first file of `level` that exists.
+    /// The first file of `level` that exists, from one listing of the location.
     async fn first_existing(&self, provider: &str, level: Level) -> Result<Option<String>> {
-        for name in level_files(provider, level) {
-            if let Fetch::Body { .. } = self.source.fetch(&name, None).await? {
-                return Ok(Some(name));
-            }
-        }
-        Ok(None)
+        let listing = self.source.list().await?;
+        Ok(level_files(provider, level).into_iter().find(|name| listing.contains_key(name)))
     }
 
     /// Read-modify-write of `file`'s `templates` array, conditional on the version read.
@@ -104,9 +100,9 @@ impl Catalog {
                  edit it directly, or write the template to a JSON level with ?level="
             )));
         }
-        let (mut document, expected) = match self.source.fetch(file, None).await? {
+        let (mut document, expected) = match self.source.fetch(file).await? {
             Fetch::Body { body, version } => (read_document(file, &body)?, Some(version.etag)),
-            Fetch::Missing | Fetch::NotModified => (serde_json::json!({ "templates": [] }), None),
+            Fetch::Missing => (serde_json::json!({ "templates": [] }), None),
         };
         if let Some(wanted) = if_match
             && expected.as_deref() != Some(wanted)
