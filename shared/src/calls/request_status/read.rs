@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use crate::app::AppState;
 use crate::cloud::Observed;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::store::{MachineRecord, RequestKind, RequestPhase, RequestRecord};
 
 /// The machines of each request: its own (provisioning) or those it returns.
@@ -42,7 +42,7 @@ async fn list(state: &AppState, request: &RequestRecord) -> Result<(String, Vec<
         RequestKind::Provision => state.store.machines.list_by_request(&request.request_id).await?,
         RequestKind::Return => state.store.machines.list_by_return_request(&request.request_id).await?,
     };
-    Ok::<_, Error>((request.request_id.clone(), machines))
+    Ok((request.request_id.clone(), machines))
 }
 
 /// DescribeInstances takes 1,000 ids (by filter) per call.

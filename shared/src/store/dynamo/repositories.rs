@@ -20,6 +20,7 @@ use super::{DynamoStore, Item, encode, s};
 use crate::error::{Error, Result};
 use crate::store::{
     MAX_TRANSACTION_MACHINES, MachineQueries, MachineRecord, RequestQueries, RequestRecord, Table, Versioned, Written, exists,
+    stale,
 };
 
 impl Stored for RequestRecord {
@@ -115,12 +116,17 @@ impl RequestQueries for DynamoStore {
             let context = format!("recording request {} with {} machines", request.request_id, machines.len());
             return Err(Error::aws(context, err));
         }
-        // A retry whose first attempt was applied (its answer lost) finds exactly its own record.
-        if Table::<RequestRecord>::get(self, &request.request_id).await?.as_ref() == Some(&next) {
+        // A retry whose first attempt was applied (its answer lost) finds exactly its own record;
+        // else the request moved on (stale) or is gone, and the machines are written alone.
+        let stored = Table::<RequestRecord>::get(self, &request.request_id).await?;
+        if stored.as_ref() == Some(&next) {
             return Ok(next);
         }
         self.upsert_records(first).await?;
-        Err(self.why_not_written::<RequestRecord>(&request.request_id, request.version).await)
+        Err(match stored {
+            Some(_) => stale(RequestRecord::WHAT, &request.request_id, request.version),
+            None => Error::not_found(RequestRecord::WHAT, &request.request_id),
+        })
     }
 
     async fn update_all(&self, requests: &[RequestRecord], machines: &[MachineRecord]) -> Result<Written> {
