@@ -77,3 +77,26 @@ async fn listing_templates_reads_every_capacity_in_one_call() {
     assert_eq!(response.body["templates"][0]["availableNumber"], 8);
     assert_eq!(by_operation(&rig), counts(&[("BatchGetItem", 1)]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_root_volume_size_describes_its_image_once_per_process() {
+    let launch = serde_json::json!({"vmType": "t3.micro", "rootDeviceVolumeSize": 30, "volumeType": "gp3"});
+    let rig = Rig::builder().region("il-central-1").launch(launch).store(StoreOn::DynamoOnWire).build().await;
+    let launch_calls = [("TransactWriteItems", 2), ("PutItem", 1), ("RunInstances", 1)];
+    rig.log.clear();
+    request_id(&rig.request(1).await);
+    let first = [&launch_calls[..], &[("DescribeImages", 1)]].concat();
+    assert_eq!(by_operation(&rig), counts(&first), "the image's root device name, then the launch");
+    // The image's root device name never changes: a second launch of it does not ask again.
+    rig.log.clear();
+    let second = request_id(&rig.request(1).await);
+    assert_eq!(by_operation(&rig), counts(&launch_calls));
+    // ... and still launches on it with the template's root volume.
+    let machines = machine_ids(&rig.settled(&second).await);
+    let instances = rig.ec2.describe_instances().set_instance_ids(Some(machines)).send().await.unwrap();
+    let instance = &instances.reservations()[0].instances()[0];
+    let root = instance.block_device_mappings().iter().find(|m| m.device_name() == instance.root_device_name());
+    let volume = root.and_then(|m| m.ebs()).and_then(|ebs| ebs.volume_id()).expect("a root volume");
+    let volumes = rig.ec2.describe_volumes().volume_ids(volume).send().await.unwrap();
+    assert_eq!(volumes.volumes()[0].size(), Some(30));
+}

@@ -13,6 +13,7 @@ mod ec2_fleet;
 #[cfg(test)]
 pub mod fake;
 pub mod instances;
+mod images;
 mod instance_types;
 mod launch_template;
 pub mod pools;

@@ -6,6 +6,7 @@ use std::collections::{HashMap, HashSet};
 use async_trait::async_trait;
 use aws_config::SdkConfig;
 
+use super::images::RootDevices;
 use super::spec::LaunchSpec;
 use super::{
     Cloud, Found, Launched, ManagedLaunchTemplate, Observed, Owner, asg, ec2_fleet, instances, launch_template,
@@ -21,6 +22,8 @@ pub struct SdkCloud {
     autoscaling: aws_sdk_autoscaling::Client,
     /// The launch templates this process created or found, by name (shared by clones).
     launch_templates: launch_template::Memo,
+    /// The images' root device names this process described (shared by clones).
+    root_devices: RootDevices,
 }
 
 impl SdkCloud {
@@ -30,6 +33,7 @@ impl SdkCloud {
             ec2: aws_sdk_ec2::Client::new(sdk),
             autoscaling: aws_sdk_autoscaling::Client::new(sdk),
             launch_templates: launch_template::Memo::default(),
+            root_devices: RootDevices::default(),
         }
     }
 }
@@ -38,7 +42,7 @@ impl SdkCloud {
 impl Cloud for SdkCloud {
     async fn launch(&self, template: &Template, provider: &str, request_id: &str, count: u32) -> Result<Launched> {
         let (ec2, memo) = (&self.ec2, &self.launch_templates);
-        let spec = LaunchSpec::new(ec2, template, provider, request_id).await?;
+        let spec = LaunchSpec::new(ec2, &self.root_devices, template, provider, request_id).await?;
         match (template.provider_api(), template.fleet_type()) {
             (ProviderApi::RunInstances, _) => Ok(run_instances::launch(ec2, &spec, request_id, count).await),
             (ProviderApi::Ec2Fleet, Some(FleetType::Instant)) => {
@@ -60,7 +64,7 @@ impl Cloud for SdkCloud {
         request_id: &str,
         count: u32,
     ) -> Result<Launched> {
-        let spec = LaunchSpec::new(&self.ec2, template, provider, request_id).await?;
+        let spec = LaunchSpec::new(&self.ec2, &self.root_devices, template, provider, request_id).await?;
         Ok(run_instances::launch_on_demand(&self.ec2, template, &spec, request_id, count).await)
     }
 

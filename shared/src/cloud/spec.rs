@@ -7,6 +7,7 @@ use aws_sdk_ec2::types::{
     VolumeType as Ec2VolumeType,
 };
 
+use super::images::RootDevices;
 use crate::error::{Error, Result};
 use crate::templates::{Template, VolumeType};
 
@@ -38,6 +39,7 @@ pub struct LaunchSpec {
 impl LaunchSpec {
     pub(super) async fn new(
         ec2: &aws_sdk_ec2::Client,
+        root_devices: &RootDevices,
         template: &Template,
         provider: &str,
         request_id: &str,
@@ -48,7 +50,7 @@ impl LaunchSpec {
         let instance_type =
             first_instance_type(template).ok_or_else(|| Error::Config(format!("template '{id}' has no vmType")))?;
         let root_volume = match template.root_device_volume_size {
-            Some(size) => Some(root_volume(ec2, &image_id, template, size).await?),
+            Some(size) => Some(root_volume(root_devices.of(ec2, &image_id).await?, template, size)?),
             None => None,
         };
         let instance_profile = template.instance_profile.as_ref().map(|profile| {
@@ -106,24 +108,8 @@ fn launch_tags(template: &Template, provider: &str, request_id: &str) -> Vec<Tag
         .collect()
 }
 
-/// The root volume with the template's size and type; its device name comes from the AMI.
-async fn root_volume(
-    ec2: &aws_sdk_ec2::Client,
-    image_id: &str,
-    template: &Template,
-    size: i64,
-) -> Result<BlockDeviceMapping> {
-    let images = ec2
-        .describe_images()
-        .image_ids(image_id)
-        .send()
-        .await
-        .map_err(|err| Error::aws(format!("describing image {image_id} for its root device"), err))?;
-    let device = images
-        .images()
-        .first()
-        .and_then(|image| image.root_device_name())
-        .ok_or_else(|| Error::Config(format!("image {image_id} has no root device name")))?;
+/// The root volume with the template's size and type on the image's root `device`.
+fn root_volume(device: String, template: &Template, size: i64) -> Result<BlockDeviceMapping> {
     let volume_type = match template.volume_type {
         VolumeType::Gp2 => Ec2VolumeType::Gp2,
         VolumeType::Gp3 => Ec2VolumeType::Gp3,
