@@ -44,6 +44,26 @@ async fn a_reservation_whose_answer_was_lost_counts_once() {
     assert_eq!(rig.tagged().await.len(), 4);
 }
 
+/// The reservation and the request record are one write: refused, it leaves neither (nothing
+/// for the reconciler to heal, no units held by a request that does not exist), and EC2 is
+/// never called.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_refused_reservation_write_leaves_no_request_and_no_units() {
+    let rig = wired_rig("us-east-1", 4).await;
+    rig.wire.faults.inject(Fault::once("TransactWriteItems", "ValidationException", "the write was refused"));
+    rig.log.clear();
+    let refused = rig.request(2).await;
+    assert_eq!(refused.status, 502, "{}", refused.body);
+    assert!(refused.body.to_string().contains("the write was refused"), "{}", refused.body);
+    let actions: Vec<String> = rig.log.calls().into_iter().filter_map(|c| c.action).collect();
+    assert_eq!(actions, ["TransactWriteItems"], "one write, no launch");
+    assert_eq!(rig.in_use().await, 0);
+    assert!(rig.state.store.requests.list_active().await.unwrap().is_empty());
+    // The whole of maxNumber is still there.
+    request_id(&rig.request(4).await);
+    assert_eq!(rig.in_use().await, 4);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_release_whose_answer_was_lost_gives_back_once() {
     let rig = wired_rig("us-east-1", 3).await;

@@ -3,13 +3,14 @@
 //! corrected on their version for the reconciler's recount.
 
 use shared::Error;
-use shared::store::{Reservation, Store};
+use shared::store::{RequestKind, RequestRecord, Reservation, Store};
 
 hostfactory_tests::both_backends!(
     capacity_is_never_exceeded_by_concurrent_reservations,
     unlimited_capacity_and_release,
     capacity_changes_apply_once_per_operation,
     counters_are_listed_and_corrected_on_their_version,
+    a_reservation_records_its_request_in_the_same_write,
 );
 
 async fn capacity_is_never_exceeded_by_concurrent_reservations(store: Store) {
@@ -123,4 +124,26 @@ async fn counters_are_listed_and_corrected_on_their_version(store: Store) {
     assert!(store.capacity.correct(&current, 9).await.unwrap());
     assert_eq!(store.capacity.in_use("awsinst/b").await.unwrap(), 9);
     assert!(!store.capacity.correct(&current, 1).await.unwrap(), "a correction is a change too");
+}
+
+async fn a_reservation_records_its_request_in_the_same_write(store: Store) {
+    let key = "awsinst/with-request";
+    let request = RequestRecord::new(RequestKind::Provision, "with-request", "awsinst", 3, shared::store::now());
+    let op = format!("reserve:{}", request.request_id);
+    assert_eq!(store.capacity.reserve_for(&request, key, &op, 4).await.unwrap(), Reservation::Reserved);
+    assert_eq!(store.capacity.in_use(key).await.unwrap(), 3);
+    assert_eq!(store.requests.get(&request.request_id).await.unwrap(), Some(request.clone()));
+    // A retry of the same write (its answer lost) is the reservation already made.
+    assert_eq!(store.capacity.reserve_for(&request, key, &op, 4).await.unwrap(), Reservation::Reserved);
+    assert_eq!(store.capacity.in_use(key).await.unwrap(), 3, "reserved once");
+
+    // No room: neither the units nor the request are written.
+    let refused = RequestRecord::new(RequestKind::Provision, "with-request", "awsinst", 2, shared::store::now());
+    let op = format!("reserve:{}", refused.request_id);
+    assert_eq!(store.capacity.reserve_for(&refused, key, &op, 4).await.unwrap(), Reservation::Insufficient { available: 1 });
+    assert_eq!(store.requests.get(&refused.request_id).await.unwrap(), None);
+    // A request id that is taken: a conflict, and nothing reserved.
+    let err = store.capacity.reserve_for(&request, key, "reserve:another-op", -1).await.unwrap_err();
+    assert!(matches!(&err, Error::Conflict(message) if message.contains(&request.request_id)), "{err:?}");
+    assert_eq!(store.capacity.in_use(key).await.unwrap(), 3, "nothing reserved for a taken id");
 }

@@ -7,7 +7,6 @@
 //! | op id | change |
 //! |---|---|
 //! | `reserve:<req>` | requestMachines' reservation |
-//! | `release:<req>:unrecorded` | the reservation of a request whose record could not be written |
 //! | `release:<req>:unlaunched` | units not launched (requestMachines, or the reconciler healing a pending request) |
 //! | `overshoot:<req>:launch` / `overshoot:<req>:finish` | units a weighted fleet filled beyond its target |
 //! | `release:<req>:finish:<key>` | what a finished request gives back (failed or returned machines, a fleet's shortfall) |

@@ -1,4 +1,4 @@
-//! requestMachines (spec §2.2): reserve capacity, record the request, then launch.
+//! requestMachines (spec §2.2): reserve capacity and record the request (one write), then launch.
 //!
 //! The request record is written before EC2 is called and every instance carries the request
 //! id in its launch tags, so a crash or a failed write never leaves a launched instance
@@ -10,7 +10,7 @@ use crate::app::AppState;
 use crate::error::{Error, Result};
 use crate::hostfactory::{MachineResult, RequestAccepted, RequestMachinesInput};
 use crate::cloud::{Launched, Observed};
-use crate::store::{Direction, MachineRecord, RequestKind, RequestRecord, RequestPhase, Reservation, capacity_key, now};
+use crate::store::{MachineRecord, RequestKind, RequestRecord, RequestPhase, Reservation, capacity_key, now};
 
 use super::capacity;
 
@@ -29,18 +29,14 @@ pub async fn request_machines(
     let key = capacity_key(provider, template_id);
     let max = template.effective_max_number();
     let mut request = RequestRecord::new(RequestKind::Provision, template_id, provider, count, now());
+    request.provider_api = Some(template.provider_api().to_string());
+    request.fleet_type = template.fleet_type();
+    // The reservation and the request record in one write: neither stands without the other.
     let reserve = capacity::reserve_op(&request.request_id);
-    if let Reservation::Insufficient { available } = state.store.capacity.reserve(&key, &reserve, count, max).await? {
+    if let Reservation::Insufficient { available } = state.store.capacity.reserve_for(&request, &key, &reserve, max).await? {
         return Err(Error::Unprocessable(format!(
             "template '{template_id}' has {available} machine(s) available (maxNumber {max}); {count} requested"
         )));
-    }
-    request.provider_api = Some(template.provider_api().to_string());
-    request.fleet_type = template.fleet_type();
-    if let Err(err) = state.store.requests.put_if_absent(&request).await {
-        let op_id = format!("release:{}:unrecorded", request.request_id);
-        capacity::apply_now(state, capacity::change(op_id, &key, Direction::Release, count)).await;
-        return Err(err);
     }
     let launched = match state.cloud.launch(template, provider, &request.request_id, count).await {
         Ok(launched) => launched,

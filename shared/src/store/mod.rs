@@ -161,6 +161,12 @@ pub trait CapacityRepository: Send + Sync {
     /// nothing.
     async fn reserve(&self, key: &str, op_id: &str, count: u32, max: i64) -> Result<Reservation>;
 
+    /// [`reserve`](Self::reserve) of `request.machine_count` for the new `request`, recorded in
+    /// the same transaction (a taken request id is [`Error::Conflict`] and reserves nothing):
+    /// a reservation never stands without the request that holds it, and requestMachines
+    /// writes both at once. `Insufficient` records nothing.
+    async fn reserve_for(&self, request: &RequestRecord, key: &str, op_id: &str, max: i64) -> Result<Reservation>;
+
     /// Gives `count` back, once per `op_id` (a repeat is `Ok` and changes nothing). Never below
     /// what is held: releasing more than is in use is refused with
     /// [`Error::CapacityUnderflow`] and changes nothing (the recount settles it).

@@ -18,7 +18,9 @@ use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use super::tables::{COUNTER, COUNTER_INDEX, CAPACITY};
 use super::{DynamoStore, Item, n, s};
 use crate::error::{Error, Result};
-use crate::store::{CapacityRepository, Counter, OP_MARKER_TTL, Reservation, expiry, limit, now, op_marker, underflow};
+use crate::store::{
+    CapacityRepository, Counter, OP_MARKER_TTL, RequestRecord, Reservation, exists, expiry, limit, now, op_marker, underflow,
+};
 
 /// What became of one counter change.
 enum Applied {
@@ -27,6 +29,8 @@ enum Applied {
     Before,
     /// The counter's condition failed (no room, or less in use than released).
     Refused,
+    /// The record written with the change exists already (its condition failed).
+    Taken,
 }
 
 /// The counter attributes every change sets, besides `inUse`.
@@ -34,7 +38,7 @@ const BOOKKEEPING: &str = "version = if_not_exists(version, :zero) + :one, updat
 
 impl DynamoStore {
     /// The counter update `expression` (conditional on `condition`) with the marker of
-    /// `op_id`, in one transaction.
+    /// `op_id`, and the action `with` when given, in one transaction.
     async fn change(
         &self,
         key: &str,
@@ -42,6 +46,7 @@ impl DynamoStore {
         units: u32,
         expression: &str,
         condition: (&str, Option<u64>),
+        with: Option<TransactWriteItem>,
     ) -> Result<Applied> {
         let build = |e| Error::store("building a capacity transaction", e);
         let now = now();
@@ -67,10 +72,11 @@ impl DynamoStore {
         if let Some(limit) = condition.1 {
             counter = counter.expression_attribute_values(":limit", n(limit));
         }
-        let actions = vec![
+        let mut actions = vec![
             TransactWriteItem::builder().put(marker).build(),
             TransactWriteItem::builder().update(counter.build().map_err(build)?).build(),
         ];
+        actions.extend(with);
         let err = match self.client.transact_write_items().set_transact_items(Some(actions)).send().await {
             Ok(_) => return Ok(Applied::Now),
             Err(err) => err,
@@ -85,8 +91,39 @@ impl DynamoStore {
             Ok(Applied::Before)
         } else if failed(1) {
             Ok(Applied::Refused)
+        } else if failed(2) {
+            Ok(Applied::Taken)
         } else {
             Err(Error::aws(format!("changing capacity of {key} by {units} ({op_id}) in {}", self.capacity), err))
+        }
+    }
+
+    /// Adds `count` to `key` unless that would exceed `max`, with the new request `with` (its
+    /// put, conditional on its absence, and its id) in the same transaction. A retry of an
+    /// applied change is `Reserved` (the request was written with it); a request id found to
+    /// exist is a conflict.
+    async fn reserve_with(
+        &self,
+        key: &str,
+        op_id: &str,
+        count: u32,
+        max: i64,
+        with: Option<(TransactWriteItem, &str)>,
+    ) -> Result<Reservation> {
+        // DynamoDB conditions cannot add, so `inUse + n <= max` becomes `inUse <= max - n`.
+        let condition = match limit(max) {
+            None => ("attribute_not_exists(inUse) OR inUse >= :zero", None),
+            Some(bound) if u64::from(count) > bound => {
+                return Ok(Self::available(max, self.in_use(key).await?));
+            }
+            Some(bound) => ("attribute_not_exists(inUse) OR inUse <= :limit", Some(bound - u64::from(count))),
+        };
+        let expression = "inUse = if_not_exists(inUse, :zero) + :n";
+        let (put, request_id) = with.unzip();
+        match self.change(key, op_id, count, expression, condition, put).await? {
+            Applied::Now | Applied::Before => Ok(Reservation::Reserved),
+            Applied::Refused => Ok(Self::available(max, self.in_use(key).await?)),
+            Applied::Taken => Err(exists("request", request_id.unwrap_or(op_id))),
         }
     }
 
@@ -122,28 +159,21 @@ fn counter_of(item: &Item) -> Result<Counter> {
 #[async_trait::async_trait]
 impl CapacityRepository for DynamoStore {
     async fn reserve(&self, key: &str, op_id: &str, count: u32, max: i64) -> Result<Reservation> {
-        // DynamoDB conditions cannot add, so `inUse + n <= max` becomes `inUse <= max - n`.
-        let condition = match limit(max) {
-            None => ("attribute_not_exists(inUse) OR inUse >= :zero", None),
-            Some(bound) if u64::from(count) > bound => {
-                return Ok(Self::available(max, self.in_use(key).await?));
-            }
-            Some(bound) => ("attribute_not_exists(inUse) OR inUse <= :limit", Some(bound - u64::from(count))),
-        };
-        let expression = "inUse = if_not_exists(inUse, :zero) + :n";
-        match self.change(key, op_id, count, expression, condition).await? {
-            Applied::Now | Applied::Before => Ok(Reservation::Reserved),
-            Applied::Refused => Ok(Self::available(max, self.in_use(key).await?)),
-        }
+        self.reserve_with(key, op_id, count, max, None).await
+    }
+
+    async fn reserve_for(&self, request: &RequestRecord, key: &str, op_id: &str, max: i64) -> Result<Reservation> {
+        let put = self.new_put(request)?;
+        self.reserve_with(key, op_id, request.machine_count, max, Some((put, &request.request_id))).await
     }
 
     async fn release(&self, key: &str, op_id: &str, count: u32) -> Result<()> {
         if count == 0 {
             return Ok(());
         }
-        match self.change(key, op_id, count, "inUse = inUse - :n", ("inUse >= :n", None)).await? {
+        match self.change(key, op_id, count, "inUse = inUse - :n", ("inUse >= :n", None), None).await? {
             Applied::Now | Applied::Before => Ok(()),
-            Applied::Refused => Err(underflow(key, self.in_use(key).await?, count)),
+            Applied::Refused | Applied::Taken => Err(underflow(key, self.in_use(key).await?, count)),
         }
     }
 

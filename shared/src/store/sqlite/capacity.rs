@@ -7,9 +7,10 @@ use std::collections::HashMap;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::table::{Write, write};
 use super::{SqliteStore, db, transaction};
 use crate::error::Result;
-use crate::store::{CapacityRepository, Counter, OP_MARKER_TTL, Reservation, expiry, limit, now, underflow};
+use crate::store::{CapacityRepository, Counter, OP_MARKER_TTL, RequestRecord, Reservation, expiry, limit, now, underflow};
 
 pub(super) fn read_in_use(connection: &Connection, key: &str) -> Result<u64> {
     let in_use: Option<i64> = connection
@@ -51,24 +52,42 @@ fn apply(tx: &rusqlite::Transaction, key: &str, op_id: &str, delta: i64) -> Resu
     tx.execute(sql, params![key, delta, now]).map(drop).map_err(db("changing capacity"))
 }
 
+/// Adds `count` to `key` unless that would exceed `max`, once per `op_id`.
+fn reserve(tx: &rusqlite::Transaction, key: &str, op_id: &str, count: u32, max: i64) -> Result<Reservation> {
+    if applied(tx, op_id)? {
+        return Ok(Reservation::Reserved);
+    }
+    let in_use = read_in_use(tx, key)?;
+    if let Some(max) = limit(max)
+        && in_use + u64::from(count) > max
+    {
+        let available = u32::try_from(max.saturating_sub(in_use)).unwrap_or(u32::MAX);
+        return Ok(Reservation::Insufficient { available });
+    }
+    apply(tx, key, op_id, i64::from(count))?;
+    Ok(Reservation::Reserved)
+}
+
 #[async_trait::async_trait]
 impl CapacityRepository for SqliteStore {
     async fn reserve(&self, key: &str, op_id: &str, count: u32, max: i64) -> Result<Reservation> {
         let (key, op_id) = (key.to_owned(), op_id.to_owned());
+        self.run(move |c| transaction(c, |tx| reserve(tx, &key, &op_id, count, max))).await
+    }
+
+    async fn reserve_for(&self, request: &RequestRecord, key: &str, op_id: &str, max: i64) -> Result<Reservation> {
+        let (request, key, op_id) = (request.clone(), key.to_owned(), op_id.to_owned());
         self.run(move |c| {
             transaction(c, |tx| {
                 if applied(tx, &op_id)? {
+                    // Applied with its request, in one transaction.
                     return Ok(Reservation::Reserved);
                 }
-                let in_use = read_in_use(tx, &key)?;
-                if let Some(max) = limit(max)
-                    && in_use + u64::from(count) > max
-                {
-                    let available = u32::try_from(max.saturating_sub(in_use)).unwrap_or(u32::MAX);
-                    return Ok(Reservation::Insufficient { available });
+                let reservation = reserve(tx, &key, &op_id, request.machine_count, max)?;
+                if reservation == Reservation::Reserved {
+                    write(tx, &request, Write::Insert)?;
                 }
-                apply(tx, &key, &op_id, i64::from(count))?;
-                Ok(Reservation::Reserved)
+                Ok(reservation)
             })
         })
         .await
