@@ -3,7 +3,7 @@
 //! corrected on their version for the reconciler's recount.
 
 use shared::Error;
-use shared::store::{RequestKind, RequestRecord, Reservation, Store};
+use shared::store::{CapacityChange, Direction, RequestKind, RequestRecord, Reservation, Store};
 
 hostfactory_tests::both_backends!(
     capacity_is_never_exceeded_by_concurrent_reservations,
@@ -11,6 +11,7 @@ hostfactory_tests::both_backends!(
     capacity_changes_apply_once_per_operation,
     counters_are_listed_and_corrected_on_their_version,
     a_reservation_records_its_request_in_the_same_write,
+    pending_changes_apply_with_their_cleared_request_in_one_write,
 );
 
 async fn capacity_is_never_exceeded_by_concurrent_reservations(store: Store) {
@@ -146,4 +147,34 @@ async fn a_reservation_records_its_request_in_the_same_write(store: Store) {
     let err = store.capacity.reserve_for(&request, key, "reserve:another-op", -1).await.unwrap_err();
     assert!(matches!(&err, Error::Conflict(message) if message.contains(&request.request_id)), "{err:?}");
     assert_eq!(store.capacity.in_use(key).await.unwrap(), 3, "nothing reserved for a taken id");
+}
+
+fn change(op_id: &str, key: &str, direction: Direction, units: u32) -> CapacityChange {
+    CapacityChange { op_id: op_id.into(), key: key.into(), direction, units, decided_at: shared::store::now() }
+}
+
+async fn pending_changes_apply_with_their_cleared_request_in_one_write(store: Store) {
+    let (a, b) = ("awsinst/settle-a", "awsinst/settle-b");
+    store.capacity.reserve(a, "reserve:settle", 5, 10).await.unwrap();
+    let request = RequestRecord::new(RequestKind::Provision, "settle-a", "awsinst", 5, shared::store::now());
+    store.requests.put_if_absent(&request).await.unwrap();
+    let changes = [change("release:settle:finish", a, Direction::Release, 2), change("overshoot:settle", b, Direction::Reserve, 1)];
+    let written = store.capacity.apply_with(&request, &changes).await.unwrap().expect("applied in one write");
+    assert_eq!(written.version, request.version + 1);
+    assert_eq!(store.requests.get(&request.request_id).await.unwrap(), Some(written.clone()));
+    let in_use = store.capacity.in_use_of(&[a.into(), b.into()]).await.unwrap();
+    assert_eq!((in_use[a], in_use[b]), (3, 1));
+
+    // The request moved on (the same call at its old version): nothing is written.
+    let again = [change("release:settle:again", a, Direction::Release, 1)];
+    assert_eq!(store.capacity.apply_with(&request, &again).await.unwrap(), None);
+    // A release beyond what is held: nothing is written, not even the other change.
+    let beyond = [change("overshoot:settle:2", b, Direction::Reserve, 4), change("release:settle:big", a, Direction::Release, 9)];
+    assert_eq!(store.capacity.apply_with(&written, &beyond).await.unwrap(), None);
+    let in_use = store.capacity.in_use_of(&[a.into(), b.into()]).await.unwrap();
+    assert_eq!((in_use[a], in_use[b]), (3, 1), "nothing applied");
+    assert_eq!(store.requests.get(&request.request_id).await.unwrap(), Some(written.clone()));
+    // Each change still applies once on its own afterwards (the caller's fallback).
+    store.capacity.release(a, "release:settle:big", 3).await.unwrap();
+    assert_eq!(store.capacity.in_use(a).await.unwrap(), 0);
 }

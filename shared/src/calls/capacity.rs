@@ -63,20 +63,34 @@ pub(crate) async fn apply_now(state: &AppState, change: Option<CapacityChange>) 
     }
 }
 
-/// Applies the changes pending on `request` (which was just written with them) and clears the
-/// applied ones with one more update. Returns the request as stored. A change that fails is kept
-/// for the next status call or reconcile pass; one the store refuses (a release beyond what is
-/// held) or one older than [`PENDING_CHANGE_LIFETIME`] is dropped and left to the recount.
+/// Applies the changes pending on `request` (which was just written with them) and clears them
+/// from it: in one write when the store can ([`CapacityRepository::apply_with`]), else one
+/// change at a time and one more update. Returns the request as stored. A change that fails is
+/// kept for the next status call or reconcile pass; one the store refuses (a release beyond
+/// what is held) or one older than [`PENDING_CHANGE_LIFETIME`] is dropped and left to the
+/// recount.
+///
+/// [`CapacityRepository::apply_with`]: crate::store::CapacityRepository::apply_with
 pub(crate) async fn settle(state: &AppState, request: RequestRecord) -> RequestRecord {
     if request.pending_capacity.is_empty() {
         return request;
     }
     let now = now();
-    let lifetime = i64::try_from(PENDING_CHANGE_LIFETIME.as_secs()).unwrap_or(i64::MAX);
+    let too_old = |change: &CapacityChange| now.saturating_sub(change.decided_at) > lifetime();
+    if !request.pending_capacity.iter().any(too_old) {
+        let cleared = RequestRecord { pending_capacity: Vec::new(), ..request.clone() };
+        match state.store.capacity.apply_with(&cleared, &request.pending_capacity).await {
+            Ok(Some(written)) => return written,
+            Ok(None) => {}
+            Err(err) => {
+                tracing::warn!(request_id = %request.request_id, error = %err, "capacity changes not applied in one write; one at a time");
+            }
+        }
+    }
     let mut left = Vec::new();
     for change in &request.pending_capacity {
         let (op_id, key, units) = (&change.op_id, &change.key, change.units);
-        if now.saturating_sub(change.decided_at) > lifetime {
+        if too_old(change) {
             tracing::warn!(%op_id, %key, units, "pending capacity change too old to apply; left to the recount");
             continue;
         }
@@ -103,6 +117,11 @@ pub(crate) async fn settle(state: &AppState, request: RequestRecord) -> RequestR
             request
         }
     }
+}
+
+/// [`PENDING_CHANGE_LIFETIME`] in epoch seconds.
+fn lifetime() -> i64 {
+    i64::try_from(PENDING_CHANGE_LIFETIME.as_secs()).unwrap_or(i64::MAX)
 }
 
 /// [`settle`] for every record carrying pending changes.

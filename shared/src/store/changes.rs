@@ -117,10 +117,13 @@ mod tests {
         }
     }
 
+    /// (machines per request, machines of no request, max) → (phase 0 sizes, phase 1 sizes).
+    type Case = (&'static [usize], usize, usize, &'static [usize], &'static [usize]);
+
     #[test]
     fn plans_pack_requests_with_their_machines() {
         // (machines per request, machines of no request, max) → (phase 0 sizes, phase 1 sizes)
-        let cases: &[(&[usize], usize, usize, &[usize], &[usize])] = &[
+        let cases: &[Case] = &[
             (&[10; 5], 0, 100, &[], &[55]),
             (&[50; 20], 0, 100, &[20], &[100; 10]),
             (&[100, 100], 0, 100, &[2], &[100, 100]),

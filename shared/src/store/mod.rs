@@ -172,6 +172,15 @@ pub trait CapacityRepository: Send + Sync {
     /// [`Error::CapacityUnderflow`] and changes nothing (the recount settles it).
     async fn release(&self, key: &str, op_id: &str, count: u32) -> Result<()>;
 
+    /// Applies every one of `changes` (reservations beyond any limit, releases never below what
+    /// is held) and writes `request` (still at its stored version) at its next version, all in
+    /// one transaction: the request that carried them pending, cleared of them, so a finish
+    /// costs one write for its capacity and its record. `None` when any condition refused it (a
+    /// change applied before, a release beyond what is held, the request moved on, or changes
+    /// the store cannot apply in one transaction): nothing is written, and the caller applies
+    /// them one at a time.
+    async fn apply_with(&self, request: &RequestRecord, changes: &[CapacityChange]) -> Result<Option<RequestRecord>>;
+
     async fn in_use(&self, key: &str) -> Result<u64> {
         Ok(self.in_use_of(&[key.to_owned()]).await?.remove(key).unwrap_or(0))
     }

@@ -128,11 +128,14 @@ pub(super) fn batches(live: Vec<(String, Vec<String>)>, max: usize) -> Vec<Batch
 mod tests {
     use super::*;
 
+    /// (machines per request, max) → (ids per call, requests per call).
+    type Case = (&'static [usize], usize, &'static [usize], &'static [usize]);
+
     #[test]
     fn machine_ids_are_described_in_as_few_calls_as_fit() {
         let ids = |n: usize, p: &str| (0..n).map(|i| format!("{p}{i}")).collect::<Vec<_>>();
         // (machines per request, max) → (ids per call, requests per call)
-        let cases: &[(&[usize], usize, &[usize], &[usize])] = &[
+        let cases: &[Case] = &[
             (&[10; 5], 1000, &[50], &[5]),
             (&[50; 20], 1000, &[1000], &[20]),
             (&[100; 100], 1000, &[1000; 10], &[10; 10]),

@@ -12,14 +12,15 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 
 use super::tables::{COUNTER, COUNTER_INDEX, CAPACITY};
+use super::transact::cancellation_codes;
 use super::{DynamoStore, Item, n, s};
 use crate::error::{Error, Result};
 use crate::store::{
-    CapacityRepository, Counter, OP_MARKER_TTL, RequestRecord, Reservation, exists, expiry, limit, now, op_marker, underflow,
+    CapacityChange, CapacityRepository, Counter, Direction, OP_MARKER_TTL, RequestRecord, Reservation, Versioned, exists,
+    expiry, limit, now, op_marker, underflow,
 };
 
 /// What became of one counter change.
@@ -36,6 +37,16 @@ enum Applied {
 /// The counter attributes every change sets, besides `inUse`.
 const BOOKKEEPING: &str = "version = if_not_exists(version, :zero) + :one, updatedAt = :now, itemType = :counter";
 
+/// A reservation's counter update and its condition when there is no limit to hold.
+const ADD: &str = "inUse = if_not_exists(inUse, :zero) + :n";
+const UNLIMITED: (&str, Option<u64>) = ("attribute_not_exists(inUse) OR inUse >= :zero", None);
+/// A release's, never below zero.
+const SUBTRACT: &str = "inUse = inUse - :n";
+const HELD: (&str, Option<u64>) = ("inUse >= :n", None);
+
+/// TransactWriteItems takes 100 actions.
+const TRANSACT_LIMIT: usize = 100;
+
 impl DynamoStore {
     /// The counter update `expression` (conditional on `condition`) with the marker of
     /// `op_id`, and the action `with` when given, in one transaction.
@@ -48,6 +59,36 @@ impl DynamoStore {
         condition: (&str, Option<u64>),
         with: Option<TransactWriteItem>,
     ) -> Result<Applied> {
+        let mut actions = self.change_actions(key, op_id, units, expression, condition)?.to_vec();
+        actions.extend(with);
+        let err = match self.client.transact_write_items().set_transact_items(Some(actions)).send().await {
+            Ok(_) => return Ok(Applied::Now),
+            Err(err) => err,
+        };
+        let reasons = cancellation_codes(&err);
+        let failed = |i: usize| reasons.get(i).map(String::as_str) == Some("ConditionalCheckFailed");
+        if failed(0) {
+            tracing::info!(key, op_id, "capacity change already applied (a retry of a lost answer)");
+            Ok(Applied::Before)
+        } else if failed(1) {
+            Ok(Applied::Refused)
+        } else if failed(2) {
+            Ok(Applied::Taken)
+        } else {
+            Err(Error::aws(format!("changing capacity of {key} by {units} ({op_id}) in {}", self.capacity), err))
+        }
+    }
+
+    /// The two actions of one counter change: the put of `op_id`'s marker (on its absence) and
+    /// the counter update `expression` on `condition`.
+    fn change_actions(
+        &self,
+        key: &str,
+        op_id: &str,
+        units: u32,
+        expression: &str,
+        condition: (&str, Option<u64>),
+    ) -> Result<[TransactWriteItem; 2]> {
         let build = |e| Error::store("building a capacity transaction", e);
         let now = now();
         let marker = Put::builder()
@@ -72,30 +113,10 @@ impl DynamoStore {
         if let Some(limit) = condition.1 {
             counter = counter.expression_attribute_values(":limit", n(limit));
         }
-        let mut actions = vec![
+        Ok([
             TransactWriteItem::builder().put(marker).build(),
             TransactWriteItem::builder().update(counter.build().map_err(build)?).build(),
-        ];
-        actions.extend(with);
-        let err = match self.client.transact_write_items().set_transact_items(Some(actions)).send().await {
-            Ok(_) => return Ok(Applied::Now),
-            Err(err) => err,
-        };
-        let reasons = match err.as_service_error() {
-            Some(TransactWriteItemsError::TransactionCanceledException(c)) => c.cancellation_reasons().to_vec(),
-            _ => Vec::new(),
-        };
-        let failed = |i: usize| reasons.get(i).and_then(|r| r.code()) == Some("ConditionalCheckFailed");
-        if failed(0) {
-            tracing::info!(key, op_id, "capacity change already applied (a retry of a lost answer)");
-            Ok(Applied::Before)
-        } else if failed(1) {
-            Ok(Applied::Refused)
-        } else if failed(2) {
-            Ok(Applied::Taken)
-        } else {
-            Err(Error::aws(format!("changing capacity of {key} by {units} ({op_id}) in {}", self.capacity), err))
-        }
+        ])
     }
 
     /// Adds `count` to `key` unless that would exceed `max`, with the new request `with` (its
@@ -112,15 +133,14 @@ impl DynamoStore {
     ) -> Result<Reservation> {
         // DynamoDB conditions cannot add, so `inUse + n <= max` becomes `inUse <= max - n`.
         let condition = match limit(max) {
-            None => ("attribute_not_exists(inUse) OR inUse >= :zero", None),
+            None => UNLIMITED,
             Some(bound) if u64::from(count) > bound => {
                 return Ok(Self::available(max, self.in_use(key).await?));
             }
             Some(bound) => ("attribute_not_exists(inUse) OR inUse <= :limit", Some(bound - u64::from(count))),
         };
-        let expression = "inUse = if_not_exists(inUse, :zero) + :n";
         let (put, request_id) = with.unzip();
-        match self.change(key, op_id, count, expression, condition, put).await? {
+        match self.change(key, op_id, count, ADD, condition, put).await? {
             Applied::Now | Applied::Before => Ok(Reservation::Reserved),
             Applied::Refused => Ok(Self::available(max, self.in_use(key).await?)),
             Applied::Taken => Err(exists("request", request_id.unwrap_or(op_id))),
@@ -171,9 +191,37 @@ impl CapacityRepository for DynamoStore {
         if count == 0 {
             return Ok(());
         }
-        match self.change(key, op_id, count, "inUse = inUse - :n", ("inUse >= :n", None), None).await? {
+        match self.change(key, op_id, count, SUBTRACT, HELD, None).await? {
             Applied::Now | Applied::Before => Ok(()),
             Applied::Refused | Applied::Taken => Err(underflow(key, self.in_use(key).await?, count)),
+        }
+    }
+
+    async fn apply_with(&self, request: &RequestRecord, changes: &[CapacityChange]) -> Result<Option<RequestRecord>> {
+        // One action per item: two changes of one counter, or more than fit, go one by one.
+        let keys: std::collections::HashSet<&str> = changes.iter().map(|c| c.key.as_str()).collect();
+        if keys.len() < changes.len() || 2 * changes.len() + 1 > TRANSACT_LIMIT {
+            return Ok(None);
+        }
+        let mut actions = Vec::with_capacity(2 * changes.len() + 1);
+        for change in changes {
+            let (expression, condition) = match change.direction {
+                Direction::Reserve => (ADD, UNLIMITED),
+                Direction::Release => (SUBTRACT, HELD),
+            };
+            actions.extend(self.change_actions(&change.key, &change.op_id, change.units, expression, condition)?);
+        }
+        actions.push(self.versioned_put(request)?);
+        // An SDK retry of a send whose answer was lost is a no-op on AWS with the same token.
+        let token = uuid::Uuid::new_v4().to_string();
+        let sent = self.client.transact_write_items().client_request_token(token).set_transact_items(Some(actions));
+        match sent.send().await {
+            Ok(_) => Ok(Some(request.next_version())),
+            Err(err) if !cancellation_codes(&err).is_empty() => Ok(None),
+            Err(err) => {
+                let context = format!("applying {} capacity changes of request {}", changes.len(), request.request_id);
+                Err(Error::aws(context, err))
+            }
         }
     }
 

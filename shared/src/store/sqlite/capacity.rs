@@ -9,8 +9,11 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::table::{Write, write};
 use super::{SqliteStore, db, transaction};
-use crate::error::Result;
-use crate::store::{CapacityRepository, Counter, OP_MARKER_TTL, RequestRecord, Reservation, expiry, limit, now, underflow};
+use crate::error::{Error, Result};
+use crate::store::{
+    CapacityChange, CapacityRepository, Counter, Direction, OP_MARKER_TTL, RequestRecord, Reservation, Versioned, expiry, limit,
+    now, underflow,
+};
 
 pub(super) fn read_in_use(connection: &Connection, key: &str) -> Result<u64> {
     let in_use: Option<i64> = connection
@@ -68,6 +71,24 @@ fn reserve(tx: &rusqlite::Transaction, key: &str, op_id: &str, count: u32, max: 
     Ok(Reservation::Reserved)
 }
 
+/// `change` unless its op id was applied; a release beyond what is held is refused.
+fn apply_once(tx: &rusqlite::Transaction, change: &CapacityChange) -> Result<()> {
+    if applied(tx, &change.op_id)? {
+        return Ok(());
+    }
+    let delta = match change.direction {
+        Direction::Reserve => i64::from(change.units),
+        Direction::Release => {
+            let in_use = read_in_use(tx, &change.key)?;
+            if in_use < u64::from(change.units) {
+                return Err(underflow(&change.key, in_use, change.units));
+            }
+            -i64::from(change.units)
+        }
+    };
+    apply(tx, &change.key, &change.op_id, delta)
+}
+
 #[async_trait::async_trait]
 impl CapacityRepository for SqliteStore {
     async fn reserve(&self, key: &str, op_id: &str, count: u32, max: i64) -> Result<Reservation> {
@@ -111,6 +132,25 @@ impl CapacityRepository for SqliteStore {
             })
         })
         .await
+    }
+
+    async fn apply_with(&self, request: &RequestRecord, changes: &[CapacityChange]) -> Result<Option<RequestRecord>> {
+        let (request, changes) = (request.clone(), changes.to_vec());
+        let applied = self
+            .run(move |c| {
+                transaction(c, |tx| {
+                    for change in &changes {
+                        apply_once(tx, change)?;
+                    }
+                    write(tx, &request, Write::Update(request.version()))
+                })
+            })
+            .await;
+        match applied {
+            Ok(written) => Ok(Some(written)),
+            Err(Error::CapacityUnderflow { .. } | Error::Stale { .. } | Error::NotFound { .. }) => Ok(None),
+            Err(err) => Err(err),
+        }
     }
 
     async fn in_use_of(&self, keys: &[String]) -> Result<HashMap<String, u64>> {
