@@ -17,6 +17,7 @@ import boto3
 import calls
 import functions
 import report
+import scale
 from rig import ROOT, Emulator, Scripts, scratch
 
 BUCKET, PREFIX, TABLES = "hostfactory-bench", "templates/", "bench"
@@ -37,9 +38,13 @@ def options():
     parser.add_argument("--calls", type=int, default=30, help="samples per call (wall time median/p99)")
     parser.add_argument("--cold-starts", type=int, default=5, help="server starts for getAvailableTemplates cold")
     parser.add_argument("--shapes", type=shape, nargs="+",
-                        default=[shape(s) for s in ("1x10:30:30", "5x10:10:30", "20x50:2:10", "100x100:1:2")],
-                        help="getRequestStatus cases REQUESTSxMACHINES:FIRST_POLLS:LATER_POLLS (the second is "
-                             "also the return and Lambda cases' set; the last the 10,000-machine scale case)")
+                        default=[shape(s) for s in ("1x10:30:30", "5x10:10:30", "20x50:2:10")],
+                        help="getRequestStatus cases on moto REQUESTSxMACHINES:FIRST_POLLS:LATER_POLLS (the "
+                             "second is also the return and Lambda cases' set; the last launches on a large network)")
+    parser.add_argument("--scale-binary", help="the `scale` bench binary (infra/scripts/bench builds it); "
+                                               "without it the 10,000-machine case is skipped")
+    parser.add_argument("--scale", type=shape, default=shape("100x100:1:5"),
+                        help="the scale case REQUESTSxMACHINES[:1:LATER_POLLS], EC2 in process")
     parser.add_argument("--call-timeout", type=float, default=300,
                         help="seconds a first poll may take before it is recorded as timed out")
     parser.add_argument("--reconcile-requests", type=int, default=100)
@@ -93,7 +98,8 @@ def main():
     emulator = Emulator(sys.executable)
     scripts = Scripts(bins["hostfactory-client"], workdir)
     started = time.monotonic()
-    results = {"sizes": {k: v for k, v in vars(args).items() if k not in ("target_dir", "output")}, "configs": {}}
+    kept = {k: v for k, v in vars(args).items() if k not in ("target_dir", "output", "scale_binary")}
+    results = {"sizes": kept, "configs": {}}
     with open(os.path.join(workdir, "bench.log"), "w") as log:
         print(f"bench: scratch and logs in {workdir}", flush=True)
         for name in args.configs:
@@ -106,6 +112,10 @@ def main():
             if name == "deployed":
                 lambda_set = config.kept[f"{args.shapes[1][0]}x{args.shapes[1][1]}"]
                 results["functions"] = functions.run(bins, env, lambda_set, args, workdir)
+        if args.scale_binary:
+            requests, machines, _, polls = args.scale
+            results["scale"] = scale.run(args.scale_binary, emulator, requests, machines, polls,
+                                         args.call_timeout * (polls + 2) + 600, log)
     rows = write(results, started, args.output)
     print(report.table(rows))
     print(f"\nbench: {results['duration_s']} s; wrote {args.output}/results.json and results.svg")

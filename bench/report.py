@@ -96,15 +96,35 @@ def function_rows(functions):
     return rows
 
 
-def scale_rows(configs, sizes):
-    requests, machines = sizes["shapes"][-1][:2]
+def scale_text(figure, poll):
+    """`wall ms / AWS calls` of a scale run's `poll` ("first" or "later"), or why there is none."""
+    if not figure:
+        return "-"
+    if "timed_out_after_s" in figure or "error" in figure:
+        return figure.get("error") or f"no answer in {figure['timed_out_after_s']:g} s"
+    wall = figure["first_poll_ms"] if poll == "first" else figure["later_poll_ms_p50"]
+    calls = figure["first_poll_aws_calls"] if poll == "first" else max(figure["later_poll_aws_calls"] or [0])
+    states = ",".join(figure[f"{poll}_poll_states"])
+    return f"{wall:.0f} ms / {calls} calls ({states})"
+
+
+def scale_rows(results):
     rows = []
+    scale, sizes = results.get("scale", {}), results["sizes"]
+    requests, machines = sizes["scale"][:2]
     for poll in ("first", "later"):
-        case = f"getRequestStatus {requests}x{machines} {poll} poll"
-        a, b = configs.get("local", {}).get(case), configs.get("deployed", {}).get(case)
-        met = "MISS" if timed_out(a) else verdict(p50(a), 1000)
-        rows.append(["4 scale", f"{requests * machines:,} machines in {requests} requests, {poll} poll: wall ms p50",
-                     timed_out(a) or p50(a), timed_out(b) or p50(b), "<= 1000 (embedded store)", met])
+        local = scale.get("sqlite") or {}
+        met = verdict(local.get("first_poll_ms" if poll == "first" else "later_poll_ms_p50"), 1000)
+        rows.append(["4 scale", f"{requests * machines:,} machines in {requests} requests, {poll} poll "
+                     "(EC2 in process): wall ms / AWS calls", scale_text(scale.get("sqlite"), poll),
+                     scale_text(scale.get("dynamodb"), poll), "<= 1000 ms (embedded store)", met])
+    def reconcile_text(figure):
+        if not figure or "reconcile_ms" not in figure:
+            return scale_text(figure, "first") if figure else "-"
+        return f"{figure['reconcile_ms']:.0f} ms / {figure['reconcile_aws_calls']} calls ({figure['reconcile_finished']} finished)"
+    rows.append(["4 scale", f"reconcile pass, {requests} active requests x {machines} (EC2 in process): wall ms / "
+                 "AWS calls", reconcile_text(scale.get("sqlite")), reconcile_text(scale.get("dynamodb")), "-", ""])
+    configs = results["configs"]
     t = [configs.get(c, {}).get("throughput getAvailableTemplates") for c in ("local", "deployed")]
     text = [f"{x['requests_per_s']}/s (p99 {x['latency_ms_p99']} ms, {x['errors']} errors)" if x else "-" for x in t]
     threads = next((x["threads"] for x in t if x), 0)
@@ -115,7 +135,7 @@ def scale_rows(configs, sizes):
 def rows(results):
     sizes = results["sizes"]
     return (call_rows(results["configs"], sizes) + function_rows(results.get("functions", {}))
-            + scale_rows(results["configs"], sizes))
+            + scale_rows(results))
 
 
 def table(rows):
