@@ -44,22 +44,26 @@ const UNLIMITED: (&str, Option<u64>) = ("attribute_not_exists(inUse) OR inUse >=
 const SUBTRACT: &str = "inUse = inUse - :n";
 const HELD: (&str, Option<u64>) = ("inUse >= :n", None);
 
+/// One change of a counter: `units` on `key` as operation `op_id`, by the update `expression` on
+/// `condition` (with its `:limit`, when it has one).
+#[derive(Clone, Copy)]
+struct Step<'a> {
+    key: &'a str,
+    op_id: &'a str,
+    units: u32,
+    expression: &'static str,
+    condition: (&'static str, Option<u64>),
+}
+
 /// TransactWriteItems takes 100 actions.
 const TRANSACT_LIMIT: usize = 100;
 
 impl DynamoStore {
-    /// The counter update `expression` (conditional on `condition`) with the marker of
-    /// `op_id`, and the action `with` when given, in one transaction.
-    async fn change(
-        &self,
-        key: &str,
-        op_id: &str,
-        units: u32,
-        expression: &str,
-        condition: (&str, Option<u64>),
-        with: Option<TransactWriteItem>,
-    ) -> Result<Applied> {
-        let mut actions = self.change_actions(key, op_id, units, expression, condition)?.to_vec();
+    /// The counter update of `step` with its operation's marker, and the action `with` when
+    /// given, in one transaction.
+    async fn change(&self, step: Step<'_>, with: Option<TransactWriteItem>) -> Result<Applied> {
+        let Step { key, op_id, units, .. } = step;
+        let mut actions = self.change_actions(&step)?.to_vec();
         actions.extend(with);
         let err = match self.client.transact_write_items().set_transact_items(Some(actions)).send().await {
             Ok(_) => return Ok(Applied::Now),
@@ -79,16 +83,10 @@ impl DynamoStore {
         }
     }
 
-    /// The two actions of one counter change: the put of `op_id`'s marker (on its absence) and
-    /// the counter update `expression` on `condition`.
-    fn change_actions(
-        &self,
-        key: &str,
-        op_id: &str,
-        units: u32,
-        expression: &str,
-        condition: (&str, Option<u64>),
-    ) -> Result<[TransactWriteItem; 2]> {
+    /// The two actions of `step`: the put of its operation's marker (on its absence) and the
+    /// counter update.
+    fn change_actions(&self, step: &Step<'_>) -> Result<[TransactWriteItem; 2]> {
+        let Step { key, op_id, units, expression, condition } = *step;
         let build = |e| Error::store("building a capacity transaction", e);
         let now = now();
         let marker = Put::builder()
@@ -140,7 +138,8 @@ impl DynamoStore {
             Some(bound) => ("attribute_not_exists(inUse) OR inUse <= :limit", Some(bound - u64::from(count))),
         };
         let (put, request_id) = with.unzip();
-        match self.change(key, op_id, count, ADD, condition, put).await? {
+        let step = Step { key, op_id, units: count, expression: ADD, condition };
+        match self.change(step, put).await? {
             Applied::Now | Applied::Before => Ok(Reservation::Reserved),
             Applied::Refused => Ok(Self::available(max, self.in_use(key).await?)),
             Applied::Taken => Err(exists("request", request_id.unwrap_or(op_id))),
@@ -191,7 +190,8 @@ impl CapacityRepository for DynamoStore {
         if count == 0 {
             return Ok(());
         }
-        match self.change(key, op_id, count, SUBTRACT, HELD, None).await? {
+        let step = Step { key, op_id, units: count, expression: SUBTRACT, condition: HELD };
+        match self.change(step, None).await? {
             Applied::Now | Applied::Before => Ok(()),
             Applied::Refused | Applied::Taken => Err(underflow(key, self.in_use(key).await?, count)),
         }
@@ -209,7 +209,8 @@ impl CapacityRepository for DynamoStore {
                 Direction::Reserve => (ADD, UNLIMITED),
                 Direction::Release => (SUBTRACT, HELD),
             };
-            actions.extend(self.change_actions(&change.key, &change.op_id, change.units, expression, condition)?);
+            let step = Step { key: &change.key, op_id: &change.op_id, units: change.units, expression, condition };
+            actions.extend(self.change_actions(&step)?);
         }
         actions.push(self.versioned_put(request)?);
         // An SDK retry of a send whose answer was lost is a no-op on AWS with the same token.
