@@ -52,9 +52,10 @@ pub enum Error {
     /// `refused`: AWS answered the last attempt with a client error other than throttling, so
     /// with the call's idempotency token no attempt was applied (a retry of an applied call
     /// answers its first outcome); otherwise (a 5xx, a timeout, throttling after an attempt
-    /// whose answer was lost) it may have been applied.
+    /// whose answer was lost) it may have been applied. `code`: the AWS error code, when AWS
+    /// answered one.
     #[error("{context}: {message}")]
-    Aws { context: String, message: String, throttled: bool, refused: bool, source: Cause },
+    Aws { context: String, message: String, code: Option<String>, throttled: bool, refused: bool, source: Cause },
 
     /// AWS answered, but without what its answer must carry (no fleet id, a fleet short of its
     /// target): `context` says what we were doing (502, as a failed AWS call).
@@ -83,7 +84,16 @@ impl Error {
         let (message, throttled) = describe_sdk_error(&err);
         let client_error = err.raw_response().is_some_and(|r| r.status().is_client_error());
         let refused = client_error && !throttled;
-        Error::Aws { context: context.into(), message, throttled, refused, source: Box::new(err) }
+        let code = err.as_service_error().and_then(ProvideErrorMetadata::code).map(str::to_owned);
+        Error::Aws { context: context.into(), message, code, throttled, refused, source: Box::new(err) }
+    }
+
+    /// The AWS error code of a failed AWS call (`InsufficientInstanceCapacity`, ...).
+    pub fn aws_code(&self) -> Option<&str> {
+        match self {
+            Error::Aws { code, .. } => code.as_deref(),
+            _ => None,
+        }
     }
 
     /// Whether the failed call may have been applied all the same (see [`Error::Aws`]): a

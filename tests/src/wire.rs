@@ -56,6 +56,16 @@ fn token_of(request: &HttpRequest, protocol: Protocol) -> Option<String> {
     }
 }
 
+/// The form parameters (`Name=value`, as encoded) of a query-protocol call (EC2, Auto
+/// Scaling); none for others.
+fn form_of(request: &HttpRequest) -> Vec<String> {
+    let Some(body) = request.body().bytes().and_then(|b| std::str::from_utf8(b).ok()) else { return Vec::new() };
+    if body.starts_with('{') {
+        return Vec::new();
+    }
+    body.split('&').map(str::to_owned).collect()
+}
+
 /// One AWS call as it went over the wire.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Call {
@@ -69,6 +79,8 @@ pub struct Call {
     pub injected: bool,
     /// What the wire did: a [`Fault::label`], `replayed`, `crash-before` or `crash-after`.
     pub fault: Option<&'static str>,
+    /// Its form parameters (query-protocol calls), e.g. `SubnetId=subnet-1`.
+    pub form: Vec<String>,
 }
 
 /// Every call made through a [`Wire`].
@@ -162,8 +174,9 @@ impl HttpConnector for WireConnector {
     fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
         let operation = operation_of(&request);
         let token = operation.as_ref().and_then(|(name, protocol)| Some((name.clone(), token_of(&request, *protocol)?)));
+        let form = form_of(&request);
         let plan = match &operation {
-            Some((name, _)) => self.wire.faults.plan(name, token.as_ref()),
+            Some((name, _)) => self.wire.faults.plan(name, token.as_ref(), &form),
             None => Plan::Forward,
         };
         let log = self.wire.log.clone();
@@ -171,7 +184,7 @@ impl HttpConnector for WireConnector {
         let action = operation.as_ref().map(|(name, _)| name.clone());
         let record = move |status: u16, fault: Option<&'static str>| {
             let injected = fault.is_some_and(|f| f != "crash-after");
-            log.push(Call { method, uri, action, status, injected, fault });
+            log.push(Call { method, uri, action, status, injected, fault, form });
         };
         let protocol = operation.map_or(Protocol::Query, |(_, protocol)| protocol);
         let faults = self.wire.faults.clone();

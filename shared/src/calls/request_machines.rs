@@ -54,7 +54,7 @@ pub async fn request_machines(
 async fn record_launch(
     state: &AppState,
     mut request: RequestRecord,
-    mut launched: Launched,
+    launched: Launched,
 ) -> Result<RequestAccepted> {
     let count = request.machine_count;
     let key = capacity_key(&request.provider, &request.template_id);
@@ -69,12 +69,8 @@ async fn record_launch(
         request.pending_capacity.extend(capacity::unlaunched(&request, &key, count - units));
     }
     request.pending_capacity.extend(capacity::overshoot(&request, &key, "launch", units.saturating_sub(count)));
-    if started == 0
-        && let Some(err) = launched.error.take()
-    {
-        request.finish(RequestPhase::CompleteWithError, err.to_string(), now(), state.config.retention);
-        write_and_settle(state, &request, "failed launch not recorded; the reconciler finishes it").await;
-        return Err(err);
+    if started == 0 && !launched.deferred {
+        return finish_unlaunched(state, request, launched).await;
     }
     if launched.fleet_id.is_some() && units >= count {
         // A filled weighted fleet may hold fewer machines than units: from here on the request
@@ -108,6 +104,26 @@ async fn record_launch(
     }
     tracing::info!(%request_id, provider = %request.provider, template_id = %request.template_id, started, count, "machines requested");
     Ok(RequestAccepted { message, request_id })
+}
+
+/// Nothing started. A launch error is the answer (HostFactory may retry); when every pool
+/// answered a capacity error, the request id is, with the request ended `complete_with_error`
+/// naming each pool and its error code, so HostFactory reads why and asks elsewhere instead of
+/// retrying into the same wall. Either way the reservation is given back.
+async fn finish_unlaunched(state: &AppState, mut request: RequestRecord, launched: Launched) -> Result<RequestAccepted> {
+    let (message, answer) = match launched.error {
+        Some(err) => (err.to_string(), Err(err)),
+        None => {
+            let pools = if launched.refused.is_empty() { "EC2 started nothing".to_owned() } else { launched.refused.join("; ") };
+            let message = format!("No capacity for template '{}' in any of its pools: {pools}.", request.template_id);
+            let accepted = RequestAccepted { message: message.clone(), request_id: request.request_id.clone() };
+            (message, Ok(accepted))
+        }
+    };
+    tracing::warn!(request_id = %request.request_id, %message, "nothing launched");
+    request.finish(RequestPhase::CompleteWithError, message, now(), state.config.retention);
+    write_and_settle(state, &request, "failed launch not recorded; the reconciler finishes it").await;
+    answer
 }
 
 /// The launch failed in a way that may have started instances all the same (an answer lost
@@ -175,7 +191,13 @@ fn accepted_message(request: &RequestRecord, launched: &Launched, started: u32, 
         (None, Some(fleet), _) if launched.deferred => {
             format!("Request VM from AWS successful: fleet {fleet} launching {count} unit(s).")
         }
-        (None, _, _) => format!("Request VM from AWS successful: {started} machine(s) launching."),
+        (None, _, _) if launched.refused.is_empty() => {
+            format!("Request VM from AWS successful: {started} machine(s) launching.")
+        }
+        (None, _, _) => format!(
+            "Request VM from AWS successful: {started} machine(s) launching (no capacity in {}).",
+            launched.refused.join("; ")
+        ),
     }
 }
 

@@ -149,7 +149,9 @@ fn group_tags(spec: &LaunchSpec, name: &str) -> Vec<Tag> {
 fn spot_allocation_strategy(strategy: AllocationStrategy) -> Option<String> {
     let name = match strategy {
         AllocationStrategy::CapacityOptimized => "capacity-optimized",
-        AllocationStrategy::CapacityOptimizedPrioritized => "capacity-optimized-prioritized",
+        AllocationStrategy::CapacityOptimizedPrioritized | AllocationStrategy::Prioritized => {
+            "capacity-optimized-prioritized"
+        }
         AllocationStrategy::PriceCapacityOptimized => "price-capacity-optimized",
         AllocationStrategy::LowestPrice => "lowest-price",
         AllocationStrategy::Diversified => return None,

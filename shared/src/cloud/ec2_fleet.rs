@@ -200,7 +200,9 @@ fn fleet_call(
 fn spot_options(strategy: AllocationStrategy) -> SpotOptionsRequest {
     let strategy = match strategy {
         AllocationStrategy::CapacityOptimized => SpotAllocationStrategy::CapacityOptimized,
-        AllocationStrategy::CapacityOptimizedPrioritized => SpotAllocationStrategy::CapacityOptimizedPrioritized,
+        AllocationStrategy::CapacityOptimizedPrioritized | AllocationStrategy::Prioritized => {
+            SpotAllocationStrategy::CapacityOptimizedPrioritized
+        }
         AllocationStrategy::PriceCapacityOptimized => SpotAllocationStrategy::PriceCapacityOptimized,
         AllocationStrategy::Diversified => SpotAllocationStrategy::Diversified,
         AllocationStrategy::LowestPrice => SpotAllocationStrategy::LowestPrice,

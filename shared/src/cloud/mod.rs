@@ -16,6 +16,7 @@ pub mod instances;
 mod images;
 mod instance_types;
 mod launch_template;
+pub mod placement;
 pub mod pools;
 mod run_instances;
 mod sdk;
@@ -93,6 +94,8 @@ pub struct Launched {
     /// The fleet or group fills its target after the call: getRequestStatus discovers its
     /// instances, so nothing launched yet is not a shortfall.
     pub deferred: bool,
+    /// The pools that answered a capacity error and were routed around (`<pool>: <code>`).
+    pub refused: Vec<String>,
 }
 
 impl Launched {

@@ -1,45 +1,29 @@
 //! Launching with RunInstances: the instances are the request's own (no fleet or group), so
 //! there is nothing to find, shrink or stop later; they are described and terminated by id.
+//! A request is spread over the template's pools (types × subnets, [`placement`]); a pool
+//! without capacity is routed around, and only when every pool refused does the launch fail.
 
 use aws_sdk_ec2::types::{InstanceType, ResourceType};
 
+use super::placement::{self, Pool, Refusal, Spread};
 use super::spec::LaunchSpec;
 use super::{Launched, Observed};
 use crate::error::{Error, Result};
 use crate::templates::Template;
 
-/// Launches up to `count` instances with RunInstances (MinCount=1, MaxCount=remaining). EC2
-/// may fill less than MaxCount (and moto fills exactly MinCount), so the remainder is asked
-/// for again, at most `count` calls in all, until filled or until EC2 refuses.
-pub(super) async fn launch(ec2: &aws_sdk_ec2::Client, spec: &LaunchSpec, request_id: &str, count: u32) -> Launched {
-    let mut instances: Vec<Observed> = Vec::new();
-    let mut error = None;
-    for _ in 0..count {
-        let remaining = count.saturating_sub(u32::try_from(instances.len()).unwrap_or(u32::MAX));
-        if remaining == 0 {
-            break;
-        }
-        match send(ec2, spec, remaining).await {
-            Ok(started) if started.is_empty() => break,
-            Ok(started) => instances.extend(started),
-            Err(err) => {
-                error = Some(err);
-                break;
-            }
-        }
-    }
-    tracing::info!(
-        request_id,
-        launched = instances.len(),
-        requested = count,
-        failed = error.is_some(),
-        "RunInstances done"
-    );
-    Launched { instances, error, ..Launched::default() }
+/// Launches up to `count` instances of `template` over its pools.
+pub(super) async fn launch(
+    ec2: &aws_sdk_ec2::Client,
+    template: &Template,
+    spec: &LaunchSpec,
+    request_id: &str,
+    count: u32,
+) -> Launched {
+    fill(ec2, spec, &placement::pools(template), placement::spread(template), request_id, count).await
 }
 
-/// The On-Demand part of a Spot template with RunInstances: the first `vmTypesOnDemand`, else
-/// the template's type.
+/// The On-Demand part of a Spot template with RunInstances: the first `vmTypesOnDemand` (else
+/// the template's types) in the template's subnets.
 pub(super) async fn launch_on_demand(
     ec2: &aws_sdk_ec2::Client,
     template: &Template,
@@ -47,11 +31,62 @@ pub(super) async fn launch_on_demand(
     request_id: &str,
     count: u32,
 ) -> Launched {
-    let mut spec = spec.clone();
-    if let Some(instance_type) = template.vm_types_on_demand.keys().next() {
-        spec.instance_type = instance_type.clone();
+    let pools = match template.vm_types_on_demand.keys().next() {
+        Some(instance_type) => placement::pools_of(vec![instance_type.clone()], template),
+        None => placement::pools(template),
+    };
+    fill(ec2, spec, &pools, placement::spread(template), request_id, count).await
+}
+
+/// Launches up to `count` instances over `pools`. Each round asks the open pools for what is
+/// left as [`placement::next_calls`] spreads it (MinCount=1, MaxCount=its share: EC2 may fill
+/// less, moto fills one); a pool that answers a capacity error, or starts nothing, is closed
+/// and the others carry on. Stops when filled, when every pool is closed, at an account limit
+/// or any other error, or after `count` + one call per pool.
+async fn fill(
+    ec2: &aws_sdk_ec2::Client,
+    spec: &LaunchSpec,
+    pools: &[Pool],
+    spread: Spread,
+    request_id: &str,
+    count: u32,
+) -> Launched {
+    let mut launched = Launched::default();
+    let mut open = vec![true; pools.len()];
+    let mut calls_left = count as usize + pools.len();
+    'rounds: while calls_left > 0 {
+        let remaining = count.saturating_sub(u32::try_from(launched.instances.len()).unwrap_or(u32::MAX));
+        let calls = placement::next_calls(pools, &open, remaining, spread);
+        if calls.is_empty() {
+            break;
+        }
+        for (i, machines) in calls.into_iter().take(calls_left) {
+            calls_left -= 1;
+            match send(ec2, &spec.in_pool(&pools[i]), machines).await {
+                Ok(started) if started.is_empty() => open[i] = false,
+                Ok(started) => launched.instances.extend(started),
+                Err(err) => match err.aws_code().and_then(placement::refusal) {
+                    Some(Refusal::Capacity) => {
+                        let code = err.aws_code().unwrap_or_default();
+                        tracing::warn!(request_id, pool = %pools[i], code, "no capacity in this pool; launching elsewhere");
+                        launched.refused.push(format!("{}: {code}", pools[i]));
+                        open[i] = false;
+                    }
+                    Some(Refusal::Limit(quota)) => {
+                        launched.error = Some(Error::Unprocessable(format!("{err}; raise {quota}")));
+                        break 'rounds;
+                    }
+                    None => {
+                        launched.error = Some(err);
+                        break 'rounds;
+                    }
+                },
+            }
+        }
     }
-    launch(ec2, &spec, request_id, count).await
+    let (started, refused) = (launched.instances.len(), launched.refused.len());
+    tracing::info!(request_id, launched = started, requested = count, refused, failed = launched.error.is_some(), "RunInstances done");
+    launched
 }
 
 /// One RunInstances call for up to `count` instances of `spec`.
@@ -72,6 +107,9 @@ async fn send(ec2: &aws_sdk_ec2::Client, spec: &LaunchSpec, count: u32) -> Resul
         .set_tag_specifications(Some(spec.tag_specifications(&[ResourceType::Instance, ResourceType::Volume])))
         .send()
         .await
-        .map_err(|err| Error::aws(format!("launching {count} instance(s) of {}", spec.instance_type), err))?;
+        .map_err(|err| {
+            let place = spec.subnet_id.as_deref().unwrap_or("the default subnet");
+            Error::aws(format!("launching {count} instance(s) of {} in {place}", spec.instance_type), err)
+        })?;
     Ok(output.instances().iter().filter_map(Observed::from_instance).collect())
 }

@@ -44,7 +44,7 @@ impl Cloud for SdkCloud {
         let (ec2, memo) = (&self.ec2, &self.launch_templates);
         let spec = LaunchSpec::new(ec2, &self.root_devices, template, provider, request_id).await?;
         match (template.provider_api(), template.fleet_type()) {
-            (ProviderApi::RunInstances, _) => Ok(run_instances::launch(ec2, &spec, request_id, count).await),
+            (ProviderApi::RunInstances, _) => Ok(run_instances::launch(ec2, template, &spec, request_id, count).await),
             (ProviderApi::Ec2Fleet, Some(FleetType::Instant)) => {
                 ec2_fleet::launch_instant(ec2, memo, template, &spec, count).await
             }

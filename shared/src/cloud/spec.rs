@@ -74,6 +74,11 @@ impl LaunchSpec {
         })
     }
 
+    /// This launch in `pool`: its instance type, in its subnet.
+    pub(super) fn in_pool(&self, pool: &super::placement::Pool) -> LaunchSpec {
+        LaunchSpec { instance_type: pool.instance_type.clone(), subnet_id: pool.subnet.clone(), ..self.clone() }
+    }
+
     /// The request's tags for each of `resources`.
     pub(super) fn tag_specifications(&self, resources: &[ResourceType]) -> Vec<TagSpecification> {
         resources

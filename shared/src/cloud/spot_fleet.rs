@@ -105,7 +105,9 @@ fn launch_specifications(template: &Template, spec: &LaunchSpec) -> Vec<SpotFlee
 fn allocation_strategy(strategy: AllocationStrategy) -> Ec2AllocationStrategy {
     match strategy {
         AllocationStrategy::CapacityOptimized => Ec2AllocationStrategy::CapacityOptimized,
-        AllocationStrategy::CapacityOptimizedPrioritized => Ec2AllocationStrategy::CapacityOptimizedPrioritized,
+        AllocationStrategy::CapacityOptimizedPrioritized | AllocationStrategy::Prioritized => {
+            Ec2AllocationStrategy::CapacityOptimizedPrioritized
+        }
         AllocationStrategy::PriceCapacityOptimized => Ec2AllocationStrategy::PriceCapacityOptimized,
         AllocationStrategy::Diversified => Ec2AllocationStrategy::Diversified,
         AllocationStrategy::LowestPrice => Ec2AllocationStrategy::LowestPrice,

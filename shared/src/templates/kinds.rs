@@ -64,6 +64,9 @@ pub enum VolumeType {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum AllocationStrategy {
+    /// RunInstances: fill the pools in their order (each topping up the one before). Fleets
+    /// and groups take it as `capacityOptimizedPrioritized`.
+    Prioritized,
     CapacityOptimized,
     CapacityOptimizedPrioritized,
     PriceCapacityOptimized,

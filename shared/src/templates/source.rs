@@ -125,6 +125,7 @@ impl TemplateSource {
                 let body = output.body.collect().await.map_err(|err| Error::Aws {
                     context: format!("reading s3://{bucket}/{key}"),
                     message: err.to_string(),
+                    code: None,
                     throttled: false,
                     refused: false,
                     source: Box::new(err),

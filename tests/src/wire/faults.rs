@@ -44,6 +44,9 @@ pub struct Fault {
     pub skip: usize,
     pub kind: Kind,
     pub mode: Mode,
+    /// Form parameters (`SubnetId=subnet-1`) a call must carry for the fault to hit it; any
+    /// call of `operation` when empty ([`Fault::when`]).
+    pub matching: Vec<String>,
 }
 
 impl Fault {
@@ -58,7 +61,16 @@ impl Fault {
             skip: 0,
             kind: Kind::Client,
             mode: Mode::Before,
+            matching: Vec::new(),
         }
+    }
+
+    /// Hits only calls carrying the form parameter `pair` (`SubnetId=subnet-1`,
+    /// `InstanceType=c5.large`): a fault of one pool. Calls without it neither take the fault
+    /// nor count towards [`Fault::after_calls`].
+    pub fn when(mut self, pair: &str) -> Fault {
+        self.matching.push(pair.to_owned());
+        self
     }
 
     /// The protocol's throttling error (see [`Kind::Throttle`]), before executing.
@@ -277,7 +289,7 @@ impl Faults {
 
     /// What to do with one call of `operation` carrying `token`: a crash first, then a
     /// scheduled fault, a random one, a replayed answer, else forward.
-    pub(super) fn plan(&self, operation: &str, token: Option<&(String, String)>) -> Plan {
+    pub(super) fn plan(&self, operation: &str, token: Option<&(String, String)>, form: &[String]) -> Plan {
         let mut state = self.state.lock().unwrap();
         if let Some((crash, seen)) = state.crash.as_mut()
             && crash.operation.as_deref().is_none_or(|op| op == operation)
@@ -289,7 +301,7 @@ impl Faults {
                 return Plan::Crash(mode);
             }
         }
-        let fault = take_scheduled(&mut state.pending, operation).or_else(|| draw(state.chaos.as_mut(), operation));
+        let fault = take_scheduled(&mut state.pending, operation, form).or_else(|| draw(state.chaos.as_mut(), operation));
         let remembered = token.filter(|_| state.replay).and_then(|key| state.remembered.get(key));
         match (fault, remembered) {
             // AWS answers a repeated token from what it did the first time: a lost answer is lost
@@ -302,9 +314,11 @@ impl Faults {
     }
 }
 
-/// The next scheduled fault of `operation`, counted down.
-fn take_scheduled(pending: &mut Vec<Fault>, operation: &str) -> Option<Fault> {
-    let index = pending.iter().position(|f| f.operation == operation && f.times > 0)?;
+/// The next scheduled fault of `operation` whose parameters the call's `form` carries, counted
+/// down.
+fn take_scheduled(pending: &mut Vec<Fault>, operation: &str, form: &[String]) -> Option<Fault> {
+    let hits = |f: &Fault| f.operation == operation && f.times > 0 && f.matching.iter().all(|p| form.contains(p));
+    let index = pending.iter().position(hits)?;
     if pending[index].skip > 0 {
         pending[index].skip -= 1;
         return None;

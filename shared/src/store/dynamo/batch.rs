@@ -138,6 +138,7 @@ async fn unprocessed_backoff(attempt: u32, left: usize, table: &str) -> Result<(
         return Err(Error::Aws {
             context: format!("batch call on {table}"),
             message: message.clone(),
+            code: None,
             throttled: true,
             refused: false,
             source: message.into(),
