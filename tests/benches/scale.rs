@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use shared::Result;
 use shared::api::local_router;
 use shared::app::AppState;
-use shared::cloud::{Cloud, Found, Launched, ManagedLaunchTemplate, Observed, Owner};
+use shared::cloud::{Cloud, Cooling, Found, Launched, ManagedLaunchTemplate, Observed, Owner};
 use hostfactory_tests::Captured;
 use shared::config::{Config, Runtime, TemplatesLocation};
 use shared::metrics::Metrics;
@@ -50,7 +50,7 @@ fn running(instance_id: &str, request_id: &str) -> Observed {
 
 #[async_trait]
 impl Cloud for InstantEc2 {
-    async fn launch(&self, _: &Template, _: &str, request_id: &str, count: u32) -> Result<Launched> {
+    async fn launch(&self, _: &Template, _: &str, request_id: &str, count: u32, _: &Cooling) -> Result<Launched> {
         let mut launched = self.launched.lock().unwrap();
         let first = launched.len();
         let ids: Vec<String> = (first..first + count as usize).map(|n| format!("i-{n:017x}")).collect();
@@ -58,7 +58,7 @@ impl Cloud for InstantEc2 {
         Ok(Launched { instances: ids.iter().map(|id| running(id, request_id)).collect(), ..Launched::default() })
     }
     async fn launch_on_demand(&self, template: &Template, provider: &str, request_id: &str, count: u32) -> Result<Launched> {
-        self.launch(template, provider, request_id, count).await
+        self.launch(template, provider, request_id, count, &Cooling::new()).await
     }
     async fn describe(&self, ids: &[String]) -> Result<HashMap<String, Observed>> {
         let launched = self.launched.lock().unwrap();

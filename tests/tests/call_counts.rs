@@ -22,15 +22,15 @@ fn counts(pairs: &[(&str, usize)]) -> BTreeMap<String, usize> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn status_calls_cost_the_same_whatever_the_number_of_requests() {
     let rig = Rig::builder().region("il-central-1").max(100).store(StoreOn::DynamoOnWire).build().await;
-    // requestMachines: the reservation with the request, the launch, the launch recorded (the
-    // request with its machines).
+    // requestMachines: the template's pools' cooldowns, the reservation with the request, the
+    // launch, the launch recorded (the request with its machines).
     rig.log.clear();
     let mut ids = vec![request_id(&rig.request(10).await)];
     // (moto fills only MinCount=1 per RunInstances, so its launch takes one call per machine;
     // EC2 fills MaxCount in one.)
     let mut launched = by_operation(&rig);
     assert_eq!(launched.remove("RunInstances"), Some(10));
-    assert_eq!(launched, counts(&[("TransactWriteItems", 2)]));
+    assert_eq!(launched, counts(&[("BatchGetItem", 1), ("TransactWriteItems", 2)]));
     for _ in 1..5 {
         ids.push(request_id(&rig.request(10).await));
     }
@@ -82,7 +82,7 @@ async fn listing_templates_reads_every_capacity_in_one_call() {
 async fn a_root_volume_size_describes_its_image_once_per_process() {
     let launch = serde_json::json!({"vmType": "t3.micro", "rootDeviceVolumeSize": 30, "volumeType": "gp3"});
     let rig = Rig::builder().region("il-central-1").launch(launch).store(StoreOn::DynamoOnWire).build().await;
-    let launch_calls = [("TransactWriteItems", 2), ("RunInstances", 1)];
+    let launch_calls = [("BatchGetItem", 1), ("TransactWriteItems", 2), ("RunInstances", 1)];
     rig.log.clear();
     request_id(&rig.request(1).await);
     let first = [&launch_calls[..], &[("DescribeImages", 1)]].concat();

@@ -71,7 +71,7 @@ async fn each_hostfactory_call_writes_one_line_with_its_figures() {
 async fn a_failed_launch_counts_as_an_error_with_its_aws_calls() {
     let (rig, out) = metered().await;
     rig.log.clear();
-    rig.wire.faults.inject(Fault::once("RunInstances", "InsufficientInstanceCapacity", "No t3.micro capacity."));
+    rig.wire.faults.inject(Fault::once("RunInstances", "InvalidAMIID.NotFound", "The image id does not exist."));
 
     assert_eq!(rig.request(2).await.status, 502);
 

@@ -3,7 +3,7 @@
 //! corrected on their version for the reconciler's recount.
 
 use shared::Error;
-use shared::store::{CapacityChange, Direction, RequestKind, RequestRecord, Reservation, Store};
+use shared::store::{CapacityChange, Cooldown, Direction, RequestKind, RequestRecord, Reservation, Store};
 
 hostfactory_tests::both_backends!(
     capacity_is_never_exceeded_by_concurrent_reservations,
@@ -12,6 +12,7 @@ hostfactory_tests::both_backends!(
     counters_are_listed_and_corrected_on_their_version,
     a_reservation_records_its_request_in_the_same_write,
     pending_changes_apply_with_their_cleared_request_in_one_write,
+    pool_cooldowns_are_read_until_they_end,
 );
 
 async fn capacity_is_never_exceeded_by_concurrent_reservations(store: Store) {
@@ -177,4 +178,23 @@ async fn pending_changes_apply_with_their_cleared_request_in_one_write(store: St
     // Each change still applies once on its own afterwards (the caller's fallback).
     store.capacity.release(a, "release:settle:big", 3).await.unwrap();
     assert_eq!(store.capacity.in_use(a).await.unwrap(), 0);
+}
+
+async fn pool_cooldowns_are_read_until_they_end(store: Store) {
+    let now = shared::store::now();
+    let cool = |pool: &str, until: i64| Cooldown { pool: pool.into(), until, reason: "InsufficientInstanceCapacity".into() };
+    store.capacity.reserve("awsinst/beside-cooldowns", "reserve:beside", 1, -1).await.unwrap();
+    let cooldowns = [cool("c5.large@subnet-1", now + 100), cool("c5.large@subnet-2", now - 1), cool("m5.large@subnet-1", now + 100)];
+    store.cooldowns.cool(&cooldowns).await.unwrap();
+    let pools: Vec<String> = ["c5.large@subnet-1", "c5.large@subnet-2", "c5.large@subnet-3"].map(String::from).into();
+    let found = store.cooldowns.cooling(&pools, now).await.unwrap();
+    assert_eq!(found, [cool("c5.large@subnet-1", now + 100)], "the ended one and other pools are not listed");
+    // Restarted with a later end; it ends by itself.
+    store.cooldowns.cool(&[cool("c5.large@subnet-1", now + 200)]).await.unwrap();
+    assert_eq!(store.cooldowns.cooling(&pools, now + 150).await.unwrap(), [cool("c5.large@subnet-1", now + 200)]);
+    assert!(store.cooldowns.cooling(&pools, now + 200).await.unwrap().is_empty());
+    assert!(store.cooldowns.cooling(&[], now).await.unwrap().is_empty());
+    // Counters are not cooldowns, nor the other way round.
+    let counters: Vec<String> = store.capacity.counters().await.unwrap().into_iter().map(|c| c.key).collect();
+    assert_eq!(counters, ["awsinst/beside-cooldowns"]);
 }

@@ -6,6 +6,7 @@
 mod available_templates;
 mod claim;
 pub(crate) mod capacity;
+mod cooldowns;
 mod discover;
 mod filling;
 pub mod outcome;

@@ -12,7 +12,7 @@ use crate::hostfactory::{MachineResult, RequestAccepted, RequestMachinesInput};
 use crate::cloud::{Launched, Observed};
 use crate::store::{MachineRecord, RequestKind, RequestRecord, RequestPhase, Reservation, capacity_key, now};
 
-use super::capacity;
+use super::{capacity, cooldowns};
 
 pub async fn request_machines(
     state: &AppState,
@@ -38,10 +38,12 @@ pub async fn request_machines(
             "template '{template_id}' has {available} machine(s) available (maxNumber {max}); {count} requested"
         )));
     }
-    let launched = match state.cloud.launch(template, provider, &request.request_id, count).await {
+    let cooling = cooldowns::cooling(state, template).await;
+    let launched = match state.cloud.launch(template, provider, &request.request_id, count, &cooling).await {
         Ok(launched) => launched,
         Err(err) => Launched::failed(err),
     };
+    cooldowns::remember(state, &launched).await;
     record_launch(state, request, launched).await
 }
 
@@ -114,7 +116,8 @@ async fn finish_unlaunched(state: &AppState, mut request: RequestRecord, launche
     let (message, answer) = match launched.error {
         Some(err) => (err.to_string(), Err(err)),
         None => {
-            let pools = if launched.refused.is_empty() { "EC2 started nothing".to_owned() } else { launched.refused.join("; ") };
+            let unused = cooldowns::unused_pools(&launched);
+            let pools = if unused.is_empty() { "EC2 started nothing".to_owned() } else { unused.join("; ") };
             let message = format!("No capacity for template '{}' in any of its pools: {pools}.", request.template_id);
             let accepted = RequestAccepted { message: message.clone(), request_id: request.request_id.clone() };
             (message, Ok(accepted))
@@ -191,12 +194,12 @@ fn accepted_message(request: &RequestRecord, launched: &Launched, started: u32, 
         (None, Some(fleet), _) if launched.deferred => {
             format!("Request VM from AWS successful: fleet {fleet} launching {count} unit(s).")
         }
-        (None, _, _) if launched.refused.is_empty() => {
+        (None, _, _) if launched.refused.is_empty() && launched.skipped.is_empty() => {
             format!("Request VM from AWS successful: {started} machine(s) launching.")
         }
         (None, _, _) => format!(
             "Request VM from AWS successful: {started} machine(s) launching (no capacity in {}).",
-            launched.refused.join("; ")
+            cooldowns::unused_pools(launched).join("; ")
         ),
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use super::{Cloud, Found, Launched, ManagedLaunchTemplate, Observed, Owner};
+use super::{Cloud, Cooling, Found, Launched, ManagedLaunchTemplate, Observed, Owner};
 use crate::error::Result;
 use crate::templates::Template;
 
@@ -36,7 +36,7 @@ impl FakeCloud {
 
 #[async_trait]
 impl Cloud for FakeCloud {
-    async fn launch(&self, template: &Template, _: &str, request_id: &str, count: u32) -> Result<Launched> {
+    async fn launch(&self, template: &Template, _: &str, request_id: &str, count: u32, _: &Cooling) -> Result<Launched> {
         self.call(format!("launch {} {request_id} {count}", template.template_id));
         Ok(Launched::default())
     }

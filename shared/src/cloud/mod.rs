@@ -34,6 +34,7 @@ use crate::templates::Template;
 pub use asg::group_name;
 pub use instances::Observed;
 pub use launch_template::{LAUNCH_TEMPLATE_PREFIX, ManagedLaunchTemplate};
+pub use placement::{Cooling, Pool};
 pub use sdk::SdkCloud;
 pub use spec::tags;
 
@@ -43,7 +44,16 @@ pub use spec::tags;
 pub trait Cloud: Send + Sync {
     /// Launches `count` units of `template` with the API it names, every instance tagged with
     /// `provider` and `request_id`.
-    async fn launch(&self, template: &Template, provider: &str, request_id: &str, count: u32) -> Result<Launched>;
+    /// Launches `count` units of `template` for `request_id`; RunInstances skips the pools
+    /// `cooling` names.
+    async fn launch(
+        &self,
+        template: &Template,
+        provider: &str,
+        request_id: &str,
+        count: u32,
+        cooling: &Cooling,
+    ) -> Result<Launched>;
     /// Launches `count` instances of `template` On-Demand with RunInstances (the remainder a
     /// `heterogeneous` template's Spot part did not fill). `Err` when nothing could be tried.
     async fn launch_on_demand(
@@ -94,8 +104,10 @@ pub struct Launched {
     /// The fleet or group fills its target after the call: getRequestStatus discovers its
     /// instances, so nothing launched yet is not a shortfall.
     pub deferred: bool,
-    /// The pools that answered a capacity error and were routed around (`<pool>: <code>`).
-    pub refused: Vec<String>,
+    /// The pools that answered a capacity error and were routed around, with its code.
+    pub refused: Vec<(Pool, String)>,
+    /// The pools skipped as cooling down, with the code that started it.
+    pub skipped: Vec<(Pool, String)>,
 }
 
 impl Launched {

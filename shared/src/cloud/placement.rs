@@ -4,6 +4,7 @@
 //! limit" (stop). The launch loop (`run_instances`) makes the calls and closes the pools that
 //! refused.
 
+use std::collections::HashMap;
 use std::fmt;
 
 use crate::templates::{AllocationStrategy, Template};
@@ -13,6 +14,16 @@ use crate::templates::{AllocationStrategy, Template};
 pub struct Pool {
     pub instance_type: String,
     pub subnet: Option<String>,
+}
+
+/// The pools cooling down after a capacity error, by [`Pool::key`], with that error's code.
+pub type Cooling = HashMap<String, String>;
+
+impl Pool {
+    /// How the store names the pool (`c5.large@subnet-1`), shared by every template using it.
+    pub fn key(&self) -> String {
+        format!("{}@{}", self.instance_type, self.subnet.as_deref().unwrap_or("default"))
+    }
 }
 
 impl fmt::Display for Pool {

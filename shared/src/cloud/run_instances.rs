@@ -5,7 +5,7 @@
 
 use aws_sdk_ec2::types::{InstanceType, ResourceType};
 
-use super::placement::{self, Pool, Refusal, Spread};
+use super::placement::{self, Cooling, Pool, Refusal, Spread};
 use super::spec::LaunchSpec;
 use super::{Launched, Observed};
 use crate::error::{Error, Result};
@@ -18,8 +18,18 @@ pub(super) async fn launch(
     spec: &LaunchSpec,
     request_id: &str,
     count: u32,
+    cooling: &Cooling,
 ) -> Launched {
-    fill(ec2, spec, &placement::pools(template), placement::spread(template), request_id, count).await
+    let pools = placement::pools(template);
+    fill(ec2, spec, Fill { pools: &pools, spread: placement::spread(template), cooling }, request_id, count).await
+}
+
+/// Where a [`fill`] may launch.
+struct Fill<'a> {
+    pools: &'a [Pool],
+    spread: Spread,
+    /// Pools skipped from the start (cooling down after a capacity error elsewhere).
+    cooling: &'a Cooling,
 }
 
 /// The On-Demand part of a Spot template with RunInstances: the first `vmTypesOnDemand` (else
@@ -35,7 +45,8 @@ pub(super) async fn launch_on_demand(
         Some(instance_type) => placement::pools_of(vec![instance_type.clone()], template),
         None => placement::pools(template),
     };
-    fill(ec2, spec, &pools, placement::spread(template), request_id, count).await
+    let cooling = Cooling::new();
+    fill(ec2, spec, Fill { pools: &pools, spread: placement::spread(template), cooling: &cooling }, request_id, count).await
 }
 
 /// Launches up to `count` instances over `pools`. Each round asks the open pools for what is
@@ -43,16 +54,16 @@ pub(super) async fn launch_on_demand(
 /// less, moto fills one); a pool that answers a capacity error, or starts nothing, is closed
 /// and the others carry on. Stops when filled, when every pool is closed, at an account limit
 /// or any other error, or after `count` + one call per pool.
-async fn fill(
-    ec2: &aws_sdk_ec2::Client,
-    spec: &LaunchSpec,
-    pools: &[Pool],
-    spread: Spread,
-    request_id: &str,
-    count: u32,
-) -> Launched {
+async fn fill(ec2: &aws_sdk_ec2::Client, spec: &LaunchSpec, fill: Fill<'_>, request_id: &str, count: u32) -> Launched {
+    let Fill { pools, spread, cooling } = fill;
     let mut launched = Launched::default();
     let mut open = vec![true; pools.len()];
+    for (i, pool) in pools.iter().enumerate() {
+        if let Some(code) = cooling.get(&pool.key()) {
+            launched.skipped.push((pool.clone(), code.clone()));
+            open[i] = false;
+        }
+    }
     let mut calls_left = count as usize + pools.len();
     'rounds: while calls_left > 0 {
         let remaining = count.saturating_sub(u32::try_from(launched.instances.len()).unwrap_or(u32::MAX));
@@ -62,31 +73,54 @@ async fn fill(
         }
         for (i, machines) in calls.into_iter().take(calls_left) {
             calls_left -= 1;
-            match send(ec2, &spec.in_pool(&pools[i]), machines).await {
-                Ok(started) if started.is_empty() => open[i] = false,
-                Ok(started) => launched.instances.extend(started),
-                Err(err) => match err.aws_code().and_then(placement::refusal) {
-                    Some(Refusal::Capacity) => {
-                        let code = err.aws_code().unwrap_or_default();
-                        tracing::warn!(request_id, pool = %pools[i], code, "no capacity in this pool; launching elsewhere");
-                        launched.refused.push(format!("{}: {code}", pools[i]));
-                        open[i] = false;
-                    }
-                    Some(Refusal::Limit(quota)) => {
-                        launched.error = Some(Error::Unprocessable(format!("{err}; raise {quota}")));
-                        break 'rounds;
-                    }
-                    None => {
-                        launched.error = Some(err);
-                        break 'rounds;
-                    }
-                },
+            let answer = send(ec2, &spec.in_pool(&pools[i]), machines).await;
+            match record(&mut launched, &pools[i], answer, request_id) {
+                Next::Continue => {}
+                Next::Close => open[i] = false,
+                Next::Stop => break 'rounds,
             }
         }
     }
     let (started, refused) = (launched.instances.len(), launched.refused.len());
     tracing::info!(request_id, launched = started, requested = count, refused, failed = launched.error.is_some(), "RunInstances done");
     launched
+}
+
+/// What a [`fill`] does after one call.
+enum Next {
+    Continue,
+    /// The pool is closed: it started nothing, or has no capacity.
+    Close,
+    /// No other pool can help (an account limit, any other error): the launch ends.
+    Stop,
+}
+
+/// Records what one call in `pool` answered on `launched`.
+fn record(launched: &mut Launched, pool: &Pool, answer: Result<Vec<Observed>>, request_id: &str) -> Next {
+    let err = match answer {
+        Ok(started) if started.is_empty() => return Next::Close,
+        Ok(started) => {
+            launched.instances.extend(started);
+            return Next::Continue;
+        }
+        Err(err) => err,
+    };
+    match err.aws_code().and_then(placement::refusal) {
+        Some(Refusal::Capacity) => {
+            let code = err.aws_code().unwrap_or_default().to_owned();
+            tracing::warn!(request_id, %pool, code, "no capacity in this pool; launching elsewhere");
+            launched.refused.push((pool.clone(), code));
+            Next::Close
+        }
+        Some(Refusal::Limit(quota)) => {
+            launched.error = Some(Error::Unprocessable(format!("{err}; raise {quota}")));
+            Next::Stop
+        }
+        None => {
+            launched.error = Some(err);
+            Next::Stop
+        }
+    }
 }
 
 /// One RunInstances call for up to `count` instances of `spec`.

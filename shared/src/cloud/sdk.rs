@@ -9,7 +9,7 @@ use aws_config::SdkConfig;
 use super::images::RootDevices;
 use super::spec::LaunchSpec;
 use super::{
-    Cloud, Found, Launched, ManagedLaunchTemplate, Observed, Owner, asg, ec2_fleet, instances, launch_template,
+    Cloud, Cooling, Found, Launched, ManagedLaunchTemplate, Observed, Owner, asg, ec2_fleet, instances, launch_template,
     run_instances, spot_fleet,
 };
 use crate::error::Result;
@@ -40,11 +40,18 @@ impl SdkCloud {
 
 #[async_trait]
 impl Cloud for SdkCloud {
-    async fn launch(&self, template: &Template, provider: &str, request_id: &str, count: u32) -> Result<Launched> {
+    async fn launch(
+        &self,
+        template: &Template,
+        provider: &str,
+        request_id: &str,
+        count: u32,
+        cooling: &Cooling,
+    ) -> Result<Launched> {
         let (ec2, memo) = (&self.ec2, &self.launch_templates);
         let spec = LaunchSpec::new(ec2, &self.root_devices, template, provider, request_id).await?;
         match (template.provider_api(), template.fleet_type()) {
-            (ProviderApi::RunInstances, _) => Ok(run_instances::launch(ec2, template, &spec, request_id, count).await),
+            (ProviderApi::RunInstances, _) => Ok(run_instances::launch(ec2, template, &spec, request_id, count, cooling).await),
             (ProviderApi::Ec2Fleet, Some(FleetType::Instant)) => {
                 ec2_fleet::launch_instant(ec2, memo, template, &spec, count).await
             }

@@ -34,7 +34,7 @@ use crate::config::{Config, StoreLocation};
 use crate::error::{Error, Result};
 
 pub use model::{
-    CapacityChange, Counter, Direction, InstanceState, Lifecycle, MachineRecord, Owner, PROVISION_PREFIX, Page,
+    CapacityChange, Cooldown, Counter, Direction, InstanceState, Lifecycle, MachineRecord, Owner, PROVISION_PREFIX, Page,
     RETURN_PREFIX, RequestKind, RequestRecord, RequestPhase, Reservation, expiry, limit, now,
 };
 pub use changes::Written;
@@ -197,6 +197,18 @@ pub trait CapacityRepository: Send + Sync {
     async fn correct(&self, counter: &Counter, in_use: u64) -> Result<bool>;
 }
 
+/// Pools that answered a capacity error, skipped by every launch until their cooldown ends:
+/// shared by every function and process on the store (DynamoDB items with a TTL in the
+/// capacity table, a SQLite table), keyed by the pool's key (`<type>@<subnet>`).
+#[async_trait]
+pub trait CooldownRepository: Send + Sync {
+    /// The cooldowns of `pools` not over at `now` (one read for all of them).
+    async fn cooling(&self, pools: &[String], now: i64) -> Result<Vec<Cooldown>>;
+
+    /// Starts, or restarts, each of `cooldowns`.
+    async fn cool(&self, cooldowns: &[Cooldown]) -> Result<()>;
+}
+
 /// Full listings for migration only (DynamoDB answers them with a Scan, so no request path may
 /// use them). Pages are of up to `limit` records after the cursor `after`.
 #[async_trait]
@@ -211,6 +223,7 @@ pub struct Store {
     pub requests: Arc<dyn RequestRepository>,
     pub machines: Arc<dyn MachineRepository>,
     pub capacity: Arc<dyn CapacityRepository>,
+    pub cooldowns: Arc<dyn CooldownRepository>,
     /// Full listings (migration, admin commands): never from a request path.
     pub records: Arc<dyn RecordSource>,
     /// Where the records live, for logs and messages.
@@ -231,13 +244,14 @@ impl Store {
 
     pub fn from_backend<B>(backend: Arc<B>) -> Self
     where
-        B: RequestRepository + MachineRepository + CapacityRepository + RecordSource + Describe + 'static,
+        B: RequestRepository + MachineRepository + CapacityRepository + CooldownRepository + RecordSource + Describe + 'static,
     {
         Store {
             location: backend.describe(),
             requests: backend.clone(),
             machines: backend.clone(),
             capacity: backend.clone(),
+            cooldowns: backend.clone(),
             records: backend,
         }
     }

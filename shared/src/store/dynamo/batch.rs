@@ -78,7 +78,12 @@ impl DynamoStore {
     pub(super) async fn upsert_records<R: Stored>(&self, records: &[R]) -> Result<()> {
         let table = R::table(self);
         let items = records.iter().map(Stored::item).collect::<Result<Vec<_>>>()?;
-        let requests = put_requests(table, R::KEY, items)?;
+        self.batch_write(table, put_requests(table, R::KEY, items)?).await
+    }
+
+    /// `requests` (puts and deletes of distinct items) in BatchWriteItem calls of 25, a few at
+    /// a time, unprocessed parts retried.
+    pub(super) async fn batch_write(&self, table: &str, requests: Vec<WriteRequest>) -> Result<()> {
         stream::iter(requests.chunks(WRITE_BATCH).map(<[WriteRequest]>::to_vec))
             .map(|chunk| self.batch_put_chunk(table, chunk))
             .buffer_unordered(PARALLEL_BATCHES)

@@ -9,6 +9,7 @@
 
 mod batch;
 mod capacity;
+mod cooldowns;
 mod items;
 mod repositories;
 pub mod tables;

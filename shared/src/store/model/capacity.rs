@@ -52,3 +52,12 @@ pub struct Counter {
 pub fn limit(max: i64) -> Option<u64> {
     u64::try_from(max).ok()
 }
+
+/// A pool (an instance type in a subnet, by its key) skipped by every launch until `until`
+/// (epoch seconds), because it answered `reason` (an EC2 capacity error code).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cooldown {
+    pub pool: String,
+    pub until: i64,
+    pub reason: String,
+}

@@ -16,6 +16,7 @@ use super::{Describe, now};
 use crate::error::{Error, Result};
 
 mod capacity;
+mod cooldowns;
 mod repositories;
 mod table;
 #[cfg(test)]
@@ -59,6 +60,12 @@ CREATE TABLE applied_ops (
     expires_at INTEGER NOT NULL
 );
 CREATE INDEX machines_template ON machines (json_extract(body, '$.templateId'), json_extract(body, '$.provider'));
+"#, r#"
+CREATE TABLE pool_cooldowns (
+    pool   TEXT PRIMARY KEY,
+    until  INTEGER NOT NULL,
+    reason TEXT NOT NULL
+);
 "#];
 
 pub struct SqliteStore {
