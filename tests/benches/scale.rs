@@ -45,6 +45,7 @@ fn running(instance_id: &str, request_id: &str) -> Observed {
         lifecycle: Lifecycle::Ondemand,
         state_reason: String::new(),
         tags: HashMap::from([("hostfactory:request-id".to_owned(), request_id.to_owned())]),
+        placement: "t3.micro in us-east-1a".into(),
     }
 }
 

@@ -102,6 +102,11 @@ async fn a_zone_out_of_capacity_is_routed_around_in_one_request_machines() {
     assert_eq!(by_subnet.get(&subnets[0]), Some(&1), "{by_subnet:?}");
     let answer = rig.settled(&id).await;
     assert_eq!(answer["status"], "complete", "{answer}");
+    // Each machine says where it runs: its pool's type and zone.
+    let mut pools: Vec<&str> = answer["machines"].as_array().unwrap().iter().map(|m| m["message"].as_str().unwrap()).collect();
+    pools.sort();
+    let (b, c) = (format!("t3.micro in {REGION}b"), format!("t3.micro in {REGION}c"));
+    assert_eq!(pools, [&b, &b, &b, &c, &c, &c], "{answer}");
     let zones: Vec<String> = placed(&rig, machine_ids(&answer)).await.into_iter().map(|(subnet, _)| subnet).collect();
     assert_eq!(zones, sorted(vec![&subnets[1], &subnets[1], &subnets[1], &subnets[2], &subnets[2], &subnets[2]]), "all six from the other two zones, spread evenly");
     assert_eq!(rig.in_use().await, 6);
@@ -230,4 +235,24 @@ async fn a_cooled_pool_is_skipped_by_every_process_until_its_cooldown_ends() {
     rig.log.clear();
     request_id(&send_json(&other, "POST", "/api/v1/requests", &body, &[]).await);
     assert_eq!(launches_by_subnet(&rig).get(&subnets[0]), Some(&1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_request_short_of_capacity_says_where_it_stopped() {
+    let (subnets, sg) = three_zones().await;
+    let rig = rig(&subnets, &sg, json!({})).await;
+    for (i, subnet) in subnets.iter().enumerate() {
+        // The last zone starts one machine, then runs out too.
+        let fault = Fault::once("RunInstances", NO_CAPACITY, "no capacity").when(&format!("SubnetId={subnet}")).times(100);
+        rig.wire.faults.inject(if i == 2 { fault.after_calls(1) } else { fault });
+    }
+    let answer = rig.settled(&request_id(&rig.request(4).await)).await;
+    assert_eq!(answer["status"], "complete_with_error", "{answer}");
+    assert_eq!(answer["machines"].as_array().unwrap().len(), 1);
+    let message = answer["message"].as_str().unwrap();
+    assert!(message.starts_with("1 of 4 machine(s) ready, 0 failed (at launch: "), "{message}");
+    for subnet in &subnets {
+        assert!(message.contains(&format!("t3.micro in {subnet}: {NO_CAPACITY}")), "{message}");
+    }
+    assert_eq!(rig.in_use().await, 1, "the three units not launched are given back");
 }

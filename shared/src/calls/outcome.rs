@@ -96,6 +96,7 @@ mod tests {
             lifecycle: crate::store::Lifecycle::Ondemand,
             state_reason: String::new(),
             tags: Default::default(),
+            placement: String::new(),
         }
     }
 

@@ -221,7 +221,7 @@ pub(crate) fn machine_record(instance: &Observed, request: &RequestRecord) -> Ma
         interrupted_at: None,
         units: 1,
         reclaimed_at: None,
-        message: String::new(),
+        message: instance.placement.clone(),
         version: 1,
         updated_at: now(),
         expires_at: None,

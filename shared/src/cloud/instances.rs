@@ -34,6 +34,8 @@ pub struct Observed {
     /// EC2's reason for the last state change (e.g. `Server.SpotInstanceTermination`).
     pub state_reason: String,
     pub tags: HashMap<String, String>,
+    /// The pool it runs in, `<instance type> in <zone>` (empty until EC2 tells).
+    pub placement: String,
 }
 
 impl Observed {
@@ -54,7 +56,17 @@ impl Observed {
                 .iter()
                 .filter_map(|t| Some((t.key()?.to_owned(), t.value().unwrap_or_default().to_owned())))
                 .collect(),
+            placement: placement_of(instance),
         })
+    }
+}
+
+/// `<instance type> in <zone>`, or empty when EC2 left either out.
+fn placement_of(instance: &Instance) -> String {
+    let zone = instance.placement().and_then(|p| p.availability_zone()).filter(|z| !z.is_empty());
+    match (instance.instance_type(), zone) {
+        (Some(instance_type), Some(zone)) => format!("{} in {zone}", instance_type.as_str()),
+        _ => String::new(),
     }
 }
 
@@ -72,6 +84,7 @@ impl Observed {
             lifecycle: Lifecycle::Ondemand,
             state_reason: String::new(),
             tags: HashMap::new(),
+            placement: String::new(),
         }
     }
 }

@@ -34,11 +34,15 @@ pub(super) fn outcome(request: &RequestRecord, machines: &[MachineRecord], statu
         }
         (RequestKind::Provision, _) => {
             let first = machines.iter().find(|m| m.result == MachineResult::Fail).map(|m| m.message.as_str());
+            // A launch that stopped short said why when it was accepted (the pools without
+            // capacity, the error): keep it.
+            let short = machines.len() < request.machine_count as usize && !request.message.is_empty();
             let message = format!(
-                "{} of {} machine(s) ready, {failed} failed{}",
+                "{} of {} machine(s) ready, {failed} failed{}{}",
                 machines.len() - failed,
                 request.machine_count,
-                first.map(|m| format!(": {m}")).unwrap_or_default()
+                first.map(|m| format!(": {m}")).unwrap_or_default(),
+                if short { format!(" (at launch: {})", request.message) } else { String::new() }
             );
             (RequestPhase::CompleteWithError, message)
         }

@@ -165,7 +165,12 @@ fn observe(
             None => {}
         }
         machine.result = result;
-        machine.message = message.to_owned();
+        machine.message = match (message, seen) {
+            // A machine without news says where it runs (its pool), as EC2 last told.
+            ("", Some(instance)) if !instance.placement.is_empty() => instance.placement.clone(),
+            ("", _) if result == MachineResult::Executing => before.message.clone(),
+            _ => message.to_owned(),
+        };
         if *machine != before {
             machine.updated_at = now;
             changed.push(machine.clone());
