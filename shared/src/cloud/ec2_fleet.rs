@@ -82,6 +82,7 @@ async fn instant_on(
         error,
         fleet_id: output.fleet_id().map(str::to_owned),
         launch_template_id: Some(launch_template_id),
+        refused: super::placement::refused_by_fleet(output.errors()),
         ..Launched::default()
     }))
 }

@@ -137,6 +137,22 @@ pub fn refusal(code: &str) -> Option<Refusal> {
     }
 }
 
+/// The pools an instant EC2 Fleet's `Errors` say had no capacity, each once with its code: they
+/// cool down as RunInstances refusals do.
+pub fn refused_by_fleet(errors: &[aws_sdk_ec2::types::CreateFleetError]) -> Vec<(Pool, String)> {
+    let mut refused: Vec<(Pool, String)> = Vec::new();
+    for error in errors {
+        let Some(code) = error.error_code().filter(|code| refusal(code) == Some(Refusal::Capacity)) else { continue };
+        let Some(overrides) = error.launch_template_and_overrides().and_then(|l| l.overrides()) else { continue };
+        let Some(instance_type) = overrides.instance_type() else { continue };
+        let pool = Pool { instance_type: instance_type.as_str().to_owned(), subnet: overrides.subnet_id().map(str::to_owned) };
+        if !refused.iter().any(|(known, _)| *known == pool) {
+            refused.push((pool, code.to_owned()));
+        }
+    }
+    refused
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -214,6 +230,26 @@ mod tests {
         for (code, capacity) in cases {
             assert_eq!(refusal(code).map(|r| r == Refusal::Capacity), capacity, "{code}");
         }
+    }
+
+    #[test]
+    fn an_instant_fleets_capacity_errors_name_their_pools_once() {
+        use aws_sdk_ec2::types::{CreateFleetError, FleetLaunchTemplateOverrides, InstanceType, LaunchTemplateAndOverridesResponse};
+        let error = |code: &str, instance_type: &str, subnet: &str| {
+            let overrides = FleetLaunchTemplateOverrides::builder().instance_type(InstanceType::from(instance_type)).subnet_id(subnet).build();
+            let with = LaunchTemplateAndOverridesResponse::builder().overrides(overrides).build();
+            CreateFleetError::builder().error_code(code).launch_template_and_overrides(with).build()
+        };
+        let errors = [
+            error("InsufficientInstanceCapacity", "c5.large", "subnet-1"),
+            error("InsufficientInstanceCapacity", "c5.large", "subnet-1"),
+            error("UnfulfillableCapacity", "m5.large", "subnet-1"),
+            error("Unsupported", "m5.large", "subnet-2"),
+            error("InvalidLaunchTemplateId.NotFound", "r5.large", "subnet-1"),
+        ];
+        let refused: Vec<(String, String)> = refused_by_fleet(&errors).into_iter().map(|(p, code)| (p.key(), code)).collect();
+        let expected = [("c5.large@subnet-1", "InsufficientInstanceCapacity"), ("m5.large@subnet-2", "Unsupported")];
+        assert_eq!(refused, expected.map(|(p, c)| (p.to_owned(), c.to_owned())));
     }
 
     #[test]
