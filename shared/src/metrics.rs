@@ -24,6 +24,8 @@ pub struct MachineFigures {
     pub launched: u64,
     pub returned: u64,
     pub failed: u64,
+    /// Templates getAvailableTemplates listed as resting (availableNumber 0 after failures).
+    pub templates_resting: u64,
 }
 
 /// What one reconciler pass did (see `crate::reconcile::Report`); the reconciler emits it
@@ -120,6 +122,7 @@ fn call_line(namespace: &str, call: &Call<'_>) -> Value {
         ("MachinesLaunched", m.launched),
         ("MachinesReturned", m.returned),
         ("MachinesFailed", m.failed),
+        ("TemplatesResting", m.templates_resting),
     ] {
         values.push((name, Unit::Count, value as f64));
     }
@@ -209,7 +212,7 @@ mod tests {
 
     #[test]
     fn a_call_line_is_emf_with_every_figure() {
-        let machines = MachineFigures { requested: 3, launched: 0, returned: 0, failed: 0 };
+        let machines = MachineFigures { requested: 3, ..Default::default() };
         let call = Call {
             operation: "requestMachines",
             status: 502,
@@ -226,7 +229,7 @@ mod tests {
             directive["Metrics"].as_array().unwrap().iter().map(|m| m["Name"].as_str().unwrap()).collect();
         let expected = ["Calls", "Errors", "Latency", "AwsCalls"];
         assert_eq!(names[..4], expected);
-        assert_eq!(names[4..], ["MachinesRequested", "MachinesLaunched", "MachinesReturned", "MachinesFailed"]);
+        assert_eq!(names[4..], ["MachinesRequested", "MachinesLaunched", "MachinesReturned", "MachinesFailed", "TemplatesResting"]);
         // Every declared metric has its value at the top level, as EMF requires.
         for name in names {
             assert!(line[name].is_number(), "{name} in {line}");

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use aws_config::Region;
 use hostfactory_tests::rig::{Rig, StoreOn, machine_ids, request_id};
 use hostfactory_tests::wire::{Chaos, Fault, Kind, Mode};
-use hostfactory_tests::{send_json, sdk_config, unique};
+use hostfactory_tests::{Captured, send_json, sdk_config, unique};
 use shared::api::local_router;
 use serde_json::{Value, json};
 use shared::reconcile::run_once;
@@ -255,4 +255,50 @@ async fn a_request_short_of_capacity_says_where_it_stopped() {
         assert!(message.contains(&format!("t3.micro in {subnet}: {NO_CAPACITY}")), "{message}");
     }
     assert_eq!(rig.in_use().await, 1, "the three units not launched are given back");
+}
+
+/// getAvailableTemplates' entry of the rig's template.
+async fn listed(rig: &Rig) -> Value {
+    let response = send_json(&rig.router, "GET", "/api/v1/templates", &Value::Null, &[]).await;
+    assert_eq!(response.status, 200, "{}", response.body);
+    response.body["templates"][0].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_requests_that_launch_nothing_rest_the_template_until_a_success_or_the_end() {
+    let (subnets, sg) = three_zones().await;
+    // No cooldowns here: each request meets the refusals itself.
+    let env = [("HOSTFACTORY_POOL_COOLDOWN_SECS", "0"), ("HOSTFACTORY_TEMPLATE_REST_SECS", "2")];
+    let keys = json!({"vmType": "t3.micro", "subnetId": [subnets[0]], "securityGroupIds": [sg]});
+    let metrics = Captured::default();
+    let builder = Rig::builder().region(REGION).max(20).launch(keys).store(StoreOn::DynamoOnWire).metrics(metrics.clone());
+    let rig = builder.env(env).build().await;
+    rig.wire.faults.inject(Fault::once("RunInstances", NO_CAPACITY, "no capacity").times(5));
+    for attempt in 1..=3 {
+        assert_eq!(listed(&rig).await["availableNumber"], 20, "offered before failure {attempt}");
+        request_id(&rig.request(1).await);
+    }
+    metrics.take();
+    let rested = listed(&rig).await;
+    assert_eq!(rested["availableNumber"], 0, "{rested}");
+    assert!(rested["message"].as_str().unwrap().starts_with("Resting until "), "{rested}");
+    let lines = metrics.take();
+    let line = lines.iter().find(|l| l["Operation"] == "getAvailableTemplates").expect("a metrics line");
+    assert_eq!(line["TemplatesResting"], 1.0, "the alarm's metric (template.yaml TemplatesRestingAlarm)");
+
+    // The rest ends by itself.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert_eq!(listed(&rig).await["availableNumber"], 20);
+    // Rested again by three more failures (two faults left, and a third)...
+    rig.wire.faults.inject(Fault::once("RunInstances", NO_CAPACITY, "no capacity"));
+    for _ in 0..3 {
+        request_id(&rig.request(1).await);
+    }
+    assert_eq!(listed(&rig).await["availableNumber"], 0);
+    // ... and back at once when a launch of it succeeds.
+    let id = request_id(&rig.request(1).await);
+    assert_eq!(rig.settled(&id).await["status"], "complete");
+    let back = listed(&rig).await;
+    assert_eq!(back["availableNumber"], 19, "{back}");
+    assert!(back.get("message").is_none(), "{back}");
 }

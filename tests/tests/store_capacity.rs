@@ -3,7 +3,7 @@
 //! corrected on their version for the reconciler's recount.
 
 use shared::Error;
-use shared::store::{CapacityChange, Cooldown, Direction, RequestKind, RequestRecord, Reservation, Store};
+use shared::store::{CapacityChange, Cooldown, Direction, Health, RequestKind, RequestRecord, Reservation, Store};
 
 hostfactory_tests::both_backends!(
     capacity_is_never_exceeded_by_concurrent_reservations,
@@ -13,6 +13,7 @@ hostfactory_tests::both_backends!(
     a_reservation_records_its_request_in_the_same_write,
     pending_changes_apply_with_their_cleared_request_in_one_write,
     pool_cooldowns_are_read_until_they_end,
+    failed_launches_rest_a_template_and_a_success_ends_it,
 );
 
 async fn capacity_is_never_exceeded_by_concurrent_reservations(store: Store) {
@@ -163,8 +164,8 @@ async fn pending_changes_apply_with_their_cleared_request_in_one_write(store: St
     let written = store.capacity.apply_with(&request, &changes).await.unwrap().expect("applied in one write");
     assert_eq!(written.version, request.version + 1);
     assert_eq!(store.requests.get(&request.request_id).await.unwrap(), Some(written.clone()));
-    let in_use = store.capacity.in_use_of(&[a.into(), b.into()]).await.unwrap();
-    assert_eq!((in_use[a], in_use[b]), (3, 1));
+    let in_use = store.capacity.availability_of(&[a.into(), b.into()]).await.unwrap();
+    assert_eq!((in_use[a].in_use, in_use[b].in_use), (3, 1));
 
     // The request moved on (the same call at its old version): nothing is written.
     let again = [change("release:settle:again", a, Direction::Release, 1)];
@@ -172,8 +173,8 @@ async fn pending_changes_apply_with_their_cleared_request_in_one_write(store: St
     // A release beyond what is held: nothing is written, not even the other change.
     let beyond = [change("overshoot:settle:2", b, Direction::Reserve, 4), change("release:settle:big", a, Direction::Release, 9)];
     assert_eq!(store.capacity.apply_with(&written, &beyond).await.unwrap(), None);
-    let in_use = store.capacity.in_use_of(&[a.into(), b.into()]).await.unwrap();
-    assert_eq!((in_use[a], in_use[b]), (3, 1), "nothing applied");
+    let in_use = store.capacity.availability_of(&[a.into(), b.into()]).await.unwrap();
+    assert_eq!((in_use[a].in_use, in_use[b].in_use), (3, 1), "nothing applied");
     assert_eq!(store.requests.get(&request.request_id).await.unwrap(), Some(written.clone()));
     // Each change still applies once on its own afterwards (the caller's fallback).
     store.capacity.release(a, "release:settle:big", 3).await.unwrap();
@@ -187,14 +188,38 @@ async fn pool_cooldowns_are_read_until_they_end(store: Store) {
     let cooldowns = [cool("c5.large@subnet-1", now + 100), cool("c5.large@subnet-2", now - 1), cool("m5.large@subnet-1", now + 100)];
     store.cooldowns.cool(&cooldowns).await.unwrap();
     let pools: Vec<String> = ["c5.large@subnet-1", "c5.large@subnet-2", "c5.large@subnet-3"].map(String::from).into();
-    let found = store.cooldowns.cooling(&pools, now).await.unwrap();
-    assert_eq!(found, [cool("c5.large@subnet-1", now + 100)], "the ended one and other pools are not listed");
+    let cooling = |pools: &[String], at: i64| {
+        let store = store.clone();
+        let pools = pools.to_vec();
+        async move { store.cooldowns.cooling(&pools, "awsinst/beside-cooldowns", at).await.unwrap().0 }
+    };
+    assert_eq!(cooling(&pools, now).await, [cool("c5.large@subnet-1", now + 100)], "the ended one and other pools are not listed");
     // Restarted with a later end; it ends by itself.
     store.cooldowns.cool(&[cool("c5.large@subnet-1", now + 200)]).await.unwrap();
-    assert_eq!(store.cooldowns.cooling(&pools, now + 150).await.unwrap(), [cool("c5.large@subnet-1", now + 200)]);
-    assert!(store.cooldowns.cooling(&pools, now + 200).await.unwrap().is_empty());
-    assert!(store.cooldowns.cooling(&[], now).await.unwrap().is_empty());
+    assert_eq!(cooling(&pools, now + 150).await, [cool("c5.large@subnet-1", now + 200)]);
+    assert!(cooling(&pools, now + 200).await.is_empty());
+    assert!(cooling(&[], now).await.is_empty());
     // Counters are not cooldowns, nor the other way round.
     let counters: Vec<String> = store.capacity.counters().await.unwrap().into_iter().map(|c| c.key).collect();
     assert_eq!(counters, ["awsinst/beside-cooldowns"]);
+}
+
+async fn failed_launches_rest_a_template_and_a_success_ends_it(store: Store) {
+    let key = "awsinst/resting";
+    store.capacity.reserve(key, "reserve:resting", 2, 10).await.unwrap();
+    let health = |failures: u32, rested_until: Option<i64>| Health { failures, rested_until };
+    assert_eq!(store.cooldowns.launch_failed(key, 3, 5_000).await.unwrap(), health(1, None));
+    assert_eq!(store.cooldowns.launch_failed(key, 3, 5_000).await.unwrap(), health(2, None));
+    // The third in a row rests it, and the count starts over.
+    assert_eq!(store.cooldowns.launch_failed(key, 3, 5_000).await.unwrap(), health(0, Some(5_000)));
+    let listed = store.capacity.availability_of(&[key.into()]).await.unwrap()[key];
+    assert_eq!((listed.in_use, listed.health), (2, health(0, Some(5_000))), "one read gives units and health");
+    assert_eq!(store.cooldowns.cooling(&[], key, 0).await.unwrap().1, health(0, Some(5_000)));
+    // A launch that started something ends the rest.
+    store.cooldowns.launch_succeeded(key).await.unwrap();
+    assert_eq!(store.capacity.availability_of(&[key.into()]).await.unwrap()[key].health, Health::default());
+    assert_eq!(store.capacity.in_use(key).await.unwrap(), 2, "units untouched");
+    // A template without a counter has nothing to rest.
+    store.cooldowns.launch_succeeded("awsinst/never").await.unwrap();
+    assert_eq!(store.capacity.availability_of(&["awsinst/never".into()]).await.unwrap()["awsinst/never"], Default::default());
 }

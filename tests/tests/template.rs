@@ -186,3 +186,18 @@ fn every_function_may_list_the_templates_prefix_and_only_it() {
         assert!(policies.iter().any(|p| p == "ReadPolicy"), "{function}: {policies:?}");
     }
 }
+
+/// The resting-templates alarm watches the metric getAvailableTemplates' EMF line carries
+/// (`TemplatesResting`, dimension `Operation`; see `shared::metrics` and placement.rs).
+#[test]
+fn resting_templates_are_alarmed_on_the_metric_the_service_emits() {
+    let template = template();
+    let alarm = &template["Resources"]["TemplatesRestingAlarm"];
+    assert_eq!(alarm["Type"], "AWS::CloudWatch::Alarm");
+    let properties = &alarm["Properties"];
+    assert_eq!(properties["MetricName"], "TemplatesResting");
+    let dimension = &properties["Dimensions"][0];
+    assert_eq!((&dimension["Name"], &dimension["Value"]), (&Value::from("Operation"), &Value::from("getAvailableTemplates")));
+    assert_eq!(properties["ComparisonOperator"], "GreaterThanThreshold");
+    assert_eq!(properties["Threshold"], 0);
+}

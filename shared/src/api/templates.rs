@@ -3,6 +3,7 @@
 //! `cache` and `validate` are route names, so templates with those ids cannot be read through
 //! `GET /api/v1/templates/{id}` (they still load and list normally).
 
+use axum::Extension;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Json, Response};
 use http::{HeaderMap, StatusCode, Uri, header};
@@ -14,6 +15,7 @@ use super::{HfJson, Provider};
 use crate::app::AppState;
 use crate::error::{Error, Result};
 use crate::hostfactory::GetAvailableTemplatesResponse;
+use crate::metrics::MachineFigures;
 use crate::templates::{Level, Written, check_document, check_template};
 
 #[derive(Deserialize)]
@@ -38,9 +40,10 @@ pub(super) async fn get_available_templates(
     State(state): State<AppState>,
     Provider(provider): Provider,
     uri: Uri,
-) -> Result<Json<GetAvailableTemplatesResponse>> {
+) -> Result<(Extension<MachineFigures>, Json<GetAvailableTemplatesResponse>)> {
     let ListQuery { force_refresh } = query(&uri)?;
-    Ok(Json(crate::calls::available_templates(&state, &provider, force_refresh).await?))
+    let answer = crate::calls::available_templates(&state, &provider, force_refresh).await?;
+    Ok((Extension(MachineFigures { templates_resting: answer.resting, ..Default::default() }), Json(answer)))
 }
 
 /// Validates a posted document (`{"templates": [...]}` or one template) without saving it:

@@ -4,7 +4,7 @@
 use crate::app::AppState;
 use crate::error::Result;
 use crate::hostfactory::GetAvailableTemplatesResponse;
-use crate::store::capacity_key;
+use crate::store::{capacity_key, now};
 
 /// Template keys getAvailableTemplates does not list: HostFactory does not use them and they often
 /// hold bootstrap secrets. `GET /api/v1/templates/{id}` still shows them.
@@ -19,17 +19,24 @@ pub async fn available_templates(
 ) -> Result<GetAvailableTemplatesResponse> {
     let loaded = state.catalog.load(provider, force_refresh).await?;
     let keys: Vec<String> = loaded.templates.iter().map(|t| capacity_key(provider, &t.template_id)).collect();
-    let in_use = state.store.capacity.in_use_of(&keys).await?;
+    let found = state.store.capacity.availability_of(&keys).await?;
+    let now = now();
+    let resting = found.values().filter(|a| a.health.resting(now)).count() as u64;
     let templates = loaded
         .templates
         .iter()
         .zip(&keys)
         .map(|(t, key)| {
-            let used = in_use.get(key).copied().unwrap_or(0);
-            let available = (t.effective_max_number() - i64::try_from(used).unwrap_or(i64::MAX)).max(0);
+            let availability = found.get(key).copied().unwrap_or_default();
+            let used = i64::try_from(availability.in_use).unwrap_or(i64::MAX);
+            let resting = availability.health.rested_until.filter(|until| *until > now);
+            let available = if resting.is_some() { 0 } else { (t.effective_max_number() - used).max(0) };
             let mut info = t.to_info(Some(available));
             for key in NOT_LISTED {
                 info.extra.remove(key);
+            }
+            if let Some(until) = resting {
+                info.extra.insert("message".into(), rest_message(state.config.template_failure_limit, until).into());
             }
             info
         })
@@ -40,5 +47,17 @@ pub async fn available_templates(
         n => format!("Get available templates success; {n} problem(s) skipped, see warnings."),
     };
     tracing::info!(provider = %provider, count = loaded.templates.len(), skipped = warnings.len(), "templates listed");
-    Ok(GetAvailableTemplatesResponse { message, templates, warnings })
+    Ok(GetAvailableTemplatesResponse { message, templates, warnings, resting })
+}
+
+/// Why a resting template lists no machines, and until when.
+fn rest_message(limit: u32, until: i64) -> String {
+    let when = time::OffsetDateTime::from_unix_timestamp(until)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_else(|| until.to_string());
+    format!(
+        "Resting until {when}: its last {limit} requests launched nothing (no capacity in any of its pools, or EC2 \
+         refused them); it is offered again then, or at once when a launch of it succeeds."
+    )
 }

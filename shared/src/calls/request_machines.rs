@@ -38,12 +38,13 @@ pub async fn request_machines(
             "template '{template_id}' has {available} machine(s) available (maxNumber {max}); {count} requested"
         )));
     }
-    let cooling = cooldowns::cooling(state, template).await;
-    let launched = match state.cloud.launch(template, provider, &request.request_id, count, &cooling).await {
+    let before = cooldowns::before_launch(state, template, &key).await;
+    let launched = match state.cloud.launch(template, provider, &request.request_id, count, &before.cooling).await {
         Ok(launched) => launched,
         Err(err) => Launched::failed(err),
     };
     cooldowns::remember(state, &launched).await;
+    cooldowns::count_launch(state, &key, before.health, &launched).await;
     record_launch(state, request, launched).await
 }
 

@@ -74,6 +74,11 @@ pub struct Config {
     /// `HOSTFACTORY_POOL_COOLDOWN_SECS`: how long a pool (an instance type in a subnet) that
     /// answered a capacity error is skipped by every launch of every function (0: never).
     pub pool_cooldown: Duration,
+    /// `HOSTFACTORY_TEMPLATE_FAILURE_LIMIT`: requests of one template in a row that launched
+    /// nothing before it rests (0: never).
+    pub template_failure_limit: u32,
+    /// `HOSTFACTORY_TEMPLATE_REST_SECS`: how long a template rests (availableNumber 0).
+    pub template_rest: Duration,
 }
 
 /// How long `hostfactory serve` waits for a client before it closes the connection.
@@ -141,12 +146,7 @@ impl Config {
             None => StoreLocation::DynamoDb,
         };
         let table_prefix = parse_table_prefix(&get)?;
-        let listen = match get("HOSTFACTORY_LISTEN") {
-            Some(value) => value.parse().map_err(|_| {
-                Error::Config(format!("HOSTFACTORY_LISTEN '{value}' is not an address such as 127.0.0.1:8080"))
-            })?,
-            None => SocketAddr::from(([127, 0, 0, 1], 8080)),
-        };
+        let listen = parse_listen(&get)?;
         let local_timeouts = parse_local_timeouts(&get)?;
         let default_provider = get("HF_PROVIDER_NAME").unwrap_or_else(|| "awsinst".into());
         validate_provider_name(&default_provider).map_err(|e| Error::Config(format!("HF_PROVIDER_NAME: {e}")))?;
@@ -161,6 +161,8 @@ impl Config {
         let metrics_namespace = get("HOSTFACTORY_METRICS_NAMESPACE").unwrap_or_else(|| "HostFactory".into());
         let call_budget = parse_call_budget(&get)?;
         let pool_cooldown = Duration::from_secs(parse_seconds(&get, "HOSTFACTORY_POOL_COOLDOWN_SECS", 180)?);
+        let template_failure_limit = parse_failure_limit(&get)?;
+        let template_rest = Duration::from_secs(parse_seconds(&get, "HOSTFACTORY_TEMPLATE_REST_SECS", 600)?);
 
         Ok(Config {
             runtime,
@@ -178,8 +180,28 @@ impl Config {
             metrics_namespace,
             call_budget,
             pool_cooldown,
+            template_failure_limit,
+            template_rest,
         })
     }
+}
+
+/// `HOSTFACTORY_LISTEN` (default 127.0.0.1:8080).
+fn parse_listen(get: &impl Fn(&str) -> Option<String>) -> Result<SocketAddr> {
+    match get("HOSTFACTORY_LISTEN") {
+        Some(value) => value.parse().map_err(|_| {
+            Error::Config(format!("HOSTFACTORY_LISTEN '{value}' is not an address such as 127.0.0.1:8080"))
+        }),
+        None => Ok(SocketAddr::from(([127, 0, 0, 1], 8080))),
+    }
+}
+
+/// `HOSTFACTORY_TEMPLATE_FAILURE_LIMIT` (a whole number, default 3).
+fn parse_failure_limit(get: &impl Fn(&str) -> Option<String>) -> Result<u32> {
+    let Some(value) = get("HOSTFACTORY_TEMPLATE_FAILURE_LIMIT") else { return Ok(3) };
+    value.parse().map_err(|_| {
+        Error::Config(format!("HOSTFACTORY_TEMPLATE_FAILURE_LIMIT '{value}' is not a whole number of requests"))
+    })
 }
 
 /// `HOSTFACTORY_TABLE_PREFIX` (default `hostfactory`): letters, digits, `_`, `-`, `.`.

@@ -36,6 +36,7 @@ fn local_defaults_use_the_sample_folder_and_sqlite() {
     assert_eq!(config.metrics_namespace, "HostFactory");
     assert_eq!(config.call_budget, Duration::from_secs(20));
     assert_eq!(config.pool_cooldown, Duration::from_secs(180));
+    assert_eq!((config.template_failure_limit, config.template_rest), (3, Duration::from_secs(600)));
     let err = parse(Runtime::Local, &[("HOSTFACTORY_CALL_BUDGET_SECS", "0")]).unwrap_err();
     assert!(err.to_string().contains("HOSTFACTORY_CALL_BUDGET_SECS"), "{err}");
 }
@@ -106,6 +107,8 @@ fn bad_values_name_the_variable() {
         ("HOSTFACTORY_HEADER_TIMEOUT_SECS", "0"),
         ("HOSTFACTORY_BODY_TIMEOUT_SECS", "soon"),
         ("HOSTFACTORY_POOL_COOLDOWN_SECS", "3m"),
+        ("HOSTFACTORY_TEMPLATE_FAILURE_LIMIT", "three"),
+        ("HOSTFACTORY_TEMPLATE_REST_SECS", "10m"),
     ] {
         let err = parse(Runtime::Local, &[(name, value)]).unwrap_err();
         assert!(err.to_string().contains(name), "{name}: {err}");

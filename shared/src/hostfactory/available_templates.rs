@@ -27,4 +27,7 @@ pub struct GetAvailableTemplatesResponse {
     /// Templates or files skipped as unusable (extra key; HostFactory ignores it).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// How many of `templates` rest (not answered: a metric).
+    #[serde(skip)]
+    pub resting: u64,
 }

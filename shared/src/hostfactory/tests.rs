@@ -41,6 +41,7 @@ fn templates_answer_matches_the_spec_example() {
         message: "Get available templates success.".into(),
         templates: vec![template],
         warnings: Vec::new(),
+        resting: 1,
     };
     assert_eq!(
         serde_json::to_value(&answer).unwrap(),

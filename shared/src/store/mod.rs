@@ -34,7 +34,7 @@ use crate::config::{Config, StoreLocation};
 use crate::error::{Error, Result};
 
 pub use model::{
-    CapacityChange, Cooldown, Counter, Direction, InstanceState, Lifecycle, MachineRecord, Owner, PROVISION_PREFIX, Page,
+    Availability, CapacityChange, Cooldown, Counter, Direction, Health, InstanceState, Lifecycle, MachineRecord, Owner, PROVISION_PREFIX, Page,
     RETURN_PREFIX, RequestKind, RequestRecord, RequestPhase, Reservation, expiry, limit, now,
 };
 pub use changes::Written;
@@ -182,13 +182,13 @@ pub trait CapacityRepository: Send + Sync {
     async fn apply_with(&self, request: &RequestRecord, changes: &[CapacityChange]) -> Result<Option<RequestRecord>>;
 
     async fn in_use(&self, key: &str) -> Result<u64> {
-        Ok(self.in_use_of(&[key.to_owned()]).await?.remove(key).unwrap_or(0))
+        Ok(self.availability_of(&[key.to_owned()]).await?.remove(key).unwrap_or_default().in_use)
     }
 
-    /// Units in use of each of `keys` (absent counters are 0): one read for all of them
-    /// (DynamoDB BatchGetItem per 100 keys, one SQLite query), as getAvailableTemplates lists
-    /// every template's capacity.
-    async fn in_use_of(&self, keys: &[String]) -> Result<HashMap<String, u64>>;
+    /// Units in use (absent counters are 0) and [`Health`] of each of `keys`: one read for all
+    /// of them (DynamoDB BatchGetItem per 100 keys: both live on the counter item; SQLite one
+    /// query), as getAvailableTemplates lists every template's.
+    async fn availability_of(&self, keys: &[String]) -> Result<HashMap<String, Availability>>;
 
     /// Every counter (DynamoDB: the sparse `counter-index`; never a scan). Reconciler only.
     async fn counters(&self) -> Result<Vec<Counter>>;
@@ -197,16 +197,25 @@ pub trait CapacityRepository: Send + Sync {
     async fn correct(&self, counter: &Counter, in_use: u64) -> Result<bool>;
 }
 
-/// Pools that answered a capacity error, skipped by every launch until their cooldown ends:
-/// shared by every function and process on the store (DynamoDB items with a TTL in the
-/// capacity table, a SQLite table), keyed by the pool's key (`<type>@<subnet>`).
+/// What launches remember for the next ones, shared by every function and process on the
+/// store: pools that answered a capacity error, skipped until their cooldown ends (DynamoDB
+/// items with a TTL in the capacity table, a SQLite table; keyed `<type>@<subnet>`), and each
+/// template's [`Health`] (on its capacity counter).
 #[async_trait]
 pub trait CooldownRepository: Send + Sync {
-    /// The cooldowns of `pools` not over at `now` (one read for all of them).
-    async fn cooling(&self, pools: &[String], now: i64) -> Result<Vec<Cooldown>>;
+    /// The cooldowns of `pools` not over at `now`, and the health of `template` (its capacity
+    /// key): one read for all of them.
+    async fn cooling(&self, pools: &[String], template: &str, now: i64) -> Result<(Vec<Cooldown>, Health)>;
 
     /// Starts, or restarts, each of `cooldowns`.
     async fn cool(&self, cooldowns: &[Cooldown]) -> Result<()>;
+
+    /// One more request of `template` launched nothing: `limit` in a row rest it until
+    /// `until`, and the count starts over. Answers its health now.
+    async fn launch_failed(&self, template: &str, limit: u32, until: i64) -> Result<Health>;
+
+    /// A request of `template` launched something: its count and rest end.
+    async fn launch_succeeded(&self, template: &str) -> Result<()>;
 }
 
 /// Full listings for migration only (DynamoDB answers them with a Scan, so no request path may

@@ -19,7 +19,7 @@ use super::transact::cancellation_codes;
 use super::{DynamoStore, Item, n, s};
 use crate::error::{Error, Result};
 use crate::store::{
-    CapacityChange, CapacityRepository, Counter, Direction, OP_MARKER_TTL, RequestRecord, Reservation, Versioned, exists,
+    Availability, CapacityChange, CapacityRepository, Counter, Direction, Health, OP_MARKER_TTL, RequestRecord, Reservation, Versioned, exists,
     expiry, limit, now, op_marker, underflow,
 };
 
@@ -163,6 +163,12 @@ fn number(item: &Item, attribute: &str) -> Result<Option<i64>> {
     }
 }
 
+/// The [`Health`] attributes of a counter item (`failures`, `restedUntil`).
+pub(super) fn health_of(item: &Item) -> Result<Health> {
+    let failures = u32::try_from(number(item, "failures")?.unwrap_or(0).max(0)).unwrap_or(u32::MAX);
+    Ok(Health { failures, rested_until: number(item, "restedUntil")? })
+}
+
 fn counter_of(item: &Item) -> Result<Counter> {
     let key = match item.get(CAPACITY.key) {
         Some(AttributeValue::S(key)) => key.clone(),
@@ -226,14 +232,14 @@ impl CapacityRepository for DynamoStore {
         }
     }
 
-    async fn in_use_of(&self, keys: &[String]) -> Result<HashMap<String, u64>> {
+    async fn availability_of(&self, keys: &[String]) -> Result<HashMap<String, Availability>> {
         let items = self.batch_get_items(&self.capacity, CAPACITY.key, keys).await?;
-        let mut in_use: HashMap<String, u64> = keys.iter().map(|k| (k.clone(), 0)).collect();
+        let mut found: HashMap<String, Availability> = keys.iter().map(|k| (k.clone(), Availability::default())).collect();
         for item in &items {
             let counter = counter_of(item)?;
-            in_use.insert(counter.key, counter.in_use);
+            found.insert(counter.key, Availability { in_use: counter.in_use, health: health_of(item)? });
         }
-        Ok(in_use)
+        Ok(found)
     }
 
     async fn counters(&self) -> Result<Vec<Counter>> {

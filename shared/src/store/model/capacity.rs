@@ -61,3 +61,25 @@ pub struct Cooldown {
     pub until: i64,
     pub reason: String,
 }
+
+/// How a template's recent launches went: requests in a row that launched nothing, and until
+/// when it rests (epoch seconds) after too many.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Health {
+    pub failures: u32,
+    pub rested_until: Option<i64>,
+}
+
+impl Health {
+    /// Whether the template rests at `now`.
+    pub fn resting(&self, now: i64) -> bool {
+        self.rested_until.is_some_and(|until| until > now)
+    }
+}
+
+/// A template's units in use and its [`Health`], as one read gives both.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Availability {
+    pub in_use: u64,
+    pub health: Health,
+}

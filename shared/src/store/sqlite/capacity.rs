@@ -11,7 +11,7 @@ use super::table::{Write, write};
 use super::{SqliteStore, db, transaction};
 use crate::error::{Error, Result};
 use crate::store::{
-    CapacityChange, CapacityRepository, Counter, Direction, OP_MARKER_TTL, RequestRecord, Reservation, Versioned, expiry, limit,
+    Availability, CapacityChange, CapacityRepository, Counter, Direction, Health, OP_MARKER_TTL, RequestRecord, Reservation, Versioned, expiry, limit,
     now, underflow,
 };
 
@@ -21,6 +21,20 @@ pub(super) fn read_in_use(connection: &Connection, key: &str) -> Result<u64> {
         .optional()
         .map_err(db("reading capacity"))?;
     Ok(in_use.map_or(0, |n| n.max(0) as u64))
+}
+
+/// A template's units in use and health (all zero without a counter row).
+pub(super) fn read_availability(connection: &Connection, key: &str) -> Result<Availability> {
+    let row: Option<(i64, i64, Option<i64>)> = connection
+        .query_row("SELECT in_use, failures, rested_until FROM capacity WHERE template_key = ?1", [key], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })
+        .optional()
+        .map_err(db("reading capacity"))?;
+    Ok(row.map_or_else(Availability::default, |(in_use, failures, rested_until)| Availability {
+        in_use: in_use.max(0) as u64,
+        health: Health { failures: u32::try_from(failures.max(0)).unwrap_or(u32::MAX), rested_until },
+    }))
 }
 
 /// Whether `op_id` was applied already (a repeat of a change).
@@ -153,9 +167,9 @@ impl CapacityRepository for SqliteStore {
         }
     }
 
-    async fn in_use_of(&self, keys: &[String]) -> Result<HashMap<String, u64>> {
+    async fn availability_of(&self, keys: &[String]) -> Result<HashMap<String, Availability>> {
         let keys = keys.to_vec();
-        self.run(move |c| keys.into_iter().map(|key| Ok((read_in_use(c, &key)?, key)).map(|(n, k)| (k, n))).collect())
+        self.run(move |c| keys.into_iter().map(|key| Ok((read_availability(c, &key)?, key)).map(|(a, k)| (k, a))).collect())
             .await
     }
 

@@ -66,6 +66,8 @@ CREATE TABLE pool_cooldowns (
     until  INTEGER NOT NULL,
     reason TEXT NOT NULL
 );
+ALTER TABLE capacity ADD COLUMN failures INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE capacity ADD COLUMN rested_until INTEGER;
 "#];
 
 pub struct SqliteStore {
