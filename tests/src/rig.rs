@@ -62,6 +62,7 @@ pub struct RigBuilder {
     env: Vec<(&'static str, &'static str)>,
     fast_retries: bool,
     metrics: Option<Captured>,
+    others: Vec<Value>,
 }
 
 impl RigBuilder {
@@ -105,6 +106,13 @@ impl RigBuilder {
     /// SDK retries back off for milliseconds instead of up to seconds (for fault runs).
     pub fn fast_retries(mut self) -> Self {
         self.fast_retries = true;
+        self
+    }
+
+    /// One more template after the rig's: the rig's own with `keys` over it (give it a
+    /// `templateId`).
+    pub fn also(mut self, keys: Value) -> Self {
+        self.others.push(keys);
         self
     }
 
@@ -161,7 +169,7 @@ impl RigBuilder {
         base.build()
     }
 
-    /// A folder holding the one template, `template_id`, on a fresh network.
+    /// A folder holding the template `template_id` (and [`RigBuilder::also`]'s), on a fresh network.
     async fn template_folder(&self, ec2: &aws_sdk_ec2::Client, template_id: &str) -> tempfile::TempDir {
         let (subnet, sg) = crate::new_network(ec2).await;
         let mut template = json!({
@@ -170,7 +178,13 @@ impl RigBuilder {
             "attributes": {"type": ["String", "X86_64"], "ncpus": ["Numeric", "2"], "ncores": ["Numeric", "1"], "nram": ["Numeric", "1024"]}
         });
         template.as_object_mut().unwrap().extend(self.launch.as_object().unwrap().clone());
-        let templates = json!({"templates": [template]});
+        let mut templates = vec![template.clone()];
+        for keys in &self.others {
+            let mut other = template.clone();
+            other.as_object_mut().unwrap().extend(keys.as_object().unwrap().clone());
+            templates.push(other);
+        }
+        let templates = json!({"templates": templates});
         let folder = tempfile::tempdir().unwrap();
         std::fs::write(folder.path().join("awsprov_templates.json"), templates.to_string()).unwrap();
         folder
@@ -189,6 +203,7 @@ impl Rig {
             env: Vec::new(),
             fast_retries: false,
             metrics: None,
+            others: Vec::new(),
         }
     }
 

@@ -302,3 +302,65 @@ async fn three_requests_that_launch_nothing_rest_the_template_until_a_success_or
     assert_eq!(back["availableNumber"], 19, "{back}");
     assert!(back.get("message").is_none(), "{back}");
 }
+
+/// Requests `count` machines of template `template_id` and answers the request id.
+async fn request_of(rig: &Rig, template_id: &str, count: i64) -> String {
+    request_id(&rig.post("/api/v1/requests", json!({"template": {"templateId": template_id, "machineCount": count}})).await)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_instant_fleet_that_finds_capacity_in_a_cooled_pool_ends_its_cooldown() {
+    let (subnets, sg) = three_zones().await;
+    let fleet_id = unique("Fleet");
+    let fleet = json!({"templateId": fleet_id, "providerApi": "EC2Fleet", "fleetType": "instant", "vmType": null,
+        "vmTypes": {"t3.micro": 1}, "subnetId": [subnets[0]]});
+    let keys = json!({"vmType": "t3.micro", "subnetId": [subnets[0], subnets[1]], "securityGroupIds": [sg]});
+    let builder = Rig::builder().region(REGION).max(20).launch(keys).also(fleet).store(StoreOn::DynamoOnWire);
+    let rig = builder.fast_retries().build().await;
+    rig.wire.faults.inject(Fault::once("RunInstances", NO_CAPACITY, "no capacity").when(&format!("SubnetId={}", subnets[0])));
+    assert_eq!(rig.settled(&request_id(&rig.request(2).await)).await["status"], "complete");
+    rig.log.clear();
+    request_id(&rig.request(1).await);
+    assert_eq!(launches_by_subnet(&rig).get(&subnets[0]), None, "the first zone cools down");
+
+    // The fleet, given every pool, finds capacity in the cooled one: its cooldown is over.
+    rig.log.clear();
+    let launched = request_of(&rig, &fleet_id, 1).await;
+    let marked = rig.log.actions("BatchWriteItem");
+    let answer = rig.settled(&launched).await;
+    assert_eq!(answer["status"], "complete", "{answer}");
+    let placed: Vec<String> = placed(&rig, machine_ids(&answer)).await.into_iter().map(|(s, _)| s).collect();
+    assert_eq!(placed, [subnets[0].clone()]);
+    rig.log.clear();
+    request_id(&rig.request(1).await);
+    assert_eq!(launches_by_subnet(&rig).get(&subnets[0]), Some(&1), "the first zone is used again at once");
+    // Capacity seen is written once, not by every success after it.
+    rig.log.clear();
+    request_of(&rig, &fleet_id, 1).await;
+    assert_eq!(rig.log.actions("BatchWriteItem") + 1, marked, "one write of the pool's record, the first time only");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rested_template_is_offered_again_once_another_template_finds_capacity_in_its_pool() {
+    let (subnets, sg) = three_zones().await;
+    let env = [("HOSTFACTORY_POOL_COOLDOWN_SECS", "2"), ("HOSTFACTORY_TEMPLATE_REST_SECS", "600")];
+    let other_id = unique("Other");
+    let keys = json!({"vmType": "t3.micro", "subnetId": [subnets[0]], "securityGroupIds": [sg]});
+    let builder = Rig::builder().region(REGION).max(20).launch(keys).also(json!({"templateId": other_id})).env(env);
+    let rig = builder.fast_retries().build().await;
+    // Refused once, then skipped twice while its only pool cools down: three requests that
+    // launched nothing.
+    rig.wire.faults.inject(Fault::once("RunInstances", NO_CAPACITY, "no capacity"));
+    for _ in 0..3 {
+        request_id(&rig.request(1).await);
+    }
+    assert_eq!(listed(&rig).await["availableNumber"], 0);
+    // The cooldown running out is no proof of capacity: the template still rests.
+    tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
+    assert_eq!(listed(&rig).await["availableNumber"], 0);
+    // Another template sharing the pool launches in it: the rest is over at once.
+    assert_eq!(rig.settled(&request_of(&rig, &other_id, 1).await).await["status"], "complete");
+    let back = listed(&rig).await;
+    assert_eq!(back["availableNumber"], 20, "{back}");
+    assert!(back.get("message").is_none(), "{back}");
+}

@@ -3,7 +3,7 @@
 //! corrected on their version for the reconciler's recount.
 
 use shared::Error;
-use shared::store::{CapacityChange, Cooldown, Direction, Health, RequestKind, RequestRecord, Reservation, Store};
+use shared::store::{CapacityChange, Cooldown, Direction, Health, RequestKind, RequestRecord, Reservation, Rest, Store};
 
 hostfactory_tests::both_backends!(
     capacity_is_never_exceeded_by_concurrent_reservations,
@@ -183,22 +183,36 @@ async fn pending_changes_apply_with_their_cleared_request_in_one_write(store: St
 
 async fn pool_cooldowns_are_read_until_they_end(store: Store) {
     let now = shared::store::now();
-    let cool = |pool: &str, until: i64| Cooldown { pool: pool.into(), until, reason: "InsufficientInstanceCapacity".into() };
+    let cool = |pool: &str, until: i64| Cooldown {
+        pool: pool.into(),
+        until,
+        reason: "InsufficientInstanceCapacity".into(),
+        capacity_at: None,
+        kept_until: until + 50,
+    };
     store.capacity.reserve("awsinst/beside-cooldowns", "reserve:beside", 1, -1).await.unwrap();
-    let cooldowns = [cool("c5.large@subnet-1", now + 100), cool("c5.large@subnet-2", now - 1), cool("m5.large@subnet-1", now + 100)];
-    store.cooldowns.cool(&cooldowns).await.unwrap();
+    let records = [cool("c5.large@subnet-1", now + 100), cool("c5.large@subnet-2", now - 51), cool("m5.large@subnet-1", now + 100)];
+    store.cooldowns.remember(&records).await.unwrap();
     let pools: Vec<String> = ["c5.large@subnet-1", "c5.large@subnet-2", "c5.large@subnet-3"].map(String::from).into();
-    let cooling = |pools: &[String], at: i64| {
+    let kept = |pools: &[String], at: i64| {
         let store = store.clone();
         let pools = pools.to_vec();
-        async move { store.cooldowns.cooling(&pools, "awsinst/beside-cooldowns", at).await.unwrap().0 }
+        async move { store.cooldowns.remembered(&pools, "awsinst/beside-cooldowns", at).await.unwrap().0 }
     };
-    assert_eq!(cooling(&pools, now).await, [cool("c5.large@subnet-1", now + 100)], "the ended one and other pools are not listed");
-    // Restarted with a later end; it ends by itself.
-    store.cooldowns.cool(&[cool("c5.large@subnet-1", now + 200)]).await.unwrap();
-    assert_eq!(cooling(&pools, now + 150).await, [cool("c5.large@subnet-1", now + 200)]);
-    assert!(cooling(&pools, now + 200).await.is_empty());
-    assert!(cooling(&[], now).await.is_empty());
+    assert_eq!(kept(&pools, now).await, [cool("c5.large@subnet-1", now + 100)], "the one no longer kept and other pools are not listed");
+    assert_eq!(store.cooldowns.pools_remembered(&pools, now).await.unwrap(), [cool("c5.large@subnet-1", now + 100)]);
+    // Restarted with a later end; kept past it, then gone.
+    store.cooldowns.remember(&[cool("c5.large@subnet-1", now + 200)]).await.unwrap();
+    assert_eq!(kept(&pools, now + 150).await, [cool("c5.large@subnet-1", now + 200)]);
+    let over = kept(&pools, now + 220).await;
+    assert_eq!(over, [cool("c5.large@subnet-1", now + 200)], "over but kept");
+    assert!(!over[0].cooling(now + 220));
+    assert!(kept(&pools, now + 250).await.is_empty());
+    assert!(kept(&[], now).await.is_empty());
+    // Capacity seen ends the cooldown, and says when.
+    let seen = Cooldown::capacity_seen("c5.large@subnet-1", now + 10, now + 600);
+    store.cooldowns.remember(std::slice::from_ref(&seen)).await.unwrap();
+    assert_eq!(store.cooldowns.pools_remembered(&pools, now + 20).await.unwrap(), [seen]);
     // Counters are not cooldowns, nor the other way round.
     let counters: Vec<String> = store.capacity.counters().await.unwrap().into_iter().map(|c| c.key).collect();
     assert_eq!(counters, ["awsinst/beside-cooldowns"]);
@@ -207,14 +221,15 @@ async fn pool_cooldowns_are_read_until_they_end(store: Store) {
 async fn failed_launches_rest_a_template_and_a_success_ends_it(store: Store) {
     let key = "awsinst/resting";
     store.capacity.reserve(key, "reserve:resting", 2, 10).await.unwrap();
-    let health = |failures: u32, rested_until: Option<i64>| Health { failures, rested_until };
-    assert_eq!(store.cooldowns.launch_failed(key, 3, 5_000).await.unwrap(), health(1, None));
-    assert_eq!(store.cooldowns.launch_failed(key, 3, 5_000).await.unwrap(), health(2, None));
+    let rest = Rest { since: 4_400, until: 5_000 };
+    let health = |failures: u32, rest: Option<Rest>| Health { failures, rest };
+    assert_eq!(store.cooldowns.launch_failed(key, 3, rest).await.unwrap(), health(1, None));
+    assert_eq!(store.cooldowns.launch_failed(key, 3, rest).await.unwrap(), health(2, None));
     // The third in a row rests it, and the count starts over.
-    assert_eq!(store.cooldowns.launch_failed(key, 3, 5_000).await.unwrap(), health(0, Some(5_000)));
+    assert_eq!(store.cooldowns.launch_failed(key, 3, rest).await.unwrap(), health(0, Some(rest)));
     let listed = store.capacity.availability_of(&[key.into()]).await.unwrap()[key];
-    assert_eq!((listed.in_use, listed.health), (2, health(0, Some(5_000))), "one read gives units and health");
-    assert_eq!(store.cooldowns.cooling(&[], key, 0).await.unwrap().1, health(0, Some(5_000)));
+    assert_eq!((listed.in_use, listed.health), (2, health(0, Some(rest))), "one read gives units and health");
+    assert_eq!(store.cooldowns.remembered(&[], key, 0).await.unwrap().1, health(0, Some(rest)));
     // A launch that started something ends the rest.
     store.cooldowns.launch_succeeded(key).await.unwrap();
     assert_eq!(store.capacity.availability_of(&[key.into()]).await.unwrap()[key].health, Health::default());

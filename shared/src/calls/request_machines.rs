@@ -39,11 +39,11 @@ pub async fn request_machines(
         )));
     }
     let before = cooldowns::before_launch(state, template, &key).await;
-    let launched = match state.cloud.launch(template, provider, &request.request_id, count, &before.cooling).await {
+    let launched = match state.cloud.launch(template, provider, &request.request_id, count, &before.cooling(now())).await {
         Ok(launched) => launched,
         Err(err) => Launched::failed(err),
     };
-    cooldowns::remember(state, &launched).await;
+    cooldowns::remember(state, &before, &launched).await;
     cooldowns::count_launch(state, &key, before.health, &launched).await;
     record_launch(state, request, launched).await
 }

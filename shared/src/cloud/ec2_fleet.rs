@@ -83,6 +83,7 @@ async fn instant_on(
         fleet_id: output.fleet_id().map(str::to_owned),
         launch_template_id: Some(launch_template_id),
         refused: super::placement::refused_by_fleet(output.errors()),
+        succeeded: super::placement::started_by_fleet(output.instances()),
         ..Launched::default()
     }))
 }

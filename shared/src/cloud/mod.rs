@@ -108,6 +108,9 @@ pub struct Launched {
     pub refused: Vec<(Pool, String)>,
     /// The pools skipped as cooling down, with the code that started it.
     pub skipped: Vec<(Pool, String)>,
+    /// The pools that started instances (RunInstances, an instant EC2 Fleet; the other fleets
+    /// and groups place theirs later).
+    pub succeeded: Vec<Pool>,
 }
 
 impl Launched {

@@ -153,6 +153,20 @@ pub fn refused_by_fleet(errors: &[aws_sdk_ec2::types::CreateFleetError]) -> Vec<
     refused
 }
 
+/// The pools an instant EC2 Fleet started instances in, as its `Instances` name them.
+pub fn started_by_fleet(instances: &[aws_sdk_ec2::types::CreateFleetInstance]) -> Vec<Pool> {
+    let mut started: Vec<Pool> = Vec::new();
+    for set in instances.iter().filter(|set| !set.instance_ids().is_empty()) {
+        let Some(overrides) = set.launch_template_and_overrides().and_then(|l| l.overrides()) else { continue };
+        let Some(instance_type) = overrides.instance_type().or(set.instance_type()) else { continue };
+        let pool = Pool { instance_type: instance_type.as_str().to_owned(), subnet: overrides.subnet_id().map(str::to_owned) };
+        if !started.contains(&pool) {
+            started.push(pool);
+        }
+    }
+    started
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -250,6 +264,25 @@ mod tests {
         let refused: Vec<(String, String)> = refused_by_fleet(&errors).into_iter().map(|(p, code)| (p.key(), code)).collect();
         let expected = [("c5.large@subnet-1", "InsufficientInstanceCapacity"), ("m5.large@subnet-2", "Unsupported")];
         assert_eq!(refused, expected.map(|(p, c)| (p.to_owned(), c.to_owned())));
+    }
+
+    #[test]
+    fn an_instant_fleet_names_each_pool_that_started_instances_once() {
+        use aws_sdk_ec2::types::{CreateFleetInstance, FleetLaunchTemplateOverrides, InstanceType, LaunchTemplateAndOverridesResponse};
+        let set = |instance_type: &str, subnet: &str, ids: &[&str]| {
+            let overrides = FleetLaunchTemplateOverrides::builder().instance_type(InstanceType::from(instance_type)).subnet_id(subnet).build();
+            let with = LaunchTemplateAndOverridesResponse::builder().overrides(overrides).build();
+            let ids = ids.iter().map(|id| (*id).to_owned()).collect();
+            CreateFleetInstance::builder().launch_template_and_overrides(with).set_instance_ids(Some(ids)).build()
+        };
+        let instances = [
+            set("c5.large", "subnet-1", &["i-1"]),
+            set("c5.large", "subnet-1", &["i-2", "i-3"]),
+            set("m5.large", "subnet-2", &[]),
+            set("m5.large", "subnet-3", &["i-4"]),
+        ];
+        let started: Vec<String> = started_by_fleet(&instances).iter().map(Pool::key).collect();
+        assert_eq!(started, ["c5.large@subnet-1", "m5.large@subnet-3"]);
     }
 
     #[test]

@@ -101,6 +101,9 @@ fn record(launched: &mut Launched, pool: &Pool, answer: Result<Vec<Observed>>, r
         Ok(started) if started.is_empty() => return Next::Close,
         Ok(started) => {
             launched.instances.extend(started);
+            if !launched.succeeded.contains(pool) {
+                launched.succeeded.push(pool.clone());
+            }
             return Next::Continue;
         }
         Err(err) => err,

@@ -35,7 +35,7 @@ use crate::error::{Error, Result};
 
 pub use model::{
     Availability, CapacityChange, Cooldown, Counter, Direction, Health, InstanceState, Lifecycle, MachineRecord, Owner, PROVISION_PREFIX, Page,
-    RETURN_PREFIX, RequestKind, RequestRecord, RequestPhase, Reservation, expiry, limit, now,
+    RETURN_PREFIX, RequestKind, RequestRecord, RequestPhase, Reservation, Rest, expiry, limit, now,
 };
 pub use changes::Written;
 pub use table::{MachineQueries, RequestQueries, Table};
@@ -198,21 +198,24 @@ pub trait CapacityRepository: Send + Sync {
 }
 
 /// What launches remember for the next ones, shared by every function and process on the
-/// store: pools that answered a capacity error, skipped until their cooldown ends (DynamoDB
-/// items with a TTL in the capacity table, a SQLite table; keyed `<type>@<subnet>`), and each
-/// template's [`Health`] (on its capacity counter).
+/// store: pools that answered a capacity error ([`Cooldown`]s: DynamoDB items with a TTL in the
+/// capacity table, a SQLite table; keyed `<type>@<subnet>`), and each template's [`Health`]
+/// (on its capacity counter).
 #[async_trait]
 pub trait CooldownRepository: Send + Sync {
-    /// The cooldowns of `pools` not over at `now`, and the health of `template` (its capacity
-    /// key): one read for all of them.
-    async fn cooling(&self, pools: &[String], template: &str, now: i64) -> Result<(Vec<Cooldown>, Health)>;
+    /// The records of `pools` still kept at `now` (cooling or not), and the health of
+    /// `template` (its capacity key): one read for all of them.
+    async fn remembered(&self, pools: &[String], template: &str, now: i64) -> Result<(Vec<Cooldown>, Health)>;
 
-    /// Starts, or restarts, each of `cooldowns`.
-    async fn cool(&self, cooldowns: &[Cooldown]) -> Result<()>;
+    /// The records of `pools` still kept at `now` (getAvailableTemplates, for resting templates).
+    async fn pools_remembered(&self, pools: &[String], now: i64) -> Result<Vec<Cooldown>>;
 
-    /// One more request of `template` launched nothing: `limit` in a row rest it until
-    /// `until`, and the count starts over. Answers its health now.
-    async fn launch_failed(&self, template: &str, limit: u32, until: i64) -> Result<Health>;
+    /// Writes each of `records`, replacing what the pool had.
+    async fn remember(&self, records: &[Cooldown]) -> Result<()>;
+
+    /// One more request of `template` launched nothing: `limit` in a row rest it from `rest.since`
+    /// until `rest.until`, and the count starts over. Answers its health now.
+    async fn launch_failed(&self, template: &str, limit: u32, rest: Rest) -> Result<Health>;
 
     /// A request of `template` launched something: its count and rest end.
     async fn launch_succeeded(&self, template: &str) -> Result<()>;

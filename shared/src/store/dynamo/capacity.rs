@@ -19,7 +19,7 @@ use super::transact::cancellation_codes;
 use super::{DynamoStore, Item, n, s};
 use crate::error::{Error, Result};
 use crate::store::{
-    Availability, CapacityChange, CapacityRepository, Counter, Direction, Health, OP_MARKER_TTL, RequestRecord, Reservation, Versioned, exists,
+    Availability, CapacityChange, CapacityRepository, Counter, Direction, Health, OP_MARKER_TTL, RequestRecord, Reservation, Rest, Versioned, exists,
     expiry, limit, now, op_marker, underflow,
 };
 
@@ -163,10 +163,15 @@ fn number(item: &Item, attribute: &str) -> Result<Option<i64>> {
     }
 }
 
-/// The [`Health`] attributes of a counter item (`failures`, `restedUntil`).
+/// The [`Health`] attributes of a counter item (`failures`, `restedSince`, `restedUntil`; a
+/// rest written before `restedSince` existed counts from its end: no pool restores it early).
 pub(super) fn health_of(item: &Item) -> Result<Health> {
     let failures = u32::try_from(number(item, "failures")?.unwrap_or(0).max(0)).unwrap_or(u32::MAX);
-    Ok(Health { failures, rested_until: number(item, "restedUntil")? })
+    let rest = match number(item, "restedUntil")? {
+        Some(until) => Some(Rest { since: number(item, "restedSince")?.unwrap_or(until), until }),
+        None => None,
+    };
+    Ok(Health { failures, rest })
 }
 
 fn counter_of(item: &Item) -> Result<Counter> {

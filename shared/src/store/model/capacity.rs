@@ -53,27 +53,51 @@ pub fn limit(max: i64) -> Option<u64> {
     u64::try_from(max).ok()
 }
 
-/// A pool (an instance type in a subnet, by its key) skipped by every launch until `until`
-/// (epoch seconds), because it answered `reason` (an EC2 capacity error code).
+/// What the store remembers of a pool (an instance type in a subnet, by its key) that answered
+/// a capacity error: every launch skips it until `until` (epoch seconds) because it answered
+/// `reason` (an EC2 capacity error code), unless a launch found capacity in it again at
+/// `capacity_at` (which ends the cooldown). The record is kept until `kept_until`, past the
+/// cooldown, so that a template resting since then learns its pool has capacity again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cooldown {
     pub pool: String,
     pub until: i64,
     pub reason: String,
+    pub capacity_at: Option<i64>,
+    pub kept_until: i64,
 }
 
-/// How a template's recent launches went: requests in a row that launched nothing, and until
-/// when it rests (epoch seconds) after too many.
+impl Cooldown {
+    /// Whether launches skip the pool at `now`.
+    pub fn cooling(&self, now: i64) -> bool {
+        self.until > now
+    }
+
+    /// The record of a launch that found capacity in `pool` at `now`: its cooldown is over.
+    pub fn capacity_seen(pool: &str, now: i64, kept_until: i64) -> Cooldown {
+        Cooldown { pool: pool.to_owned(), until: now, reason: String::new(), capacity_at: Some(now), kept_until }
+    }
+}
+
+/// How a template's recent launches went: requests in a row that launched nothing, and its
+/// [`Rest`] after too many.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Health {
     pub failures: u32,
-    pub rested_until: Option<i64>,
+    pub rest: Option<Rest>,
+}
+
+/// When a template's rest began and ends (epoch seconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rest {
+    pub since: i64,
+    pub until: i64,
 }
 
 impl Health {
-    /// Whether the template rests at `now`.
-    pub fn resting(&self, now: i64) -> bool {
-        self.rested_until.is_some_and(|until| until > now)
+    /// The rest not over at `now`.
+    pub fn resting(&self, now: i64) -> Option<Rest> {
+        self.rest.filter(|rest| rest.until > now)
     }
 }
 

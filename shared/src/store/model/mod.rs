@@ -11,7 +11,7 @@ use crate::templates::{FleetType, Template};
 mod capacity;
 mod state;
 
-pub use capacity::{Availability, CapacityChange, Cooldown, Counter, Direction, Health, Reservation, limit};
+pub use capacity::{Availability, CapacityChange, Cooldown, Counter, Direction, Health, Reservation, Rest, limit};
 pub use state::{InstanceState, Owner};
 
 /// Prefix of provisioning request ids (`req-<uuid>`).

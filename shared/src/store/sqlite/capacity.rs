@@ -11,7 +11,7 @@ use super::table::{Write, write};
 use super::{SqliteStore, db, transaction};
 use crate::error::{Error, Result};
 use crate::store::{
-    Availability, CapacityChange, CapacityRepository, Counter, Direction, Health, OP_MARKER_TTL, RequestRecord, Reservation, Versioned, expiry, limit,
+    Availability, CapacityChange, CapacityRepository, Counter, Direction, Health, OP_MARKER_TTL, RequestRecord, Reservation, Rest, Versioned, expiry, limit,
     now, underflow,
 };
 
@@ -23,17 +23,20 @@ pub(super) fn read_in_use(connection: &Connection, key: &str) -> Result<u64> {
     Ok(in_use.map_or(0, |n| n.max(0) as u64))
 }
 
-/// A template's units in use and health (all zero without a counter row).
+/// A template's units in use and health (all zero without a counter row; a rest written
+/// before `rested_since` existed counts from its end).
 pub(super) fn read_availability(connection: &Connection, key: &str) -> Result<Availability> {
-    let row: Option<(i64, i64, Option<i64>)> = connection
-        .query_row("SELECT in_use, failures, rested_until FROM capacity WHERE template_key = ?1", [key], |row| {
-            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
-        })
+    let sql = "SELECT in_use, failures, rested_since, rested_until FROM capacity WHERE template_key = ?1";
+    let row: Option<(i64, i64, Option<i64>, Option<i64>)> = connection
+        .query_row(sql, [key], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)))
         .optional()
         .map_err(db("reading capacity"))?;
-    Ok(row.map_or_else(Availability::default, |(in_use, failures, rested_until)| Availability {
+    Ok(row.map_or_else(Availability::default, |(in_use, failures, since, until)| Availability {
         in_use: in_use.max(0) as u64,
-        health: Health { failures: u32::try_from(failures.max(0)).unwrap_or(u32::MAX), rested_until },
+        health: Health {
+            failures: u32::try_from(failures.max(0)).unwrap_or(u32::MAX),
+            rest: until.map(|until| Rest { since: since.unwrap_or(until), until }),
+        },
     }))
 }
 

@@ -68,6 +68,11 @@ CREATE TABLE pool_cooldowns (
 );
 ALTER TABLE capacity ADD COLUMN failures INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE capacity ADD COLUMN rested_until INTEGER;
+"#, r#"
+ALTER TABLE pool_cooldowns ADD COLUMN capacity_at INTEGER;
+ALTER TABLE pool_cooldowns ADD COLUMN kept_until INTEGER NOT NULL DEFAULT 0;
+UPDATE pool_cooldowns SET kept_until = until;
+ALTER TABLE capacity ADD COLUMN rested_since INTEGER;
 "#];
 
 pub struct SqliteStore {
