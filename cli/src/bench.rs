@@ -76,6 +76,7 @@ fn machine(i: usize, run: &str) -> MachineRecord {
         updated_at: shared::store::now(),
         expires_at: None,
         fleet_held: None,
+        actions: Vec::new(),
     }
 }
 

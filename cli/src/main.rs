@@ -1,6 +1,7 @@
 //! `hostfactory`: the local server and admin commands.
 
 mod bench;
+mod machines;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -38,6 +39,12 @@ enum Command {
         #[arg(long)]
         prefix: Option<String>,
     },
+    /// The operator lifecycle of the machines this deployment launched (list, show, start,
+    /// stop, restart, pause, resume, terminate), on the configured store and AWS.
+    Machines {
+        #[command(subcommand)]
+        command: machines::MachinesCommand,
+    },
     /// Run one reconciliation pass (pending and stuck requests, unrecorded tagged instances,
     /// unused launch templates) against the configured store and AWS; prints its report as JSON.
     Reconcile,
@@ -65,6 +72,7 @@ async fn main() -> std::process::ExitCode {
         Command::Migrate { from, to } => migrate_command(&from, &to).await,
         Command::CreateTables { prefix } => create_tables(prefix).await,
         Command::Reconcile => reconcile().await,
+        Command::Machines { command } => machines::run(command).await,
         Command::BenchStore { backends, ops, concurrency } => {
             bench::run(bench::Options { backends, ops: ops.max(1), concurrency: concurrency.max(1) }).await
         }

@@ -32,6 +32,11 @@ pub enum Error {
     #[error("{what} '{id}' was changed concurrently (expected version {expected})")]
     Stale { what: &'static str, id: String, expected: u64 },
 
+    /// An operator action the machine's state does not allow now (409): the body carries the
+    /// state and the actions allowed in it.
+    #[error("{message}")]
+    Refused { message: String, state: &'static str, allowed: Vec<&'static str> },
+
     /// The client did not send its request in time (408); the local server closes the connection.
     #[error("{0}")]
     TimedOut(String),
@@ -115,7 +120,7 @@ impl Error {
         match self {
             Error::Invalid { .. } => StatusCode::BAD_REQUEST,
             Error::NotFound { .. } => StatusCode::NOT_FOUND,
-            Error::Conflict(_) | Error::Stale { .. } => StatusCode::CONFLICT,
+            Error::Conflict(_) | Error::Stale { .. } | Error::Refused { .. } => StatusCode::CONFLICT,
             Error::TimedOut(_) => StatusCode::REQUEST_TIMEOUT,
             Error::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Error::Config(_) | Error::Store { .. } | Error::CapacityUnderflow { .. } => {

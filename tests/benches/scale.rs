@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use shared::Result;
 use shared::api::local_router;
 use shared::app::AppState;
-use shared::cloud::{Cloud, Cooling, Found, Launched, ManagedLaunchTemplate, Observed, Owner};
+use shared::cloud::{Cloud, Cooling, Found, Launched, ManagedLaunchTemplate, Observed, Owner, Power};
 use hostfactory_tests::Captured;
 use shared::config::{Config, Runtime, TemplatesLocation};
 use shared::metrics::Metrics;
@@ -46,6 +46,7 @@ fn running(instance_id: &str, request_id: &str) -> Observed {
         state_reason: String::new(),
         tags: HashMap::from([("hostfactory:request-id".to_owned(), request_id.to_owned())]),
         placement: "t3.micro in us-east-1a".into(),
+        hibernation: false,
     }
 }
 
@@ -73,6 +74,9 @@ impl Cloud for InstantEc2 {
         Ok(Vec::new())
     }
     async fn terminate(&self, _: &[String]) -> Result<()> {
+        Ok(())
+    }
+    async fn power(&self, _: &str, _: Power) -> Result<()> {
         Ok(())
     }
     async fn tag_request_id(&self, _: &[String], _: &str) -> Result<()> {

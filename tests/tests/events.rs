@@ -47,6 +47,13 @@ const EXPECTED: &[(&str, u16, Check)] = &[
         assert!(r.body["requestId"].as_str().unwrap().starts_with("ret-"));
         assert_eq!(r.body["message"], "No active VM.");
     }),
+    ("list-machines.json", 200, |r| {
+        let machines = r.body["machines"].as_array().unwrap();
+        assert!(!machines.is_empty(), "the machines request-machines.json launched: {}", r.body);
+        assert!(machines.iter().all(|m| m["templateId"] == "Spot-Template-VM"), "{}", r.body);
+        assert!(machines[0]["allowedActions"].is_array() && machines[0]["machineState"].is_string(), "{}", r.body);
+    }),
+    ("machine-action.json", 404, |r| assert_eq!(r.body["message"], "machine 'i-0b662ef9931388ba0' not found")),
     ("get-return-requests.json", 200, |r| {
         assert_eq!(
             r.body["requests"],

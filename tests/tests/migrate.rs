@@ -62,6 +62,7 @@ fn dataset() -> (Vec<RequestRecord>, Vec<MachineRecord>) {
                 updated_at: T0 + n as i64,
                 expires_at: n.is_multiple_of(11).then_some(T0 + 86_400),
                 fleet_held: n.is_multiple_of(7).then_some(false),
+                actions: Vec::new(),
             });
         }
         requests.push(request);

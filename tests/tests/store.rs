@@ -52,6 +52,7 @@ fn machine(id: &str, request_id: &str) -> MachineRecord {
         updated_at: T0,
         expires_at: None,
         fleet_held: None,
+        actions: Vec::new(),
     }
 }
 

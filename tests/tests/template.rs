@@ -102,9 +102,6 @@ fn policies_act_only_on_managed_resources_and_configured_roles() {
     assert!(statements.len() > 10, "{statements:?}");
     let managed_only = [
         "ec2:TerminateInstances",
-        "ec2:StopInstances",
-        "ec2:StartInstances",
-        "ec2:RebootInstances",
         "ec2:ModifyInstanceAttribute",
         "ec2:ModifyFleet",
         "ec2:DeleteFleets",
@@ -148,6 +145,39 @@ fn policies_act_only_on_managed_resources_and_configured_roles() {
     for action in managed_only {
         assert!(seen.contains(action), "{action} is granted somewhere");
     }
+}
+
+/// The operator actions (`POST /api/v1/machines/{id}/{action}`: start, stop, pause, resume,
+/// restart) need exactly StartInstances, StopInstances and RebootInstances: granted to the
+/// machines function alone, on instances only, only when tagged managed.
+#[test]
+fn operator_actions_are_granted_to_the_machines_function_alone_on_managed_instances() {
+    let template = template();
+    let operator = ["ec2:StartInstances", "ec2:StopInstances", "ec2:RebootInstances"];
+    let routes: Vec<&str> = shared::api::routes::ROUTES.iter().map(|r| r.operation).collect();
+    assert!(routes.contains(&"machineAction"), "the route the actions serve");
+    let mut granted = Vec::new();
+    for (owner, statement) in statements(&template) {
+        let actions = strings(&statement["Action"]);
+        if !actions.iter().any(|a| operator.contains(&a.as_str())) {
+            continue;
+        }
+        assert_eq!(actions, operator, "{owner}: exactly the operator actions, in a statement of their own");
+        let resources = strings(&statement["Resource"]);
+        assert!(resources.len() == 1 && resources[0].ends_with(":instance/*"), "{owner}: instances only, {resources:?}");
+        let tag = condition(&statement, "StringEquals", "ec2:ResourceTag/hostfactory:managed");
+        assert_eq!(tag.and_then(Value::as_str), Some("true"), "{owner}: only managed instances");
+        granted.push(owner);
+    }
+    assert_eq!(granted, ["OperatePolicy"]);
+    let users: Vec<&str> = template["Resources"]
+        .as_mapping()
+        .unwrap()
+        .iter()
+        .filter(|(_, r)| r["Properties"]["Policies"].as_sequence().is_some_and(|p| p.iter().any(|p| strings(p) == ["OperatePolicy"])))
+        .map(|(name, _)| name.as_str().unwrap())
+        .collect();
+    assert_eq!(users, ["MachinesFunction"], "the machines function alone acts for operators");
 }
 
 /// `sam build --parameter-overrides Architecture=x86_64` (README "Deploy") builds and deploys

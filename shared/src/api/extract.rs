@@ -76,3 +76,24 @@ impl FromRequestParts<AppState> for Provider {
         Ok(Provider(name))
     }
 }
+
+/// Who calls: the caller's IAM principal (ARN) from API Gateway's request context; `local` on
+/// the local server, which has none. Recorded with every operator action.
+pub struct Caller(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Error> {
+        use lambda_http::request::RequestContext;
+        let principal = match parts.extensions.get::<RequestContext>() {
+            Some(RequestContext::ApiGatewayV1(context)) => context.identity.user_arn.clone().or(context.identity.caller.clone()),
+            Some(RequestContext::ApiGatewayV2(context)) => {
+                context.authorizer.as_ref().and_then(|a| a.iam.as_ref()).and_then(|iam| iam.user_arn.clone())
+            }
+            Some(_) => None,
+            None => return Ok(Caller("local".to_owned())),
+        };
+        Ok(Caller(principal.unwrap_or_else(|| "unknown".to_owned())))
+    }
+}

@@ -18,7 +18,7 @@ use serde_json::json;
 use crate::app::AppState;
 use crate::error::Error;
 
-pub use extract::{BodyDeadline, HfJson, Provider};
+pub use extract::{BodyDeadline, Caller, HfJson, Provider};
 
 /// The resource groups, one Lambda function each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,7 +80,11 @@ impl IntoResponse for Error {
         } else {
             tracing::info!(status = status.as_u16(), error = %logged, "request rejected");
         }
-        (status, Json(json!({ "message": message }))).into_response()
+        let body = match &self {
+            Error::Refused { state, allowed, .. } => json!({ "message": message, "state": state, "allowedActions": allowed }),
+            _ => json!({ "message": message }),
+        };
+        (status, Json(body)).into_response()
     }
 }
 
@@ -125,6 +129,13 @@ mod tests {
         for (error, status, message) in cases {
             assert_eq!(answer(error).await, (status, json!({ "message": message })));
         }
+    }
+
+    #[tokio::test]
+    async fn a_refused_action_answers_409_with_the_state_and_the_allowed_actions() {
+        let refused = Error::Refused { message: "no".into(), state: "STOPPED", allowed: vec!["start", "terminate"] };
+        let expected = json!({ "message": "no", "state": "STOPPED", "allowedActions": ["start", "terminate"] });
+        assert_eq!(answer(refused).await, (409, expected));
     }
 
     #[tokio::test]

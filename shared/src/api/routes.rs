@@ -52,6 +52,9 @@ pub static ROUTES: &[Route] = &[
     route!(POST, "/api/v1/requests/status", "getRequestStatus", R, requests::get_request_status),
     route!(POST, "/api/v1/machines/return", "requestReturnMachines", M, machines::request_return_machines),
     route!(POST, "/api/v1/machines/return-requests", "getReturnRequests", M, machines::get_return_requests),
+    route!(GET, "/api/v1/machines", "listMachines", M, machines::list_machines),
+    route!(GET, "/api/v1/machines/{id}", "getMachine", M, machines::get_machine),
+    route!(POST, "/api/v1/machines/{id}/{action}", "machineAction", M, machines::machine_action),
     route!(GET, "/api/v1/health", "health", None, super::health),
     route!(GET, "/api/v1/openapi.json", "getOpenApi", None, super::openapi::document),
 ];

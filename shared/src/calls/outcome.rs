@@ -97,6 +97,7 @@ mod tests {
             state_reason: String::new(),
             tags: Default::default(),
             placement: String::new(),
+            hibernation: false,
         }
     }
 

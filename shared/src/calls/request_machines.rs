@@ -227,5 +227,6 @@ pub(crate) fn machine_record(instance: &Observed, request: &RequestRecord) -> Ma
         updated_at: now(),
         expires_at: None,
         fleet_held: None,
+        actions: Vec::new(),
     }
 }

@@ -5,13 +5,14 @@ use std::collections::{HashMap, HashSet};
 use crate::app::AppState;
 use crate::error::Result;
 use crate::hostfactory::{MachineRef, ReturnRequest, ReturnRequestsInput, ReturnRequestsResponse};
-use crate::store::{InstanceState, Lifecycle, MachineRecord, now};
+use crate::store::{Action, InstanceState, Lifecycle, MachineRecord, now};
 
 /// Seconds between a Spot interruption warning and the instance's end.
 const SPOT_WARNING_SECS: i64 = 120;
 
 /// Hosts the cloud is taking back among those HostFactory holds: terminated, stopped or not
-/// found (grace 0), and Spot instances under an interruption warning (what is left of 120 s).
+/// found (grace 0; a host an operator stopped or paused is not reported, one an operator
+/// terminated is), and Spot instances under an interruption warning (what is left of 120 s).
 /// With `{}`, the hosts the reconciler recorded as taken back (EC2 events) that HostFactory
 /// has not returned yet, from the store alone.
 pub async fn get_return_requests(
@@ -54,6 +55,9 @@ pub async fn get_return_requests(
         .filter_map(|(machine, id)| {
             let grace = match (observed.get(&id), known.get(&id)) {
                 (None, _) => 0,
+                (_, Some(m)) if m.last_action() == Some(Action::Terminate) => 0,
+                // An operator's stop or pause is not the cloud taking the host back.
+                (Some(seen), Some(m)) if seen.state == InstanceState::Stopped && m.held_by_operator() => return None,
                 (Some(seen), _) if matches!(seen.state, InstanceState::Terminated | InstanceState::Stopped) => 0,
                 (Some(_), Some(MachineRecord { lifecycle: Lifecycle::Spot, interrupted_at: Some(at), .. })) => {
                     (SPOT_WARNING_SECS - (now - at)).max(0)
@@ -92,7 +96,7 @@ async fn reclaimed(state: &AppState, provider: &str) -> Result<ReturnRequestsRes
         .list_reclaimed(provider)
         .await?
         .into_iter()
-        .filter(|m| m.return_request_id.is_none())
+        .filter(|m| m.return_request_id.is_none() || m.last_action() == Some(Action::Terminate))
         .map(|m| {
             let running = !matches!(m.state, InstanceState::ShuttingDown | InstanceState::Stopped | InstanceState::Terminated);
             let grace = match (m.lifecycle, m.interrupted_at) {

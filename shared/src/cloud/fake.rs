@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use super::{Cloud, Cooling, Found, Launched, ManagedLaunchTemplate, Observed, Owner};
+use super::{Cloud, Cooling, Found, Launched, ManagedLaunchTemplate, Observed, Owner, Power};
 use crate::error::Result;
 use crate::templates::Template;
 
@@ -63,6 +63,11 @@ impl Cloud for FakeCloud {
 
     async fn terminate(&self, ids: &[String]) -> Result<()> {
         self.call(format!("terminate {}", ids.join(",")));
+        Ok(())
+    }
+
+    async fn power(&self, id: &str, power: Power) -> Result<()> {
+        self.call(format!("{power:?} {id}"));
         Ok(())
     }
 

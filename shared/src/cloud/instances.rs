@@ -36,6 +36,8 @@ pub struct Observed {
     pub tags: HashMap<String, String>,
     /// The pool it runs in, `<instance type> in <zone>` (empty until EC2 tells).
     pub placement: String,
+    /// Launched hibernation-capable (`HibernationOptions.Configured`): it may be paused.
+    pub hibernation: bool,
 }
 
 impl Observed {
@@ -57,6 +59,7 @@ impl Observed {
                 .filter_map(|t| Some((t.key()?.to_owned(), t.value().unwrap_or_default().to_owned())))
                 .collect(),
             placement: placement_of(instance),
+            hibernation: instance.hibernation_options().and_then(|h| h.configured()).unwrap_or(false),
         })
     }
 }
@@ -85,6 +88,7 @@ impl Observed {
             state_reason: String::new(),
             tags: HashMap::new(),
             placement: String::new(),
+            hibernation: false,
         }
     }
 }
@@ -148,6 +152,33 @@ pub async fn terminate(ec2: &aws_sdk_ec2::Client, ids: &[String]) -> Result<()> 
             .map_err(|err| Error::aws(format!("terminating {} instances", chunk.len()), err))?;
     }
     Ok(())
+}
+
+/// An operator's power action on one instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Power {
+    /// StartInstances (also what resumes a hibernated instance).
+    Start,
+    /// StopInstances.
+    Stop,
+    /// StopInstances with `Hibernate`.
+    Hibernate,
+    /// RebootInstances.
+    Reboot,
+}
+
+/// One StartInstances, StopInstances or RebootInstances call for `id`.
+pub async fn power(ec2: &aws_sdk_ec2::Client, id: &str, power: Power) -> Result<()> {
+    let context = |verb: &str| format!("{verb} instance {id}");
+    match power {
+        Power::Start => ec2.start_instances().instance_ids(id).send().await.map(drop).map_err(|e| Error::aws(context("starting"), e)),
+        Power::Stop | Power::Hibernate => {
+            let hibernate = power == Power::Hibernate;
+            let sent = ec2.stop_instances().instance_ids(id).hibernate(hibernate).send().await;
+            sent.map(drop).map_err(|e| Error::aws(context(if hibernate { "hibernating" } else { "stopping" }), e))
+        }
+        Power::Reboot => ec2.reboot_instances().instance_ids(id).send().await.map(drop).map_err(|e| Error::aws(context("rebooting"), e)),
+    }
 }
 
 /// Adds the request id tag to `ids` with one CreateTags call.

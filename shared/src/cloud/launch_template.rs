@@ -17,7 +17,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_sdk_ec2::types::{
     Filter, LaunchTemplateBlockDeviceMappingRequest, LaunchTemplateEbsBlockDeviceRequest,
-    LaunchTemplateIamInstanceProfileSpecificationRequest, LaunchTemplateTagSpecificationRequest,
+    LaunchTemplateHibernationOptionsRequest, LaunchTemplateIamInstanceProfileSpecificationRequest,
+    LaunchTemplateTagSpecificationRequest,
     RequestLaunchTemplateData, ResourceType, Tag, TagSpecification,
 };
 use sha2::{Digest, Sha256};
@@ -208,6 +209,9 @@ fn launch_data(spec: &LaunchSpec) -> RequestLaunchTemplateData {
         .set_iam_instance_profile(profile)
         .set_block_device_mappings(root.map(|r| vec![r]))
         .set_user_data(spec.user_data.clone())
+        .set_hibernation_options(
+            spec.hibernate.then(|| LaunchTemplateHibernationOptionsRequest::builder().configured(true).build()),
+        )
         .set_tag_specifications(Some(
             [ResourceType::Instance, ResourceType::Volume]
                 .into_iter()

@@ -32,7 +32,7 @@ pub use crate::store::Owner;
 use crate::templates::Template;
 
 pub use asg::group_name;
-pub use instances::Observed;
+pub use instances::{Observed, Power};
 pub use launch_template::{LAUNCH_TEMPLATE_PREFIX, ManagedLaunchTemplate};
 pub use placement::{Cooling, Pool};
 pub use sdk::SdkCloud;
@@ -70,6 +70,8 @@ pub trait Cloud: Send + Sync {
     /// Every live instance tagged `hostfactory:managed=true`.
     async fn find_managed(&self) -> Result<Vec<Observed>>;
     async fn terminate(&self, ids: &[String]) -> Result<()>;
+    /// Starts, stops, hibernates or reboots one instance (an operator's action).
+    async fn power(&self, id: &str, power: Power) -> Result<()>;
     /// Adds the request id tag to `ids` (instances a fleet launched without it).
     async fn tag_request_id(&self, ids: &[String], request_id: &str) -> Result<()>;
     /// What a fleet (EC2 Fleet or Spot Fleet) holds now; `template` gives the weights.

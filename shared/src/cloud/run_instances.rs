@@ -3,7 +3,7 @@
 //! A request is spread over the template's pools (types × subnets, [`placement`]); a pool
 //! without capacity is routed around, and only when every pool refused does the launch fail.
 
-use aws_sdk_ec2::types::{InstanceType, ResourceType};
+use aws_sdk_ec2::types::{HibernationOptionsRequest, InstanceType, ResourceType};
 
 use super::placement::{self, Cooling, Pool, Refusal, Spread};
 use super::spec::LaunchSpec;
@@ -141,6 +141,7 @@ async fn send(ec2: &aws_sdk_ec2::Client, spec: &LaunchSpec, count: u32) -> Resul
         .set_iam_instance_profile(spec.instance_profile.clone())
         .set_block_device_mappings(spec.root_volume.clone().map(|m| vec![m]))
         .set_user_data(spec.user_data.clone())
+        .set_hibernation_options(spec.hibernate.then(|| HibernationOptionsRequest::builder().configured(true).build()))
         .set_tag_specifications(Some(spec.tag_specifications(&[ResourceType::Instance, ResourceType::Volume])))
         .send()
         .await

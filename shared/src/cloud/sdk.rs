@@ -9,7 +9,7 @@ use aws_config::SdkConfig;
 use super::images::RootDevices;
 use super::spec::LaunchSpec;
 use super::{
-    Cloud, Cooling, Found, Launched, ManagedLaunchTemplate, Observed, Owner, asg, ec2_fleet, instances, launch_template,
+    Cloud, Cooling, Found, Launched, ManagedLaunchTemplate, Observed, Owner, Power, asg, ec2_fleet, instances, launch_template,
     run_instances, spot_fleet,
 };
 use crate::error::Result;
@@ -89,6 +89,10 @@ impl Cloud for SdkCloud {
 
     async fn terminate(&self, ids: &[String]) -> Result<()> {
         instances::terminate(&self.ec2, ids).await
+    }
+
+    async fn power(&self, id: &str, power: Power) -> Result<()> {
+        instances::power(&self.ec2, id, power).await
     }
 
     async fn tag_request_id(&self, ids: &[String], request_id: &str) -> Result<()> {

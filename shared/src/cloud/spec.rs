@@ -30,6 +30,8 @@ pub struct LaunchSpec {
     pub(super) instance_profile: Option<IamInstanceProfileSpecification>,
     pub(super) root_volume: Option<BlockDeviceMapping>,
     pub(super) user_data: Option<String>,
+    /// Launched hibernation-capable (the template's `hibernate`).
+    pub(super) hibernate: bool,
     /// The request's tags (ownership tags first, then the template's `instanceTags`).
     pub(super) request_tags: Vec<Tag>,
     /// The same without the request id: what the shared launch template gives its instances.
@@ -69,6 +71,7 @@ impl LaunchSpec {
             instance_profile,
             root_volume,
             user_data: template.user_data.clone(),
+            hibernate: template.hibernate,
             request_tags,
             template_tags,
         })

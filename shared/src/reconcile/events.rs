@@ -135,7 +135,8 @@ async fn state_changed(state: &AppState, machine_id: &str, ec2_state: &str, at: 
 /// it returned), for getReturnRequests `{}`; whether that changed anything.
 fn mark_reclaimed(machine: &mut MachineRecord, at: i64) -> bool {
     let held = machine.result == MachineResult::Succeed && machine.return_request_id.is_none();
-    if !held || machine.reclaimed_at.is_some() {
+    // An operator's stop or pause is not the cloud taking the host back.
+    if !held || machine.reclaimed_at.is_some() || machine.held_by_operator() {
         return false;
     }
     machine.reclaimed_at = Some(at);

@@ -155,6 +155,7 @@ mod tests {
             updated_at: 0,
             expires_at: None,
             fleet_held: None,
+            actions: Vec::new(),
         }
     }
 

@@ -89,6 +89,7 @@ mod tests {
             updated_at: 1,
             expires_at: None,
             fleet_held: None,
+            actions: Vec::new(),
         }
     }
 

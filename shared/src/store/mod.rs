@@ -34,8 +34,8 @@ use crate::config::{Config, StoreLocation};
 use crate::error::{Error, Result};
 
 pub use model::{
-    Availability, CapacityChange, Cooldown, Counter, Direction, Health, InstanceState, Lifecycle, MachineRecord, Owner, PROVISION_PREFIX, Page,
-    RETURN_PREFIX, RequestKind, RequestRecord, RequestPhase, Reservation, Rest, expiry, limit, now,
+    Action, ActionRecord, Availability, CapacityChange, Cooldown, Counter, Direction, Health, InstanceState, Lifecycle, MachineRecord, Owner, PROVISION_PREFIX, Page,
+    RETURN_PREFIX, RequestKind, RequestRecord, RequestPhase, Reservation, Rest, Effect, MachineState, Refusal, decide, expiry, limit, now,
 };
 pub use changes::Written;
 pub use table::{MachineQueries, RequestQueries, Table};
@@ -129,6 +129,12 @@ pub trait MachineRepository: Send + Sync {
     /// index: never a scan.
     async fn list_reclaimed(&self, provider: &str) -> Result<Vec<MachineRecord>>;
 
+    /// One page of the machines `filter` selects, in machine id order after the cursor
+    /// `after` (the `next` of the page before), from an index (never a scan): at most `limit`,
+    /// fewer when `filter.state` drops some (DynamoDB filters after reading); `next` is `None`
+    /// on the last page.
+    async fn list_page(&self, filter: &MachineFilter, after: Option<String>, limit: usize) -> Result<Page<MachineRecord>>;
+
     /// Writes machines as they are, replacing any with the same id: recording a launch's
     /// instances and migration. Batched (25 per DynamoDB call), safe to repeat.
     async fn upsert_batch(&self, machines: &[MachineRecord]) -> Result<()>;
@@ -195,6 +201,15 @@ pub trait CapacityRepository: Send + Sync {
 
     /// Sets the counter to `in_use` if it is still at `counter.version`; `false` when it moved.
     async fn correct(&self, counter: &Counter, in_use: u64) -> Result<bool>;
+}
+
+/// Which machines a listing selects: always of one provider instance.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MachineFilter {
+    pub provider: String,
+    pub request_id: Option<String>,
+    pub template_id: Option<String>,
+    pub state: Option<InstanceState>,
 }
 
 /// What launches remember for the next ones, shared by every function and process on the

@@ -268,6 +268,7 @@ fn convert_machine(orb: OrbMachine, provider: &str, retention: Duration) -> Resu
         updated_at,
         expires_at: (state == "terminated").then(|| imported_expiry(updated_at, retention)),
         fleet_held: None,
+        actions: Vec::new(),
         state: state.as_str().into(),
         machine_id: orb.machine_id,
     })

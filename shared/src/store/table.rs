@@ -6,7 +6,7 @@
 use async_trait::async_trait;
 
 use super::{
-    MachineRecord, MachineRepository, Page, RecordSource, RequestRecord, RequestRepository, Result, Versioned,
+    MachineFilter, MachineRecord, MachineRepository, Page, RecordSource, RequestRecord, RequestRepository, Result, Versioned,
     Written, check_transaction_size,
 };
 
@@ -47,6 +47,7 @@ pub trait MachineQueries: Table<MachineRecord> {
     async fn list_by_template(&self, provider: &str, template_id: &str) -> Result<Vec<MachineRecord>>;
     async fn find_by_names(&self, names: &[String]) -> Result<Vec<MachineRecord>>;
     async fn list_reclaimed(&self, provider: &str) -> Result<Vec<MachineRecord>>;
+    async fn list_page(&self, filter: &MachineFilter, after: Option<String>, limit: usize) -> Result<Page<MachineRecord>>;
 }
 
 #[async_trait]
@@ -137,6 +138,10 @@ impl<B: MachineQueries> MachineRepository for B {
 
     async fn list_reclaimed(&self, provider: &str) -> Result<Vec<MachineRecord>> {
         MachineQueries::list_reclaimed(self, provider).await
+    }
+
+    async fn list_page(&self, filter: &MachineFilter, after: Option<String>, limit: usize) -> Result<Page<MachineRecord>> {
+        MachineQueries::list_page(self, filter, after, limit).await
     }
 
     async fn upsert_batch(&self, machines: &[MachineRecord]) -> Result<()> {

@@ -79,6 +79,10 @@ pub struct Template {
     pub root_device_volume_size: Option<i64>,
     #[serde(default, alias = "volume_type")]
     pub volume_type: VolumeType,
+    /// Launch hibernation-capable (EC2 `HibernationOptions.Configured`), so an operator may
+    /// `pause` its machines (the root volume must be encrypted and large enough for RAM).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub hibernate: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iops: Option<i64>,
     #[serde(default, alias = "fleet_role", skip_serializing_if = "Option::is_none")]

@@ -11,6 +11,7 @@ mod batch;
 mod capacity;
 mod cooldowns;
 mod items;
+mod listing;
 mod repositories;
 pub mod tables;
 mod transact;

@@ -19,7 +19,7 @@ use super::transact::cancellation_codes;
 use super::{DynamoStore, Item, encode, s};
 use crate::error::{Error, Result};
 use crate::store::{
-    MAX_TRANSACTION_MACHINES, MachineQueries, MachineRecord, RequestQueries, RequestRecord, Table, Versioned, Written, exists,
+    MAX_TRANSACTION_MACHINES, MachineFilter, MachineQueries, MachineRecord, Page, RequestQueries, RequestRecord, Table, Versioned, Written, exists,
     stale,
 };
 
@@ -161,5 +161,9 @@ impl MachineQueries for DynamoStore {
     async fn list_by_template(&self, provider: &str, template_id: &str) -> Result<Vec<MachineRecord>> {
         let machines: Vec<MachineRecord> = self.query_index(TEMPLATE_INDEX, "templateId", template_id).await?;
         Ok(machines.into_iter().filter(|m| m.provider == provider).collect())
+    }
+
+    async fn list_page(&self, filter: &MachineFilter, after: Option<String>, limit: usize) -> Result<Page<MachineRecord>> {
+        self.machine_page(filter, after, limit).await
     }
 }

@@ -48,8 +48,10 @@ pub const RETURN_INDEX: &str = "return-index";
 pub const NAME_INDEX: &str = "name-index";
 /// Sparse: only machines with `reclaimedAt` (the cloud is taking them back) are in it.
 pub const RECLAIM_INDEX: &str = "reclaim-index";
-/// Machines by `templateId` and `provider`: the reconciler's capacity recount.
+/// Machines by `templateId` and `provider`: the reconciler's capacity recount, and listings.
 pub const TEMPLATE_INDEX: &str = "template-index";
+/// Every machine of a provider instance, by `machineId`: `GET /api/v1/machines` pages.
+pub const PROVIDER_INDEX: &str = "provider-index";
 /// Sparse: only counters carry `itemType` (operation markers do not).
 pub const COUNTER_INDEX: &str = "counter-index";
 /// The one value of `itemType`.
@@ -81,6 +83,7 @@ pub const MACHINES: TableDef = TableDef {
         IndexDef { name: NAME_INDEX, hash: "name", range: None },
         IndexDef { name: RECLAIM_INDEX, hash: "provider", range: Some("reclaimedAt") },
         IndexDef { name: TEMPLATE_INDEX, hash: "templateId", range: Some("provider") },
+        IndexDef { name: PROVIDER_INDEX, hash: "provider", range: Some("machineId") },
     ],
     ttl: Some("expiresAt"),
 };

@@ -9,9 +9,11 @@ use crate::hostfactory::{MachineResult, RequestState};
 use crate::templates::{FleetType, Template};
 
 mod capacity;
+mod lifecycle;
 mod state;
 
 pub use capacity::{Availability, CapacityChange, Cooldown, Counter, Direction, Health, Reservation, Rest, limit};
+pub use lifecycle::{Action, ActionRecord, Effect, MachineState, Refusal, decide};
 pub use state::{InstanceState, Owner};
 
 /// Prefix of provisioning request ids (`req-<uuid>`).
@@ -287,6 +289,9 @@ pub struct MachineRecord {
     /// (adopted, imported, older records): the return reads the request to find out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fleet_held: Option<bool>,
+    /// Operator actions on it, oldest first (the last [`lifecycle::KEPT_ACTIONS`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub actions: Vec<ActionRecord>,
 }
 
 fn one_unit() -> u32 {

@@ -2,12 +2,13 @@
 //! [`crate::store::Table`] of [`super::table`]), and the queries of each.
 
 use async_trait::async_trait;
+use rusqlite::params_from_iter;
 use rusqlite::types::Value;
 
-use super::table::{Row, Write, write};
+use super::table::{Row, Write, bodies, write};
 use super::{SqliteStore, transaction};
 use crate::error::{Error, Result};
-use crate::store::{MachineQueries, MachineRecord, RequestQueries, RequestRecord, Written, unless_lost};
+use crate::store::{MachineFilter, MachineQueries, MachineRecord, Page, RequestQueries, RequestRecord, Written, unless_lost};
 
 impl Row for RequestRecord {
     const TABLE: &'static str = "requests";
@@ -115,5 +116,29 @@ impl MachineQueries for SqliteStore {
         let sql = "SELECT body FROM machines WHERE json_extract(body, '$.reclaimedAt') IS NOT NULL
                  AND json_extract(body, '$.provider') = ?1";
         self.rows_where(sql, vec![provider.to_owned()], "listing reclaimed machines").await
+    }
+
+    /// One query in `machine_id` order, one row more than `limit` to tell whether a page follows.
+    async fn list_page(&self, filter: &MachineFilter, after: Option<String>, limit: usize) -> Result<Page<MachineRecord>> {
+        let sql = "SELECT body FROM machines WHERE json_extract(body, '$.provider') = ?1
+                 AND (?2 IS NULL OR request_id = ?2) AND (?3 IS NULL OR json_extract(body, '$.templateId') = ?3)
+                 AND (?4 IS NULL OR json_extract(body, '$.state') = ?4) AND machine_id > ?5
+                 ORDER BY machine_id LIMIT ?6";
+        let text = |v: Option<String>| v.map_or(Value::Null, Value::Text);
+        let params = vec![
+            Value::Text(filter.provider.clone()),
+            text(filter.request_id.clone()),
+            text(filter.template_id.clone()),
+            text(filter.state.as_ref().map(|s| s.as_str().to_owned())),
+            Value::Text(after.unwrap_or_default()),
+            Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1)),
+        ];
+        let mut items: Vec<MachineRecord> =
+            self.run(move |c| bodies(c, sql, params_from_iter(params), "listing machines")).await?;
+        let next = (items.len() > limit).then(|| {
+            items.truncate(limit);
+            items.last().map(|m| m.machine_id.clone()).unwrap_or_default()
+        });
+        Ok(Page { items, next })
     }
 }

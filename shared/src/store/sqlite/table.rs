@@ -93,7 +93,7 @@ fn row_exists<R: Row>(connection: &Connection, id: &str) -> Result<bool> {
 }
 
 /// Rows of `SELECT body ...` decoded.
-fn bodies<T: DeserializeOwned>(
+pub(super) fn bodies<T: DeserializeOwned>(
     connection: &Connection,
     sql: &str,
     params: impl rusqlite::Params,
