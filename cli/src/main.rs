@@ -95,8 +95,21 @@ async fn serve_command() -> Result<(), Box<dyn std::error::Error>> {
     let address = listener.local_addr()?;
     tracing::info!(templates = %config.templates, store = ?config.store, provider = %config.default_provider, "configuration");
     println!("hostfactory listening on http://{address} (templates: {})", config.templates);
+    tokio::spawn(publish_events(state.clone()));
     serve::run(listener, local_router(state), config.local_timeouts, shutdown_signal()).await?;
     Ok(())
+}
+
+/// Publishes the store's captured changes as domain events every second (`HOSTFACTORY_EVENTS`),
+/// beside the server and never in a call's way; a failed round is retried the next second.
+async fn publish_events(state: AppState) {
+    let mut ticks = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        ticks.tick().await;
+        if let Err(err) = shared::domain_events::drain(&state).await {
+            tracing::warn!(error = %err, "domain events not published this round");
+        }
+    }
 }
 
 async fn migrate_command(from: &str, to: &str) -> Result<(), Box<dyn std::error::Error>> {

@@ -8,6 +8,7 @@ use aws_config::SdkConfig;
 
 use crate::cloud::{Cloud, SdkCloud};
 use crate::config::{Config, Runtime};
+use crate::domain_events::Publisher;
 use crate::error::Result;
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -22,6 +23,8 @@ pub struct AppState {
     pub cloud: Arc<dyn Cloud>,
     pub store: Store,
     pub metrics: Metrics,
+    /// Where domain events go ([`crate::domain_events::drain`] publishes them).
+    pub events: Arc<Publisher>,
 }
 
 impl AppState {
@@ -34,7 +37,8 @@ impl AppState {
         let catalog = Catalog::new(source, cloud.clone(), config.templates_cache_ttl, &config.default_provider);
         let store = Store::new(&config, sdk);
         let metrics = Metrics::from_config(&config);
-        AppState { config: Arc::new(config), catalog: Arc::new(catalog), cloud, store, metrics }
+        let events = Arc::new(Publisher::new(&config, sdk));
+        AppState { config: Arc::new(config), catalog: Arc::new(catalog), cloud, store, metrics, events }
     }
 
     /// Configuration and AWS clients from the environment.

@@ -7,6 +7,7 @@ pub mod caller_text;
 pub mod calls;
 pub mod cloud;
 pub mod config;
+pub mod domain_events;
 pub mod error;
 pub mod hostfactory;
 pub mod metrics;

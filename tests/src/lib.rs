@@ -164,7 +164,7 @@ pub async fn new_dynamo_store(sdk: &SdkConfig) -> shared::store::Store {
 pub fn new_sqlite_store() -> (shared::store::Store, tempfile::TempDir) {
     let folder = tempfile::tempdir().expect("temp dir");
     let path = folder.path().join("data/hostfactory.sqlite");
-    let store = shared::store::Store::from_backend(std::sync::Arc::new(shared::store::sqlite::SqliteStore::new(&path)));
+    let store = shared::store::Store::sqlite(&path);
     (store, folder)
 }
 

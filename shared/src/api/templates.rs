@@ -11,7 +11,9 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use super::{HfJson, Provider};
+use super::{Caller, HfJson, Provider};
+use crate::domain_events::templates as events;
+use crate::store::now;
 use crate::app::AppState;
 use crate::error::{Error, Result};
 use crate::hostfactory::GetAvailableTemplatesResponse;
@@ -48,9 +50,20 @@ pub(super) async fn get_available_templates(
 
 /// Validates a posted document (`{"templates": [...]}` or one template) without saving it:
 /// 200 when every template is valid, else 400 listing every problem.
-pub(super) async fn validate(HfJson(document): HfJson<Value>) -> Response {
+pub(super) async fn validate(
+    State(state): State<AppState>,
+    Provider(provider): Provider,
+    Caller(by): Caller,
+    HfJson(document): HfJson<Value>,
+) -> Response {
     let checked = check_document(document);
     let ids: Vec<&str> = checked.templates.iter().map(|t| t.template_id.as_str()).collect();
+    if events::recorded(&state) {
+        let problems: Vec<Value> = checked.problems.iter().filter_map(|p| serde_json::to_value(p).ok()).collect();
+        let owned: Vec<String> = ids.iter().map(|id| (*id).to_owned()).collect();
+        let call = uuid::Uuid::new_v4().to_string();
+        events::record(&state, events::template_validated(&provider, &owned, &problems, &by, now(), &call)).await;
+    }
     if checked.problems.is_empty() {
         let message = format!("{} template(s) valid.", ids.len());
         return Json(json!({ "ok": true, "message": message, "templates": ids })).into_response();
@@ -88,6 +101,7 @@ pub(super) async fn get_template(
 pub(super) async fn put_template(
     State(state): State<AppState>,
     Provider(provider): Provider,
+    Caller(by): Caller,
     Path(id): Path<String>,
     uri: Uri,
     headers: HeaderMap,
@@ -113,7 +127,9 @@ pub(super) async fn put_template(
         let listed: Vec<String> = problems.iter().map(|p| format!("{}: {}", p.field, p.problem)).collect();
         return Err(Error::invalid(format!("template '{id}'"), listed.join("; ")));
     }
-    let written = state.catalog.put(&provider, &id, entry, level, if_match(&headers)?).await?;
+    let before = written_before(&state, &provider, &id).await;
+    let written = state.catalog.put(&provider, &id, entry.clone(), level, if_match(&headers)?).await?;
+    record_write(&state, (&provider, &id, &by), before.as_ref(), Some(&entry), &written).await;
     let verb = if written.created { "created in" } else { "updated in" };
     let status = if written.created { StatusCode::CREATED } else { StatusCode::OK };
     Ok(written_response(status, &id, verb, written))
@@ -123,11 +139,32 @@ pub(super) async fn put_template(
 pub(super) async fn delete_template(
     State(state): State<AppState>,
     Provider(provider): Provider,
+    Caller(by): Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response> {
+    let before = written_before(&state, &provider, &id).await;
     let written = state.catalog.delete(&provider, &id, if_match(&headers)?).await?;
+    record_write(&state, (&provider, &id, &by), before.as_ref(), None, &written).await;
     Ok(written_response(StatusCode::OK, &id, "deleted from", written))
+}
+
+/// The template as written before a write, when template events are recorded (`None`: new).
+async fn written_before(state: &AppState, provider: &str, id: &str) -> Option<Value> {
+    if !events::recorded(state) {
+        return None;
+    }
+    state.catalog.find(provider, id).await.ok().map(|found| found.raw)
+}
+
+/// Records the write's `Template Created`, `Updated` or `Deleted` event.
+async fn record_write(state: &AppState, (provider, id, by): (&str, &str, &str), old: Option<&Value>, new: Option<&Value>, written: &Written) {
+    if !events::recorded(state) {
+        return;
+    }
+    let etag = written.etag.clone().unwrap_or_default();
+    let write = events::TemplateWrite { provider, template_id: id, source_file: &written.file, etag: &etag, by, old, new, at: now() };
+    events::record(state, events::template_written(&write)).await;
 }
 
 fn if_match(headers: &HeaderMap) -> Result<Option<&str>> {

@@ -79,6 +79,21 @@ pub struct Config {
     pub template_failure_limit: u32,
     /// `HOSTFACTORY_TEMPLATE_REST_SECS`: how long a template rests (availableNumber 0).
     pub template_rest: Duration,
+    /// `HOSTFACTORY_EVENTS`: where domain events go.
+    pub events: EventsTarget,
+    /// `HOSTFACTORY_EVENTS_SOURCE`: their EventBridge `Source` (default `hostfactory-aws`).
+    pub events_source: String,
+}
+
+/// Where domain events are published (`HOSTFACTORY_EVENTS`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventsTarget {
+    /// `off`: none.
+    Off,
+    /// `file:<path>`: JSON Lines appended to the file (local default `.data/events.jsonl`).
+    File(PathBuf),
+    /// `eventbridge:<bus name or ARN>`: PutEvents to that bus.
+    EventBridge(String),
 }
 
 /// How long `hostfactory serve` waits for a client before it closes the connection.
@@ -163,6 +178,8 @@ impl Config {
         let pool_cooldown = Duration::from_secs(parse_seconds(&get, "HOSTFACTORY_POOL_COOLDOWN_SECS", 180)?);
         let template_failure_limit = parse_failure_limit(&get)?;
         let template_rest = Duration::from_secs(parse_seconds(&get, "HOSTFACTORY_TEMPLATE_REST_SECS", 600)?);
+        let events = parse_events(&get, runtime, &store)?;
+        let events_source = get("HOSTFACTORY_EVENTS_SOURCE").unwrap_or_else(|| "hostfactory-aws".into());
 
         Ok(Config {
             runtime,
@@ -182,8 +199,35 @@ impl Config {
             pool_cooldown,
             template_failure_limit,
             template_rest,
+            events,
+            events_source,
         })
     }
+}
+
+/// `HOSTFACTORY_EVENTS`: `eventbridge:<bus>`, `file:<path>` or `off`; locally `file:` under
+/// `.data/` by default, else `off`. Events are captured by the SQLite store only, so another
+/// store with events on is refused rather than silently publishing nothing.
+fn parse_events(get: &impl Fn(&str) -> Option<String>, runtime: Runtime, store: &StoreLocation) -> Result<EventsTarget> {
+    let bad = |value: &str| Error::Config(format!("HOSTFACTORY_EVENTS '{value}' is not eventbridge:<bus>, file:<path> or off"));
+    let target = match get("HOSTFACTORY_EVENTS") {
+        None if runtime == Runtime::Local && matches!(store, StoreLocation::Sqlite(_)) => {
+            EventsTarget::File(repo_root().join(".data/events.jsonl"))
+        }
+        None => EventsTarget::Off,
+        Some(value) if value == "off" => EventsTarget::Off,
+        Some(value) => match value.split_once(':') {
+            Some(("file", path)) if !path.is_empty() => EventsTarget::File(PathBuf::from(path)),
+            Some(("eventbridge", bus)) if !bus.is_empty() => EventsTarget::EventBridge(bus.to_owned()),
+            _ => return Err(bad(&value)),
+        },
+    };
+    if target != EventsTarget::Off && *store == StoreLocation::DynamoDb {
+        return Err(Error::Config(
+            "HOSTFACTORY_EVENTS: domain events are captured from the SQLite store only in this version; set it to off with DynamoDB".into(),
+        ));
+    }
+    Ok(target)
 }
 
 /// `HOSTFACTORY_LISTEN` (default 127.0.0.1:8080).

@@ -114,3 +114,26 @@ fn bad_values_name_the_variable() {
         assert!(err.to_string().contains(name), "{name}: {err}");
     }
 }
+
+#[test]
+fn events_go_to_a_local_file_by_default_and_anywhere_they_are_told() {
+    let local = parse(Runtime::Local, &[]).unwrap();
+    assert!(matches!(&local.events, EventsTarget::File(path) if path.ends_with(".data/events.jsonl")), "{:?}", local.events);
+    assert_eq!(local.events_source, "hostfactory-aws");
+    let cases = [
+        ("off", EventsTarget::Off),
+        ("file:/tmp/e.jsonl", EventsTarget::File("/tmp/e.jsonl".into())),
+        ("eventbridge:hf-bus", EventsTarget::EventBridge("hf-bus".into())),
+    ];
+    for (value, expected) in cases {
+        assert_eq!(parse(Runtime::Local, &[("HOSTFACTORY_EVENTS", value)]).unwrap().events, expected, "{value}");
+    }
+    for bad in ["kafka:x", "file:", "eventbridge"] {
+        let err = parse(Runtime::Local, &[("HOSTFACTORY_EVENTS", bad)]).unwrap_err();
+        assert!(err.to_string().starts_with(&format!("configuration error: HOSTFACTORY_EVENTS '{bad}'")), "{err}");
+    }
+    let lambda = [("HOSTFACTORY_TEMPLATES", "s3://b/p/")];
+    assert_eq!(parse(Runtime::Lambda, &lambda).unwrap().events, EventsTarget::Off);
+    let refused = parse(Runtime::Lambda, &[lambda[0], ("HOSTFACTORY_EVENTS", "eventbridge:hf-bus")]).unwrap_err();
+    assert!(refused.to_string().contains("SQLite store only"), "{refused}");
+}

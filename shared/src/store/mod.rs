@@ -236,6 +236,39 @@ pub trait CooldownRepository: Send + Sync {
     async fn launch_succeeded(&self, template: &str) -> Result<()>;
 }
 
+/// One change the store captured, in the order written (SQLite: triggers on the requests and
+/// machines tables fill a `changes` table in the writing transaction).
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub seq: i64,
+    /// Failed deliveries so far.
+    pub attempts: u32,
+    pub kind: ChangeKind,
+}
+
+#[derive(Debug, Clone)]
+pub enum ChangeKind {
+    Request { old: Option<RequestRecord>, new: Option<RequestRecord> },
+    Machine { old: Option<MachineRecord>, new: Option<MachineRecord> },
+    /// A domain event of a change the store does not hold (a template file's), as
+    /// `{"detailType", "detail"}`.
+    Event(serde_json::Value),
+}
+
+/// The store's own feed of its changes, drained by the events publisher: a change stays until
+/// it is delivered, so a crash between a write and its publication loses nothing.
+#[async_trait]
+pub trait ChangeFeed: Send + Sync {
+    /// The oldest `limit` changes not delivered yet.
+    async fn next_changes(&self, limit: usize) -> Result<Vec<Change>>;
+    /// Forgets the delivered changes `seqs`.
+    async fn delivered(&self, seqs: &[i64]) -> Result<()>;
+    /// Counts one more failed delivery of each of `seqs`.
+    async fn failed(&self, seqs: &[i64]) -> Result<()>;
+    /// Records `event` (`{"detailType", "detail"}`) for publication.
+    async fn append_event(&self, event: &serde_json::Value) -> Result<()>;
+}
+
 /// Full listings for migration only (DynamoDB answers them with a Scan, so no request path may
 /// use them). Pages are of up to `limit` records after the cursor `after`.
 #[async_trait]
@@ -253,6 +286,8 @@ pub struct Store {
     pub cooldowns: Arc<dyn CooldownRepository>,
     /// Full listings (migration, admin commands): never from a request path.
     pub records: Arc<dyn RecordSource>,
+    /// The store's feed of its changes for domain events (SQLite; `None` on DynamoDB).
+    pub changes: Option<Arc<dyn ChangeFeed>>,
     /// Where the records live, for logs and messages.
     pub location: String,
 }
@@ -265,8 +300,14 @@ impl Store {
                 aws_sdk_dynamodb::Client::new(sdk),
                 &config.table_prefix,
             ))),
-            StoreLocation::Sqlite(path) => Store::from_backend(Arc::new(sqlite::SqliteStore::new(path))),
+            StoreLocation::Sqlite(path) => Store::sqlite(path),
         }
+    }
+
+    /// The SQLite store at `path`, with its change feed.
+    pub fn sqlite(path: &std::path::Path) -> Self {
+        let backend = Arc::new(sqlite::SqliteStore::new(path));
+        Store { changes: Some(backend.clone()), ..Store::from_backend(backend) }
     }
 
     pub fn from_backend<B>(backend: Arc<B>) -> Self
@@ -280,6 +321,7 @@ impl Store {
             capacity: backend.clone(),
             cooldowns: backend.clone(),
             records: backend,
+            changes: None,
         }
     }
 }

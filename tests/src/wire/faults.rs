@@ -244,6 +244,11 @@ impl Faults {
         self.state.lock().unwrap().pending.push(fault);
     }
 
+    /// Drops every scheduled fault not triggered yet.
+    pub fn clear(&self) {
+        self.state.lock().unwrap().pending.clear();
+    }
+
     /// Scheduled faults not triggered yet (a test can assert its fault was hit).
     pub fn remaining(&self) -> usize {
         self.state.lock().unwrap().pending.iter().map(|f| f.times).sum()

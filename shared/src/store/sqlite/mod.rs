@@ -16,6 +16,7 @@ use super::{Describe, now};
 use crate::error::{Error, Result};
 
 mod capacity;
+mod changes;
 mod cooldowns;
 mod repositories;
 mod table;
@@ -73,6 +74,22 @@ ALTER TABLE pool_cooldowns ADD COLUMN capacity_at INTEGER;
 ALTER TABLE pool_cooldowns ADD COLUMN kept_until INTEGER NOT NULL DEFAULT 0;
 UPDATE pool_cooldowns SET kept_until = until;
 ALTER TABLE capacity ADD COLUMN rested_since INTEGER;
+"#, r#"
+CREATE TABLE changes (
+    seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind     TEXT NOT NULL,
+    old_body TEXT,
+    new_body TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0
+);
+CREATE TRIGGER requests_inserted AFTER INSERT ON requests
+    BEGIN INSERT INTO changes (kind, new_body) VALUES ('request', NEW.body); END;
+CREATE TRIGGER requests_updated AFTER UPDATE OF body ON requests WHEN OLD.body IS NOT NEW.body
+    BEGIN INSERT INTO changes (kind, old_body, new_body) VALUES ('request', OLD.body, NEW.body); END;
+CREATE TRIGGER machines_inserted AFTER INSERT ON machines
+    BEGIN INSERT INTO changes (kind, new_body) VALUES ('machine', NEW.body); END;
+CREATE TRIGGER machines_updated AFTER UPDATE OF body ON machines WHEN OLD.body IS NOT NEW.body
+    BEGIN INSERT INTO changes (kind, old_body, new_body) VALUES ('machine', OLD.body, NEW.body); END;
 "#];
 
 pub struct SqliteStore {

@@ -48,7 +48,12 @@ fn statement<R: Row>(mode: Write) -> String {
         Write::Insert => {
             format!("INSERT INTO {table} ({key}, {columns}) VALUES ({marks}) ON CONFLICT ({key}) DO NOTHING")
         }
-        Write::Upsert => format!("INSERT OR REPLACE INTO {table} ({key}, {columns}) VALUES ({marks})"),
+        // An update of an existing row (not REPLACE's delete and insert), so the change feed's
+        // trigger sees the record before and after.
+        Write::Upsert => {
+            let set: Vec<String> = R::COLUMNS.iter().chain(&["version", "body"]).map(|c| format!("{c} = excluded.{c}")).collect();
+            format!("INSERT INTO {table} ({key}, {columns}) VALUES ({marks}) ON CONFLICT ({key}) DO UPDATE SET {}", set.join(", "))
+        }
         Write::Update(_) => {
             let set: Vec<String> =
                 R::COLUMNS.iter().chain(&["version", "body"]).zip(2..).map(|(c, i)| format!("{c} = ?{i}")).collect();
