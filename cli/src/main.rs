@@ -106,7 +106,7 @@ async fn publish_events(state: AppState) {
     let mut ticks = tokio::time::interval(std::time::Duration::from_secs(1));
     loop {
         ticks.tick().await;
-        if let Err(err) = shared::domain_events::drain(&state).await {
+        if let Err(err) = state.publish_events().await {
             tracing::warn!(error = %err, "domain events not published this round");
         }
     }

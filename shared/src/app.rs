@@ -41,6 +41,12 @@ impl AppState {
         AppState { config: Arc::new(config), catalog: Arc::new(catalog), cloud, store, metrics, events }
     }
 
+    /// Publishes the domain events of the store's captured changes (SQLite's change feed; on
+    /// DynamoDB the streams deliver them to [`crate::domain_events::stream`]).
+    pub async fn publish_events(&self) -> Result<crate::domain_events::Drained> {
+        crate::domain_events::drain(&self.store, &self.events, &self.metrics).await
+    }
+
     /// Configuration and AWS clients from the environment.
     pub async fn from_env(runtime: Runtime) -> Result<Self> {
         let config = Config::from_env(runtime)?;

@@ -168,6 +168,15 @@ fn reconcile_line(namespace: &str, figures: &ReconcileFigures) -> Value {
     emf_line(namespace, "reconcile", &values, &[])
 }
 
+/// One line per domain events publication, dimension `Operation=events`: events published and
+/// events that failed (their batch is retried; alarmed on as `EventsFailedAlarm`).
+pub fn emit_events(metrics: &Metrics, published: u64, failed: u64) {
+    if metrics.enabled() {
+        let values = [("EventsPublished", Unit::Count, published as f64), ("EventsFailed", Unit::Count, failed as f64)];
+        metrics.write(emf_line(&metrics.namespace, "events", &values, &[]));
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 enum Unit {
     Count,

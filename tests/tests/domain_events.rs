@@ -7,9 +7,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use hostfactory_tests::rig::{Rig, machine_ids, request_id, return_body};
 use hostfactory_tests::wire::Fault;
-use hostfactory_tests::{sdk_config, send_json, unique};
+use hostfactory_tests::{Captured, sdk_config, send_json, unique};
 use serde_json::{Value, json};
-use shared::domain_events::{DETAIL_TYPES, drain};
+use shared::domain_events::DETAIL_TYPES;
 
 /// A bus, and a queue its rule sends every `hostfactory-aws` event to.
 struct Bus {
@@ -61,16 +61,43 @@ async fn rig_on(bus_name: Option<&'static str>) -> Rig {
     }
 }
 
-/// Each event's detail against the JSON Schema of its detail type.
+/// Each event's detail against the JSON Schema of its detail type (`openapi/events/`), checked
+/// by the Python `jsonschema` validator of the project's venv (infra/requirements-dev.txt).
 fn assert_schemas(events: &[Value]) {
-    let dir = format!("{}/../openapi/events", env!("CARGO_MANIFEST_DIR"));
-    for event in events {
-        let detail_type = event["detail-type"].as_str().unwrap();
-        let (_, slug) = DETAIL_TYPES.iter().find(|(name, _)| *name == detail_type).unwrap_or_else(|| panic!("{detail_type}"));
-        let schema: Value = serde_json::from_str(&std::fs::read_to_string(format!("{dir}/{slug}.schema.json")).unwrap()).unwrap();
-        let validator = jsonschema::validator_for(&schema).unwrap();
-        let errors: Vec<String> = validator.iter_errors(&event["detail"]).map(|e| e.to_string()).collect();
-        assert!(errors.is_empty(), "{detail_type}: {errors:?} in {}", event["detail"]);
+    let root = format!("{}/..", env!("CARGO_MANIFEST_DIR"));
+    let lines: Vec<Value> = events
+        .iter()
+        .map(|event| {
+            let detail_type = event["detail-type"].as_str().unwrap();
+            let (_, slug) = DETAIL_TYPES.iter().find(|(name, _)| *name == detail_type).unwrap_or_else(|| panic!("{detail_type}"));
+            json!({"schema": format!("{root}/openapi/events/{slug}.schema.json"), "detail": event["detail"]})
+        })
+        .collect();
+    let mut child = std::process::Command::new(format!("{root}/.venv/bin/python"))
+        .arg(format!("{root}/tests/check_event_schemas.py"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("the venv's python: run through infra/scripts/test");
+    let input: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), input.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stdout));
+}
+
+/// A stream record's image as Lambda hands it over: DynamoDB JSON (`{"S": "..."}`).
+fn dynamodb_json(value: &aws_sdk_dynamodbstreams::types::AttributeValue) -> Value {
+    use aws_sdk_dynamodbstreams::types::AttributeValue as A;
+    match value {
+        A::S(s) => json!({"S": s}),
+        A::N(n) => json!({"N": n}),
+        A::Bool(b) => json!({"BOOL": b}),
+        A::Null(_) => json!({"NULL": true}),
+        A::L(items) => json!({"L": items.iter().map(dynamodb_json).collect::<Vec<_>>()}),
+        A::M(map) => json!({"M": map.iter().map(|(k, v)| (k.clone(), dynamodb_json(v))).collect::<serde_json::Map<_, _>>()}),
+        A::Ss(items) => json!({"SS": items}),
+        A::Ns(items) => json!({"NS": items}),
+        other => panic!("no such attribute in our records: {other:?}"),
     }
 }
 
@@ -93,7 +120,15 @@ async fn a_hostfactory_cycle_and_a_template_edit_publish_each_event_once() {
     let mut edited = current.clone();
     edited["maxNumber"] = json!(12);
     assert_eq!(send_json(&rig.router, "PUT", &uri, &edited, &[]).await.status, 200);
-    let drained = drain(&rig.state).await.unwrap();
+    // A template created and deleted, a validation, an operator's action.
+    let mut other = current.clone();
+    other["templateId"] = json!("Extra");
+    assert_eq!(send_json(&rig.router, "PUT", "/api/v1/templates/Extra?level=inst", &other, &[]).await.status, 201);
+    assert_eq!(send_json(&rig.router, "DELETE", "/api/v1/templates/Extra", &Value::Null, &[]).await.status, 200);
+    assert_eq!(rig.post("/api/v1/templates/validate", json!({"templates": [edited]})).await.status, 200);
+    let stop = send_json(&rig.router, "POST", &format!("/api/v1/machines/{}/stop", machines[1]), &Value::Null, &[]).await;
+    assert_eq!(stop.status, 200, "{}", stop.body);
+    let drained = rig.state.publish_events().await.unwrap();
 
     let events = bus.received().await;
     assert_eq!(events.len(), drained.events, "every event published once");
@@ -105,7 +140,8 @@ async fn a_hostfactory_cycle_and_a_template_edit_publish_each_event_once() {
     let count = |t: &str| by_type.get(t).map_or(0, Vec::len);
     let expected = [
         ("Request Accepted", 1), ("Machine Launched", 2), ("Request Completed", 1), ("Return Requested", 1),
-        ("Machine Returned", 1), ("Return Completed", 1), ("Template Updated", 1),
+        ("Machine Returned", 1), ("Return Completed", 1), ("Template Updated", 1), ("Template Created", 1),
+        ("Template Deleted", 1), ("Template Validated", 1), ("Machine Action", 1),
     ];
     for (detail_type, n) in expected {
         assert_eq!(count(detail_type), n, "{detail_type}: {by_type:?}");
@@ -115,9 +151,11 @@ async fn a_hostfactory_cycle_and_a_template_edit_publish_each_event_once() {
     let update = by_type["Template Updated"][0];
     assert_eq!(update["changes"], json!([{"key": "maxNumber", "old": 10, "new": 12}]));
     assert_eq!(update["by"], "local");
+    assert_eq!(by_type["Machine Action"][0]["action"], "stop");
+    assert_eq!(by_type["Template Validated"][0]["valid"], true);
     let ids: BTreeSet<&str> = events.iter().map(|e| e["detail"]["eventId"].as_str().unwrap()).collect();
     assert_eq!(ids.len(), events.len(), "one eventId per change");
-    assert_eq!(drain(&rig.state).await.unwrap().events, 0, "nothing twice");
+    assert_eq!(rig.state.publish_events().await.unwrap().events, 0, "nothing twice");
 }
 
 #[tokio::test]
@@ -127,13 +165,13 @@ async fn a_publisher_killed_mid_batch_loses_nothing_and_repeats_only_what_event_
     cycle(&rig, 8).await;
     // The first PutEvents goes through; the publisher dies on the second (every retry of it).
     rig.wire.faults.inject(Fault::internal("PutEvents").after_calls(1).times(20));
-    assert!(drain(&rig.state).await.is_err());
+    assert!(rig.state.publish_events().await.is_err());
     let first = bus.received().await;
     assert_eq!(first.len(), 10, "the first call's ten");
     rig.wire.faults.clear();
     // A new process on the same store publishes the whole batch again.
     let restarted = rig.restarted();
-    let drained = drain(&restarted).await.unwrap();
+    let drained = restarted.publish_events().await.unwrap();
     let second = bus.received().await;
     assert_eq!(second.len(), drained.events);
     let all: Vec<&Value> = first.iter().chain(&second).collect();
@@ -146,7 +184,9 @@ async fn a_publisher_killed_mid_batch_loses_nothing_and_repeats_only_what_event_
 async fn a_failing_bus_costs_a_hostfactory_call_nothing_and_its_events_wait() {
     let bus = bus(&sdk_config().await).await;
     let quiet = rig_on(None).await;
-    let noisy = rig_on(Some(bus.name)).await;
+    let metrics = Captured::default();
+    let events: &'static str = Box::leak(format!("eventbridge:{}", bus.name).into_boxed_str());
+    let noisy = Rig::builder().max(10).env([("HOSTFACTORY_EVENTS", events)]).fast_retries().metrics(metrics.clone()).build().await;
     noisy.wire.faults.inject(Fault::internal("PutEvents").times(1000));
     for rig in [&quiet, &noisy] {
         rig.log.clear();
@@ -158,9 +198,87 @@ async fn a_failing_bus_costs_a_hostfactory_call_nothing_and_its_events_wait() {
         actions
     };
     assert_eq!(calls(&noisy), calls(&quiet), "the same AWS calls on the HostFactory path, none to the bus");
-    assert!(drain(&noisy.state).await.is_err(), "the bus refuses");
+    metrics.take();
+    assert!(noisy.state.publish_events().await.is_err(), "the bus refuses");
+    let lines = metrics.take();
+    let line = lines.iter().find(|l| l["Operation"] == "events").expect("an events metrics line");
+    assert!(line["EventsFailed"].as_f64().unwrap() >= 7.0, "counted for EventsFailedAlarm: {line}");
     noisy.wire.faults.clear();
-    let drained = drain(&noisy.state).await.unwrap();
+    let drained = noisy.state.publish_events().await.unwrap();
     assert!(drained.events >= 7, "{drained:?}");
     assert_eq!(bus.received().await.len(), drained.events);
+}
+
+/// Every record of the three tables' streams so far, as Lambda hands them to the reconciler
+/// (`{"Records": [...]}` with DynamoDB-JSON images).
+async fn stream_batch(rig: &Rig, after: &mut BTreeSet<String>) -> Value {
+    let ddb = aws_sdk_dynamodb::Client::new(&sdk_config().await);
+    let streams = aws_sdk_dynamodbstreams::Client::new(&sdk_config().await);
+    let mut records = Vec::new();
+    // The store's tables, as it describes itself: `dynamodb:<requests>, <machines>, <capacity>`.
+    let tables: Vec<String> = rig.state.store.location.trim_start_matches("dynamodb:").split(',').map(|t| t.trim().to_owned()).collect();
+    for table in &tables {
+        let arn = ddb.describe_table().table_name(table).send().await.unwrap().table().unwrap().latest_stream_arn().unwrap().to_owned();
+        let shards = streams.describe_stream().stream_arn(&arn).send().await.unwrap();
+        for shard in shards.stream_description().unwrap().shards() {
+            let iterator = streams
+                .get_shard_iterator()
+                .stream_arn(&arn)
+                .shard_id(shard.shard_id().unwrap())
+                .shard_iterator_type(aws_sdk_dynamodbstreams::types::ShardIteratorType::TrimHorizon)
+                .send()
+                .await
+                .unwrap();
+            let got = streams.get_records().shard_iterator(iterator.shard_iterator().unwrap()).send().await.unwrap();
+            for record in got.records() {
+                let change = record.dynamodb().unwrap();
+                let sequence = change.sequence_number().unwrap().to_owned();
+                if !after.insert(format!("{arn}/{sequence}")) {
+                    continue;
+                }
+                let image = |i: Option<&std::collections::HashMap<String, aws_sdk_dynamodbstreams::types::AttributeValue>>| {
+                    i.map(|i| i.iter().map(|(k, v)| (k.clone(), dynamodb_json(v))).collect::<serde_json::Map<_, _>>())
+                };
+                records.push(json!({
+                    "eventID": record.event_id(), "eventName": record.event_name().map(|n| n.as_str()),
+                    "eventSource": "aws:dynamodb", "eventSourceARN": arn,
+                    "dynamodb": {"SequenceNumber": sequence, "NewImage": image(change.new_image()), "OldImage": image(change.old_image())},
+                }));
+            }
+        }
+    }
+    json!({"Records": records})
+}
+
+#[tokio::test]
+async fn on_dynamodb_the_tables_streams_publish_every_change_and_a_failed_batch_is_retried() {
+    let bus = bus(&sdk_config().await).await;
+    let events: &'static str = Box::leak(format!("eventbridge:{}", bus.name).into_boxed_str());
+    let rig = Rig::builder().max(10).dynamo().env([("HOSTFACTORY_EVENTS", events)]).fast_retries().build().await;
+    cycle(&rig, 2).await;
+    let uri = format!("/api/v1/templates/{}", rig.template_id);
+    let mut edited = send_json(&rig.router, "GET", &uri, &Value::Null, &[]).await.body["template"].clone();
+    edited["maxNumber"] = json!(11);
+    assert_eq!(send_json(&rig.router, "PUT", &uri, &edited, &[]).await.status, 200);
+    let mut seen = BTreeSet::new();
+    let batch = stream_batch(&rig, &mut seen).await;
+
+    // The bus refuses: every record is reported failed, for Lambda to retry.
+    rig.wire.faults.inject(Fault::internal("PutEvents").times(100));
+    let outcome = serde_json::to_value(shared::reconcile::events::dispatch(&rig.state, batch.clone()).await.unwrap()).unwrap();
+    let records = batch["Records"].as_array().unwrap().len();
+    assert_eq!(outcome["batchItemFailures"].as_array().unwrap().len(), records, "{outcome}");
+    rig.wire.faults.clear();
+    let outcome = serde_json::to_value(shared::reconcile::events::dispatch(&rig.state, batch).await.unwrap()).unwrap();
+    assert_eq!(outcome["batchItemFailures"], json!([]), "{outcome}");
+
+    let received = bus.received().await;
+    assert_eq!(received.len() as u64, outcome["events"].as_u64().unwrap());
+    assert_schemas(&received);
+    let types: BTreeSet<&str> = received.iter().map(|e| e["detail-type"].as_str().unwrap()).collect();
+    for expected in ["Request Accepted", "Machine Launched", "Request Completed", "Return Requested", "Machine Returned", "Return Completed", "Template Updated"] {
+        assert!(types.contains(expected), "{expected}: {types:?}");
+    }
+    let update = received.iter().find(|e| e["detail-type"] == "Template Updated").unwrap();
+    assert_eq!(update["detail"]["changes"], json!([{"key": "maxNumber", "old": 10, "new": 11}]));
 }

@@ -231,3 +231,36 @@ fn resting_templates_are_alarmed_on_the_metric_the_service_emits() {
     assert_eq!(properties["ComparisonOperator"], "GreaterThanThreshold");
     assert_eq!(properties["Threshold"], 0);
 }
+
+/// Domain events (README "Domain events"): the tables' streams feed the reconciler, which may
+/// put events on the stack's bus (or the one named) and nowhere else; failures are alarmed on
+/// the metric the publisher emits and dead-lettered.
+#[test]
+fn domain_events_flow_from_the_table_streams_to_one_bus() {
+    let template = template();
+    let resources = &template["Resources"];
+    for table in ["RequestsTable", "MachinesTable", "TemplatesTable"] {
+        assert_eq!(resources[table]["Properties"]["StreamSpecification"]["StreamViewType"], "NEW_AND_OLD_IMAGES", "{table}");
+    }
+    let events = resources["ReconcilerFunction"]["Properties"]["Events"].as_mapping().unwrap();
+    let streams: Vec<String> = events
+        .values()
+        .filter(|e| e["Type"] == "DynamoDB")
+        .map(|e| {
+            let p = &e["Properties"];
+            assert_eq!(strings(&p["FunctionResponseTypes"]), ["ReportBatchItemFailures"]);
+            assert_eq!(strings(&p["DestinationConfig"]["OnFailure"]["Destination"]), ["ReconcilerDeadLetters.Arn"]);
+            strings(&p["Stream"]).join("")
+        })
+        .collect();
+    assert_eq!(streams, ["RequestsTable.StreamArn", "MachinesTable.StreamArn", "TemplatesTable.StreamArn"]);
+    let puts: Vec<(String, Value)> = statements(&template).into_iter().filter(|(_, s)| strings(&s["Action"]).contains(&"events:PutEvents".to_owned())).collect();
+    assert_eq!(puts.len(), 1, "{puts:?}");
+    assert_eq!(puts[0].0, "ReconcilerFunction", "only the publisher puts events");
+    let resource = serde_yaml_ng::to_string(&puts[0].1["Resource"]).unwrap();
+    assert!(resource.contains("EventBus.Arn") && resource.contains("event-bus/${EventBusName}"), "that bus only: {resource}");
+    let target = serde_yaml_ng::to_string(&template["Globals"]["Function"]["Environment"]["Variables"]["HOSTFACTORY_EVENTS"]).unwrap();
+    assert!(target.contains("eventbridge:${Bus}") && target.contains("EventBusName"), "every function knows the bus: {target}");
+    let alarm = &resources["EventsFailedAlarm"]["Properties"];
+    assert_eq!((alarm["MetricName"].as_str(), alarm["Dimensions"][0]["Value"].as_str()), (Some("EventsFailed"), Some("events")));
+}

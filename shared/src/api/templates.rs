@@ -12,6 +12,8 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::{Caller, HfJson, Provider};
+use crate::config::EventsTarget;
+use crate::domain_events::DomainEvent;
 use crate::domain_events::templates as events;
 use crate::store::now;
 use crate::app::AppState;
@@ -58,11 +60,11 @@ pub(super) async fn validate(
 ) -> Response {
     let checked = check_document(document);
     let ids: Vec<&str> = checked.templates.iter().map(|t| t.template_id.as_str()).collect();
-    if events::recorded(&state) {
+    if recorded(&state) {
         let problems: Vec<Value> = checked.problems.iter().filter_map(|p| serde_json::to_value(p).ok()).collect();
         let owned: Vec<String> = ids.iter().map(|id| (*id).to_owned()).collect();
         let call = uuid::Uuid::new_v4().to_string();
-        events::record(&state, events::template_validated(&provider, &owned, &problems, &by, now(), &call)).await;
+        record(&state, events::template_validated(&provider, &owned, &problems, &by, now(), &call)).await;
     }
     if checked.problems.is_empty() {
         let message = format!("{} template(s) valid.", ids.len());
@@ -151,7 +153,7 @@ pub(super) async fn delete_template(
 
 /// The template as written before a write, when template events are recorded (`None`: new).
 async fn written_before(state: &AppState, provider: &str, id: &str) -> Option<Value> {
-    if !events::recorded(state) {
+    if !recorded(state) {
         return None;
     }
     state.catalog.find(provider, id).await.ok().map(|found| found.raw)
@@ -159,12 +161,26 @@ async fn written_before(state: &AppState, provider: &str, id: &str) -> Option<Va
 
 /// Records the write's `Template Created`, `Updated` or `Deleted` event.
 async fn record_write(state: &AppState, (provider, id, by): (&str, &str, &str), old: Option<&Value>, new: Option<&Value>, written: &Written) {
-    if !events::recorded(state) {
+    if !recorded(state) {
         return;
     }
     let etag = written.etag.clone().unwrap_or_default();
     let write = events::TemplateWrite { provider, template_id: id, source_file: &written.file, etag: &etag, by, old, new, at: now() };
-    events::record(state, events::template_written(&write)).await;
+    record(state, events::template_written(&write)).await;
+}
+
+/// Whether template events are recorded at all.
+fn recorded(state: &AppState) -> bool {
+    state.config.events != EventsTarget::Off
+}
+
+/// Records `event` for publication (the store's event log). A template file is written before
+/// its event is recorded: a failure here is logged (the write stands).
+async fn record(state: &AppState, event: DomainEvent) {
+    let value = json!({"detailType": event.detail_type, "detail": event.detail});
+    if let Err(err) = state.store.event_log.append_event(&value).await {
+        tracing::warn!(detail_type = event.detail_type, error = %err, "template event not recorded");
+    }
 }
 
 fn if_match(headers: &HeaderMap) -> Result<Option<&str>> {

@@ -206,11 +206,10 @@ impl Config {
 }
 
 /// `HOSTFACTORY_EVENTS`: `eventbridge:<bus>`, `file:<path>` or `off`; locally `file:` under
-/// `.data/` by default, else `off`. Events are captured by the SQLite store only, so another
-/// store with events on is refused rather than silently publishing nothing.
+/// `.data/` by default, else `off` (template.yaml names the stack's bus).
 fn parse_events(get: &impl Fn(&str) -> Option<String>, runtime: Runtime, store: &StoreLocation) -> Result<EventsTarget> {
     let bad = |value: &str| Error::Config(format!("HOSTFACTORY_EVENTS '{value}' is not eventbridge:<bus>, file:<path> or off"));
-    let target = match get("HOSTFACTORY_EVENTS") {
+    Ok(match get("HOSTFACTORY_EVENTS") {
         None if runtime == Runtime::Local && matches!(store, StoreLocation::Sqlite(_)) => {
             EventsTarget::File(repo_root().join(".data/events.jsonl"))
         }
@@ -221,13 +220,7 @@ fn parse_events(get: &impl Fn(&str) -> Option<String>, runtime: Runtime, store: 
             Some(("eventbridge", bus)) if !bus.is_empty() => EventsTarget::EventBridge(bus.to_owned()),
             _ => return Err(bad(&value)),
         },
-    };
-    if target != EventsTarget::Off && *store == StoreLocation::DynamoDb {
-        return Err(Error::Config(
-            "HOSTFACTORY_EVENTS: domain events are captured from the SQLite store only in this version; set it to off with DynamoDB".into(),
-        ));
-    }
-    Ok(target)
+    })
 }
 
 /// `HOSTFACTORY_LISTEN` (default 127.0.0.1:8080).

@@ -134,6 +134,6 @@ fn events_go_to_a_local_file_by_default_and_anywhere_they_are_told() {
     }
     let lambda = [("HOSTFACTORY_TEMPLATES", "s3://b/p/")];
     assert_eq!(parse(Runtime::Lambda, &lambda).unwrap().events, EventsTarget::Off);
-    let refused = parse(Runtime::Lambda, &[lambda[0], ("HOSTFACTORY_EVENTS", "eventbridge:hf-bus")]).unwrap_err();
-    assert!(refused.to_string().contains("SQLite store only"), "{refused}");
+    let deployed = parse(Runtime::Lambda, &[lambda[0], ("HOSTFACTORY_EVENTS", "eventbridge:hf-bus")]).unwrap();
+    assert_eq!(deployed.events, EventsTarget::EventBridge("hf-bus".into()));
 }

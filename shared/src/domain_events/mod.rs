@@ -7,11 +7,12 @@
 
 mod derive;
 pub mod publish;
+pub mod stream;
 pub mod templates;
 
-use crate::app::AppState;
 use crate::error::Result;
-use crate::store::{Change, ChangeKind};
+use crate::metrics::{Metrics, emit_events};
+use crate::store::{Change, ChangeFeed, ChangeKind, Store};
 
 pub use derive::{DETAIL_TYPES, DomainEvent, SCHEMA_VERSION, event_id, machine_events, request_events};
 pub use publish::Publisher;
@@ -43,8 +44,8 @@ pub fn events_of(change: &Change) -> Vec<DomainEvent> {
 
 /// Publishes the events of every captured change, oldest first, until none is left; a batch
 /// that fails stays (its attempts counted) for the next drain, and the error is answered.
-pub async fn drain(state: &AppState) -> Result<Drained> {
-    let Some(feed) = &state.store.changes else { return Ok(Drained::default()) };
+pub async fn drain(store: &Store, publisher: &Publisher, metrics: &Metrics) -> Result<Drained> {
+    let Some(feed) = &store.changes else { return Ok(Drained::default()) };
     let mut drained = Drained::default();
     loop {
         let changes = feed.next_changes(BATCH).await?;
@@ -53,13 +54,15 @@ pub async fn drain(state: &AppState) -> Result<Drained> {
         }
         let seqs: Vec<i64> = changes.iter().map(|c| c.seq).collect();
         let events: Vec<DomainEvent> = changes.iter().flat_map(events_of).collect();
-        if let Err(err) = state.events.publish(&events).await {
+        if let Err(err) = publisher.publish(&events).await {
+            emit_events(metrics, 0, events.len() as u64);
             feed.failed(&seqs).await?;
-            dead_letter(state, &changes).await?;
+            dead_letter(feed.as_ref(), &changes).await?;
             tracing::warn!(changes = changes.len(), events = events.len(), error = %err, "events not published; retried later");
             return Err(err);
         }
         feed.delivered(&seqs).await?;
+        emit_events(metrics, events.len() as u64, 0);
         drained.changes += changes.len();
         drained.events += events.len();
     }
@@ -67,8 +70,7 @@ pub async fn drain(state: &AppState) -> Result<Drained> {
 
 /// Forgets the changes that failed [`MAX_ATTEMPTS`] times, logging each event (the log is the
 /// dead-letter record locally).
-async fn dead_letter(state: &AppState, changes: &[Change]) -> Result<()> {
-    let Some(feed) = &state.store.changes else { return Ok(()) };
+async fn dead_letter(feed: &dyn ChangeFeed, changes: &[Change]) -> Result<()> {
     let dead: Vec<&Change> = changes.iter().filter(|c| c.attempts + 1 >= MAX_ATTEMPTS).collect();
     for change in &dead {
         for event in events_of(change) {

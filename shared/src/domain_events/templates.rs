@@ -4,24 +4,6 @@
 use serde_json::{Value, json};
 
 use super::derive::{DomainEvent, base};
-use crate::app::AppState;
-use crate::config::EventsTarget;
-
-/// Whether template events are recorded at all (events on, and a store with a change feed).
-pub fn recorded(state: &AppState) -> bool {
-    state.config.events != EventsTarget::Off && state.store.changes.is_some()
-}
-
-/// Records `event` in the store's change feed for publication. A template file is written
-/// before its event is recorded: a failure here is logged (the write stands).
-pub async fn record(state: &AppState, event: DomainEvent) {
-    let Some(feed) = state.store.changes.as_ref().filter(|_| recorded(state)) else { return };
-    let value = json!({"detailType": event.detail_type, "detail": event.detail});
-    if let Err(err) = feed.append_event(&value).await {
-        tracing::warn!(detail_type = event.detail_type, error = %err, "template event not recorded");
-    }
-}
-
 /// One template write, as the templates function made it.
 pub struct TemplateWrite<'a> {
     pub provider: &'a str,

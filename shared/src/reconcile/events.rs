@@ -3,6 +3,8 @@
 //! of them without asking EC2.
 //!
 //! - `Scheduled Event` → [`run_once`];
+//! - a batch of DynamoDB stream records → the domain events of its changes
+//!   ([`crate::domain_events::stream`]);
 //! - `EC2 Spot Instance Interruption Warning` → the machine's `interruptedAt` (the event's
 //!   time), which getReturnRequests turns into gracePeriod 120 − seconds since;
 //! - `EC2 Instance State-change Notification` (`stopped`, `shutting-down`, `terminated`) → the
@@ -37,12 +39,18 @@ const RECORDED_STATES: [InstanceState; 3] =
 #[serde(tag = "outcome", rename_all = "camelCase", rename_all_fields = "camelCase")]
 pub enum Outcome {
     Reconciled { report: Report },
+    /// A batch of DynamoDB stream records published as domain events (Lambda reads
+    /// `batchItemFailures`).
+    Published(crate::domain_events::stream::Published),
     Interrupted { machine_id: String, interrupted_at: i64 },
     StateRecorded { machine_id: String, state: String },
     Ignored { reason: String },
 }
 
 pub async fn dispatch(state: &AppState, event: Value) -> Result<Outcome> {
+    if crate::domain_events::stream::is_stream_batch(&event) {
+        return Ok(Outcome::Published(crate::domain_events::stream::publish_batch(&state.events, &state.metrics, &event).await));
+    }
     let detail_type = event.get("detail-type").and_then(Value::as_str).unwrap_or_default();
     let outcome = match detail_type {
         "Scheduled Event" => Outcome::Reconciled { report: metered_pass(state).await? },

@@ -255,18 +255,26 @@ pub enum ChangeKind {
     Event(serde_json::Value),
 }
 
-/// The store's own feed of its changes, drained by the events publisher: a change stays until
-/// it is delivered, so a crash between a write and its publication loses nothing.
+/// Where the domain events of changes the store does not hold (a template file's) are
+/// recorded for publication: SQLite's change feed, or on DynamoDB an `event#<eventId>` item in
+/// the capacity table, which its stream delivers to the publisher.
 #[async_trait]
-pub trait ChangeFeed: Send + Sync {
+pub trait EventLog: Send + Sync {
+    /// Records `event` (`{"detailType", "detail"}`) for publication.
+    async fn append_event(&self, event: &serde_json::Value) -> Result<()>;
+}
+
+/// The store's own feed of its changes, drained by the events publisher: a change stays until
+/// it is delivered, so a crash between a write and its publication loses nothing (SQLite;
+/// DynamoDB's is its streams).
+#[async_trait]
+pub trait ChangeFeed: EventLog {
     /// The oldest `limit` changes not delivered yet.
     async fn next_changes(&self, limit: usize) -> Result<Vec<Change>>;
     /// Forgets the delivered changes `seqs`.
     async fn delivered(&self, seqs: &[i64]) -> Result<()>;
     /// Counts one more failed delivery of each of `seqs`.
     async fn failed(&self, seqs: &[i64]) -> Result<()>;
-    /// Records `event` (`{"detailType", "detail"}`) for publication.
-    async fn append_event(&self, event: &serde_json::Value) -> Result<()>;
 }
 
 /// Full listings for migration only (DynamoDB answers them with a Scan, so no request path may
@@ -286,8 +294,10 @@ pub struct Store {
     pub cooldowns: Arc<dyn CooldownRepository>,
     /// Full listings (migration, admin commands): never from a request path.
     pub records: Arc<dyn RecordSource>,
-    /// The store's feed of its changes for domain events (SQLite; `None` on DynamoDB).
+    /// The store's feed of its changes for domain events (SQLite; `None` on DynamoDB, whose
+    /// streams deliver them).
     pub changes: Option<Arc<dyn ChangeFeed>>,
+    pub event_log: Arc<dyn EventLog>,
     /// Where the records live, for logs and messages.
     pub location: String,
 }
@@ -312,7 +322,7 @@ impl Store {
 
     pub fn from_backend<B>(backend: Arc<B>) -> Self
     where
-        B: RequestRepository + MachineRepository + CapacityRepository + CooldownRepository + RecordSource + Describe + 'static,
+        B: RequestRepository + MachineRepository + CapacityRepository + CooldownRepository + RecordSource + EventLog + Describe + 'static,
     {
         Store {
             location: backend.describe(),
@@ -320,6 +330,7 @@ impl Store {
             machines: backend.clone(),
             capacity: backend.clone(),
             cooldowns: backend.clone(),
+            event_log: backend.clone(),
             records: backend,
             changes: None,
         }

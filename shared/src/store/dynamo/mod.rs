@@ -10,6 +10,7 @@
 mod batch;
 mod capacity;
 mod cooldowns;
+pub mod event_log;
 mod items;
 mod listing;
 mod repositories;

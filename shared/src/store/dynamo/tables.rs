@@ -8,7 +8,8 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::client::Waiters;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
-    PointInTimeRecoverySpecification, Projection, ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
+    PointInTimeRecoverySpecification, Projection, ProjectionType, ScalarAttributeType, StreamSpecification,
+    StreamViewType, TimeToLiveSpecification,
 };
 
 use crate::error::{Error, Result};
@@ -120,7 +121,15 @@ fn create_request(
         .create_table()
         .table_name(name)
         .billing_mode(BillingMode::PayPerRequest)
-        .key_schema(key(def.key, KeyType::Hash)?);
+        .key_schema(key(def.key, KeyType::Hash)?)
+        // Every change, old and new, for the domain events' publisher (`domain_events::stream`).
+        .stream_specification(
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::NewAndOldImages)
+                .build()
+                .map_err(|e| Error::store("building a stream specification", e))?,
+        );
     for (attribute, kind) in def.attributes {
         let kind = if *kind == "N" { ScalarAttributeType::N } else { ScalarAttributeType::S };
         request = request.attribute_definitions(
@@ -285,6 +294,7 @@ mod tests {
             let ttl = &table["TimeToLiveSpecification"];
             let ttl = (ttl["Enabled"].as_bool() == Some(true)).then(|| str_of(ttl, "AttributeName").to_owned());
             assert_eq!(ttl.as_deref(), def.ttl, "{expected_name} TTL");
+            assert_eq!(str_of(&table["StreamSpecification"], "StreamViewType"), "NEW_AND_OLD_IMAGES", "{expected_name} stream");
         }
     }
 }

@@ -5,7 +5,7 @@ use rusqlite::{Connection, params_from_iter};
 
 use super::{SqliteStore, db};
 use crate::error::{Error, Result};
-use crate::store::{Change, ChangeFeed, ChangeKind};
+use crate::store::{Change, ChangeFeed, ChangeKind, EventLog};
 
 type Row = (i64, String, Option<String>, Option<String>, i64);
 
@@ -52,7 +52,10 @@ impl ChangeFeed for SqliteStore {
         let sql = "UPDATE changes SET attempts = attempts + 1 WHERE seq IN ({seqs})";
         self.run(move |c| by_seq(c, sql, &seqs, "counting a failed delivery")).await
     }
+}
 
+#[async_trait::async_trait]
+impl EventLog for SqliteStore {
     async fn append_event(&self, event: &serde_json::Value) -> Result<()> {
         let body = event.to_string();
         self.run(move |c| {
