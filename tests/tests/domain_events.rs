@@ -114,7 +114,7 @@ async fn cycle(rig: &Rig, count: i64) -> (String, Vec<String>) {
 async fn a_hostfactory_cycle_and_a_template_edit_publish_each_event_once() {
     let bus = bus(&sdk_config().await).await;
     let rig = rig_on(Some(bus.name)).await;
-    let (request, machines) = cycle(&rig, 2).await;
+    let (request, machines) = cycle(&rig, 3).await;
     let uri = format!("/api/v1/templates/{}", rig.template_id);
     let current = send_json(&rig.router, "GET", &uri, &Value::Null, &[]).await.body["template"].clone();
     let mut edited = current.clone();
@@ -128,6 +128,16 @@ async fn a_hostfactory_cycle_and_a_template_edit_publish_each_event_once() {
     assert_eq!(rig.post("/api/v1/templates/validate", json!({"templates": [edited]})).await.status, 200);
     let stop = send_json(&rig.router, "POST", &format!("/api/v1/machines/{}/stop", machines[1]), &Value::Null, &[]).await;
     assert_eq!(stop.status, 200, "{}", stop.body);
+    // The cloud takes one back (its warning, then its end); a request finds no capacity at all.
+    let file = format!("{}/../events/ec2-spot-interruption.json", env!("CARGO_MANIFEST_DIR"));
+    let warning: Value = serde_json::from_str(&std::fs::read_to_string(file).unwrap().replace("i-0b662ef9931388ba0", &machines[2])).unwrap();
+    shared::reconcile::events::dispatch(&rig.state, warning).await.unwrap();
+    let file = format!("{}/../events/ec2-state-change-terminated.json", env!("CARGO_MANIFEST_DIR"));
+    let ended: Value = serde_json::from_str(&std::fs::read_to_string(file).unwrap().replace("i-0b662ef9931388ba0", &machines[2])).unwrap();
+    shared::reconcile::events::dispatch(&rig.state, ended).await.unwrap();
+    rig.wire.faults.inject(Fault::once("RunInstances", "InsufficientInstanceCapacity", "no capacity").times(10));
+    let failed = request_id(&rig.request(1).await);
+    assert_eq!(rig.settled(&failed).await["status"], "complete_with_error");
     let drained = rig.state.publish_events().await.unwrap();
 
     let events = bus.received().await;
@@ -139,13 +149,16 @@ async fn a_hostfactory_cycle_and_a_template_edit_publish_each_event_once() {
     }
     let count = |t: &str| by_type.get(t).map_or(0, Vec::len);
     let expected = [
-        ("Request Accepted", 1), ("Machine Launched", 2), ("Request Completed", 1), ("Return Requested", 1),
+        ("Request Accepted", 2), ("Machine Launched", 3), ("Request Completed", 1), ("Return Requested", 1),
         ("Machine Returned", 1), ("Return Completed", 1), ("Template Updated", 1), ("Template Created", 1),
-        ("Template Deleted", 1), ("Template Validated", 1), ("Machine Action", 1),
+        ("Template Deleted", 1), ("Template Validated", 1), ("Machine Action", 1), ("Machine Reclaimed", 1),
+        ("Request Failed", 1), ("Machine Failed", 1),
     ];
     for (detail_type, n) in expected {
         assert_eq!(count(detail_type), n, "{detail_type}: {by_type:?}");
     }
+    let published: BTreeSet<&str> = by_type.keys().map(String::as_str).collect();
+    assert_eq!(published, DETAIL_TYPES.iter().map(|(name, _)| *name).collect(), "every detail type");
     assert_eq!(by_type["Request Completed"][0]["requestId"], request);
     assert_eq!(by_type["Machine Returned"][0]["machineId"], machines[0]);
     let update = by_type["Template Updated"][0];
@@ -153,6 +166,7 @@ async fn a_hostfactory_cycle_and_a_template_edit_publish_each_event_once() {
     assert_eq!(update["by"], "local");
     assert_eq!(by_type["Machine Action"][0]["action"], "stop");
     assert_eq!(by_type["Template Validated"][0]["valid"], true);
+    assert_eq!((by_type["Machine Reclaimed"][0]["machineId"].as_str(), by_type["Request Failed"][0]["requestId"].as_str()), (Some(machines[2].as_str()), Some(failed.as_str())));
     let ids: BTreeSet<&str> = events.iter().map(|e| e["detail"]["eventId"].as_str().unwrap()).collect();
     assert_eq!(ids.len(), events.len(), "one eventId per change");
     assert_eq!(rig.state.publish_events().await.unwrap().events, 0, "nothing twice");
