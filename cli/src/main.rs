@@ -102,10 +102,14 @@ async fn serve_command() -> Result<(), Box<dyn std::error::Error>> {
 
 /// Publishes the store's captured changes as domain events every second (`HOSTFACTORY_EVENTS`),
 /// beside the server and never in a call's way; a failed round is retried the next second.
+/// Every round first settles the template write intents a crash left (a previous run's).
 async fn publish_events(state: AppState) {
     let mut ticks = tokio::time::interval(std::time::Duration::from_secs(1));
     loop {
         ticks.tick().await;
+        if let Err(err) = shared::calls::template_writes::settle_due(&state).await {
+            tracing::warn!(error = %err, "template write intents not settled this round");
+        }
         if let Err(err) = state.publish_events().await {
             tracing::warn!(error = %err, "domain events not published this round");
         }

@@ -5,6 +5,7 @@
 //! skips silently.
 
 pub mod audit;
+pub mod bus;
 pub mod cycle;
 pub mod hostfactory;
 pub mod rig;

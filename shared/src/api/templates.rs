@@ -12,11 +12,8 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::{Caller, HfJson, Provider};
-use crate::config::EventsTarget;
-use crate::domain_events::DomainEvent;
-use crate::domain_events::templates as events;
-use crate::store::now;
 use crate::app::AppState;
+use crate::calls::template_writes::{self as writes, Writer};
 use crate::error::{Error, Result};
 use crate::hostfactory::GetAvailableTemplatesResponse;
 use crate::metrics::MachineFigures;
@@ -60,12 +57,8 @@ pub(super) async fn validate(
 ) -> Response {
     let checked = check_document(document);
     let ids: Vec<&str> = checked.templates.iter().map(|t| t.template_id.as_str()).collect();
-    if recorded(&state) {
-        let problems: Vec<Value> = checked.problems.iter().filter_map(|p| serde_json::to_value(p).ok()).collect();
-        let owned: Vec<String> = ids.iter().map(|id| (*id).to_owned()).collect();
-        let call = uuid::Uuid::new_v4().to_string();
-        record(&state, events::template_validated(&provider, &owned, &problems, &by, now(), &call)).await;
-    }
+    let owned: Vec<String> = ids.iter().map(|id| (*id).to_owned()).collect();
+    writes::record_validation(&state, &provider, &by, &owned, &checked.problems).await;
     if checked.problems.is_empty() {
         let message = format!("{} template(s) valid.", ids.len());
         return Json(json!({ "ok": true, "message": message, "templates": ids })).into_response();
@@ -129,9 +122,8 @@ pub(super) async fn put_template(
         let listed: Vec<String> = problems.iter().map(|p| format!("{}: {}", p.field, p.problem)).collect();
         return Err(Error::invalid(format!("template '{id}'"), listed.join("; ")));
     }
-    let before = written_before(&state, &provider, &id).await;
-    let written = state.catalog.put(&provider, &id, entry.clone(), level, if_match(&headers)?).await?;
-    record_write(&state, (&provider, &id, &by), before.as_ref(), Some(&entry), &written).await;
+    let writer = Writer { provider: &provider, template_id: &id, by: &by };
+    let written = writes::put_template(&state, writer, entry, level, if_match(&headers)?).await?;
     let verb = if written.created { "created in" } else { "updated in" };
     let status = if written.created { StatusCode::CREATED } else { StatusCode::OK };
     Ok(written_response(status, &id, verb, written))
@@ -145,42 +137,9 @@ pub(super) async fn delete_template(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response> {
-    let before = written_before(&state, &provider, &id).await;
-    let written = state.catalog.delete(&provider, &id, if_match(&headers)?).await?;
-    record_write(&state, (&provider, &id, &by), before.as_ref(), None, &written).await;
+    let writer = Writer { provider: &provider, template_id: &id, by: &by };
+    let written = writes::delete_template(&state, writer, if_match(&headers)?).await?;
     Ok(written_response(StatusCode::OK, &id, "deleted from", written))
-}
-
-/// The template as written before a write, when template events are recorded (`None`: new).
-async fn written_before(state: &AppState, provider: &str, id: &str) -> Option<Value> {
-    if !recorded(state) {
-        return None;
-    }
-    state.catalog.find(provider, id).await.ok().map(|found| found.raw)
-}
-
-/// Records the write's `Template Created`, `Updated` or `Deleted` event.
-async fn record_write(state: &AppState, (provider, id, by): (&str, &str, &str), old: Option<&Value>, new: Option<&Value>, written: &Written) {
-    if !recorded(state) {
-        return;
-    }
-    let etag = written.etag.clone().unwrap_or_default();
-    let write = events::TemplateWrite { provider, template_id: id, source_file: &written.file, etag: &etag, by, old, new, at: now() };
-    record(state, events::template_written(&write)).await;
-}
-
-/// Whether template events are recorded at all.
-fn recorded(state: &AppState) -> bool {
-    state.config.events != EventsTarget::Off
-}
-
-/// Records `event` for publication (the store's event log). A template file is written before
-/// its event is recorded: a failure here is logged (the write stands).
-async fn record(state: &AppState, event: DomainEvent) {
-    let value = json!({"detailType": event.detail_type, "detail": event.detail});
-    if let Err(err) = state.store.event_log.append_event(&value).await {
-        tracing::warn!(detail_type = event.detail_type, error = %err, "template event not recorded");
-    }
 }
 
 fn if_match(headers: &HeaderMap) -> Result<Option<&str>> {

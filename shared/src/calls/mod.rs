@@ -16,6 +16,7 @@ pub(crate) mod return_machines;
 mod return_requests;
 mod shrink;
 mod request_status;
+pub mod template_writes;
 
 pub use available_templates::available_templates;
 pub use request_machines::request_machines;

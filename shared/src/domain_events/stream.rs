@@ -60,7 +60,8 @@ fn change_of(record: &Value) -> Option<Change> {
     let kind = match suffix {
         "_requests" => ChangeKind::Request { old: decode::<RequestRecord>(old), new: decode(new) },
         "_machines" => ChangeKind::Machine { old: decode::<MachineRecord>(old), new: decode(new) },
-        "_templates" if record["eventName"] == "INSERT" => {
+        // An event item as it gets its event: put with it, or a write's intent committed.
+        "_templates" if old.as_ref().is_none_or(|o| !o.contains_key("event")) => {
             let item = new?;
             let key: String = serde_dynamo::from_attribute_value(item.get("templateKey")?.clone()).ok()?;
             key.strip_prefix(EVENT_PREFIX)?;
@@ -79,6 +80,50 @@ fn decode<T: serde::de::DeserializeOwned>(item: Option<serde_dynamo::Item>) -> O
         Err(err) => {
             tracing::warn!(error = %err, "a stream image is no record; no event from it");
             None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    /// A stream record of the capacity table: `old` and `new` images of an `event#w1` item.
+    fn record(name: &str, old: Option<Value>, new: Option<Value>) -> Value {
+        let image = |extra: Option<Value>| {
+            extra.map(|mut item| {
+                item["templateKey"] = json!({"S": "event#w1"});
+                item
+            })
+        };
+        json!({
+            "eventName": name, "eventSource": "aws:dynamodb",
+            "eventSourceARN": "arn:aws:dynamodb:us-east-1:1:table/hf_templates/stream/2026",
+            "dynamodb": {"SequenceNumber": "1", "OldImage": image(old), "NewImage": image(new)},
+        })
+    }
+
+    #[test]
+    fn an_event_item_publishes_once_as_it_gets_its_event_and_an_intent_never() {
+        let event = json!({"S": json!({"detailType": "Template Created", "detail": {"eventId": "e"}}).to_string()});
+        let intent = json!({"intent": {"S": "{}"}, "itemType": {"S": "intent"}});
+        let committed = json!({"event": event});
+        let cases = [
+            ("an event put", record("INSERT", None, Some(committed.clone())), true),
+            ("an intent put", record("INSERT", None, Some(intent.clone())), false),
+            ("an intent committed", record("MODIFY", Some(intent.clone()), Some(committed.clone())), true),
+            ("an event item rewritten", record("MODIFY", Some(committed.clone()), Some(committed.clone())), false),
+            ("an intent forgotten", record("REMOVE", Some(intent), None), false),
+            ("an event item expired", record("REMOVE", Some(committed), None), false),
+        ];
+        for (case, record, published) in cases {
+            let change = change_of(&record);
+            assert_eq!(change.is_some(), published, "{case}");
+            if let Some(Change { kind: ChangeKind::Event(value), .. }) = change {
+                assert_eq!(value["detailType"], "Template Created", "{case}");
+            }
         }
     }
 }

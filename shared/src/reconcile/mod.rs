@@ -7,9 +7,9 @@
 //! that fails is logged and listed in [`Report::errors`]; the other steps still run.
 //!
 //! An idle pass (no unfinished request) costs one DescribeInstances and one
-//! DescribeLaunchTemplates, and in the store the active listing, the counter listing, and when a
-//! counter is quiet the active listing once more and one machine query per quiet counter (see
-//! [`recount`]).
+//! DescribeLaunchTemplates, and in the store the active listing, the counter listing, the
+//! listing of stale template write intents, and when a counter is quiet the active listing once
+//! more and one machine query per quiet counter (see [`recount`]).
 
 mod abandoned;
 pub mod events;
@@ -60,6 +60,10 @@ pub struct Report {
     pub capacity_settled: usize,
     /// Capacity counters that disagreed with the records and were corrected (the recount).
     pub capacity_repaired: usize,
+    /// Template writes whose event a crash left as an intent: recorded now (the write was made)
+    /// or dropped (it was not).
+    pub template_events_recovered: usize,
+    pub template_intents_dropped: usize,
     /// One line per failed step; the pass goes on after a failure.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<String>,
@@ -137,6 +141,10 @@ pub async fn run_once(state: &AppState) -> Result<Report> {
     }
     if let Err(err) = recount::recount(state, &mut report).await {
         report.failed("recounting capacity", err);
+    }
+    match crate::calls::template_writes::settle_due(state).await {
+        Ok(settled) => (report.template_events_recovered, report.template_intents_dropped) = (settled.committed, settled.forgotten),
+        Err(err) => report.failed("settling template write intents", err),
     }
     tracing::info!(report = %serde_json::to_string(&report).unwrap_or_default(), "reconcile pass done");
     Ok(report)

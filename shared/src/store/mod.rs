@@ -255,13 +255,22 @@ pub enum ChangeKind {
     Event(serde_json::Value),
 }
 
-/// Where the domain events of changes the store does not hold (a template file's) are
-/// recorded for publication: SQLite's change feed, or on DynamoDB an `event#<eventId>` item in
-/// the capacity table, which its stream delivers to the publisher.
+/// Where the events of changes the store does not hold (a template file's) are recorded:
+/// SQLite's change feed, or DynamoDB `event#<id>` items, which the capacity table's stream
+/// delivers. A file write's intent is kept first, unpublished, and replaced by its event after
+/// the write, so a crash between the two leaves an intent to judge, not a lost event.
 #[async_trait]
 pub trait EventLog: Send + Sync {
     /// Records `event` (`{"detailType", "detail"}`) for publication.
     async fn append_event(&self, event: &serde_json::Value) -> Result<()>;
+    /// Keeps `intent` (opaque JSON) under `id` until it is committed or forgotten.
+    async fn intend(&self, id: &str, at: i64, intent: &serde_json::Value) -> Result<()>;
+    /// Replaces intent `id` with `event` in one write; nothing when the intent is gone.
+    async fn commit_intent(&self, id: &str, event: &serde_json::Value) -> Result<()>;
+    /// Drops intent `id` (its write was not made).
+    async fn forget_intent(&self, id: &str) -> Result<()>;
+    /// The intents kept since before `before` (epoch seconds).
+    async fn stale_intents(&self, before: i64) -> Result<Vec<serde_json::Value>>;
 }
 
 /// The store's own feed of its changes, drained by the events publisher: a change stays until

@@ -25,7 +25,7 @@ mod validate;
 use serde::Deserialize;
 
 pub use cache::CacheStats;
-pub use catalog::{Catalog, Loaded, Written};
+pub use catalog::{Catalog, Found, Loaded, Written};
 pub use kinds::{
     AllocationStrategy, FleetType, OnDemandAllocationStrategy, PriceType, ProviderApi, Tenancy, TypeWeights, VolumeType,
 };

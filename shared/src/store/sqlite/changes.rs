@@ -1,9 +1,10 @@
 //! The change feed on SQLite: the `changes` table the requests' and machines' triggers fill in
-//! the writing transaction, plus the template events the templates routes append.
+//! the writing transaction, plus the template events the templates routes append; a template
+//! write's intent waits in `template_intents` until its commit moves it there as its event.
 
 use rusqlite::{Connection, params_from_iter};
 
-use super::{SqliteStore, db};
+use super::{SqliteStore, db, transaction};
 use crate::error::{Error, Result};
 use crate::store::{Change, ChangeFeed, ChangeKind, EventLog};
 
@@ -60,6 +61,42 @@ impl EventLog for SqliteStore {
         let body = event.to_string();
         self.run(move |c| {
             c.execute("INSERT INTO changes (kind, new_body) VALUES ('event', ?1)", [body]).map(drop).map_err(db("recording an event"))
+        })
+        .await
+    }
+
+    async fn intend(&self, id: &str, at: i64, intent: &serde_json::Value) -> Result<()> {
+        let (id, body) = (id.to_owned(), intent.to_string());
+        let sql = "INSERT INTO template_intents (id, created_at, body) VALUES (?1, ?2, ?3)";
+        self.run(move |c| c.execute(sql, rusqlite::params![id, at, body]).map(drop).map_err(db("recording a template write intent"))).await
+    }
+
+    async fn commit_intent(&self, id: &str, event: &serde_json::Value) -> Result<()> {
+        let (id, body) = (id.to_owned(), event.to_string());
+        self.run(move |c| {
+            transaction(c, |tx| {
+                let context = "recording a template write's event";
+                if tx.execute("DELETE FROM template_intents WHERE id = ?1", [&id]).map_err(db(context))? == 1 {
+                    tx.execute("INSERT INTO changes (kind, new_body) VALUES ('event', ?1)", [&body]).map_err(db(context))?;
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn forget_intent(&self, id: &str) -> Result<()> {
+        let id = id.to_owned();
+        let sql = "DELETE FROM template_intents WHERE id = ?1";
+        self.run(move |c| c.execute(sql, [id]).map(drop).map_err(db("forgetting a template write intent"))).await
+    }
+
+    async fn stale_intents(&self, before: i64) -> Result<Vec<serde_json::Value>> {
+        self.run(move |c| {
+            let sql = "SELECT body FROM template_intents WHERE created_at < ?1 ORDER BY created_at";
+            let mut statement = c.prepare_cached(sql).map_err(db("reading template write intents"))?;
+            let rows = statement.query_map([before], |r| r.get::<_, String>(0)).map_err(db("reading template write intents"))?;
+            rows.map(|row| decode(Some(row.map_err(db("reading template write intents"))?)).map(Option::unwrap_or_default)).collect()
         })
         .await
     }

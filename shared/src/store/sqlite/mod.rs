@@ -90,6 +90,12 @@ CREATE TRIGGER machines_inserted AFTER INSERT ON machines
     BEGIN INSERT INTO changes (kind, new_body) VALUES ('machine', NEW.body); END;
 CREATE TRIGGER machines_updated AFTER UPDATE OF body ON machines WHEN OLD.body IS NOT NEW.body
     BEGIN INSERT INTO changes (kind, old_body, new_body) VALUES ('machine', OLD.body, NEW.body); END;
+"#, r#"
+CREATE TABLE template_intents (
+    id         TEXT PRIMARY KEY,
+    created_at INTEGER NOT NULL,
+    body       TEXT NOT NULL
+);
 "#];
 
 pub struct SqliteStore {
