@@ -27,7 +27,7 @@ fn reconcile_prints_the_report_of_one_pass() {
             "active": 0, "pendingAdopted": 0, "pendingFailed": 0, "returnsResent": 0, "refreshed": 0, "finished": 0,
             "timedOut": 0, "orphansAdopted": 0, "orphansTerminated": 0,
             "foreignInstances": 0, "launchTemplatesDeleted": 0, "abandoned": 0, "capacitySettled": 0,
-            "capacityRepaired": 0
+            "capacityRepaired": 0, "templateEventsRecovered": 0, "templateIntentsDropped": 0
         })
     );
 }
